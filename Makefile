@@ -1,0 +1,54 @@
+# Stable Training — two commands do everything on a fresh machine with Python 3.11+:
+#   make demo   set up .venv, build the student notebooks, grade the bundled sample cohort
+#   make test   set up .venv and run every test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SUBMISSIONS ?= autograder/samples/submitted
+OUT ?= grading-out
+JOBS ?= 0
+
+.PHONY: setup test test-fast demo release grade lab bench clean help
+
+help:
+	@echo "make demo      build the course and grade the bundled sample cohort"
+	@echo "make test      run every test"
+	@echo "make release   regenerate course/ (student notebooks) from solutions/"
+	@echo "make grade SUBMISSIONS=<dir> OUT=<dir>   grade a folder of submissions"
+	@echo "make lab       open JupyterLab on course/"
+	@echo "make bench     run the benchmarks"
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/lock.txt -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+release: $(STAMP)
+	$(BIN)/stgrade release
+
+demo: $(STAMP)
+	$(BIN)/stgrade demo
+
+grade: $(STAMP)
+	$(BIN)/stgrade grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab course/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_grading.py
+	$(BIN)/python benchmarks/bench_reference.py
+
+clean:
+	rm -rf $(VENV) grading-out autograder/samples autograder/gradebook.db

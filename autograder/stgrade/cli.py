@@ -1,0 +1,135 @@
+"""Command line: ``stgrade grade | release | demo | samples``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .sandbox import Limits
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(cell_seconds=args.cell_timeout, notebook_seconds=args.notebook_timeout,
+                  memory_bytes=int(args.memory_mb) * 1024**2)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=int, default=0, help="submissions graded at once (default: one per core)")
+    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds one cell may run (default: 30)")
+    p.add_argument("--notebook-timeout", type=float, default=300.0,
+                   help="seconds a whole submission may run (default: 300)")
+    p.add_argument("--memory-mb", type=int, default=4096, help="memory cap of a student's kernel (default: 4096)")
+    p.add_argument("--secret", default=os.environ.get("STGRADE_SECRET"),
+                   help="secret that picks the hidden cases' random inputs (default: $STGRADE_SECRET, else a fixed one)")
+    p.add_argument("--force", action="store_true", help="regrade submissions whose results are already up to date")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+
+
+def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
+    from . import report
+    from .pipeline import DEFAULT_SECRET, RunOptions, grade_folder
+
+    options = RunOptions(jobs=args.jobs, limits=_limits(args), secret=args.secret or DEFAULT_SECRET,
+                         force=args.force, quiet=args.quiet)
+    started = time.monotonic()
+    results = grade_folder(submissions, out, options)
+    print(report.table(results))
+    counts = {s: sum(r.status == s for r in results) for s in ("graded", "failed", "missing")}
+    print(f"\n{len(results)} submissions in {time.monotonic() - started:.1f} s: "
+          + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"grades:   {out / 'grades.csv'}\nsummary:  {out / 'summary.json'}\n"
+          f"feedback: {out / 'feedback'}/<student>/<lesson>.html\nnotebooks: {out / 'autograded'}")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    return _grade(Path(args.submissions), Path(args.out), args)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from .release import release
+
+    for path in release(lessons=args.lessons or None):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from .samples import build
+
+    print(f"sample cohort written to {build(Path(args.target))}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .course import REPO_ROOT
+    from .release import release
+    from .samples import EXPECTED, build
+
+    print("1/3  building the student notebooks (course/) from solutions/ …", flush=True)
+    release()
+    print("2/3  writing a sample cohort to autograder/samples/submitted …", flush=True)
+    submitted = build(REPO_ROOT / "autograder" / "samples")
+    print("3/3  grading it …\n", flush=True)
+    out = Path(args.out)
+    _grade(submitted, out, args)
+    import csv
+
+    rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    mismatches = []
+    for student, want in EXPECTED.items():
+        row = rows.get(student)
+        got_total = float(row["total"]) if row and row["total"] else None
+        if row is None or row["status"] != want.status or got_total != want.total:
+            mismatches.append(f"{student}: expected {want.status} {want.total}, got "
+                              f"{row['status'] if row else 'no row'} {got_total}")
+    print("\nExpected outcomes:")
+    for student, want in EXPECTED.items():
+        print(f"  {student:<14} {want.why}")
+    if mismatches:
+        print("\nDEMO MISMATCH:\n  " + "\n  ".join(mismatches), file=sys.stderr)
+        return 1
+    print(f"\nEvery sample student got the expected result. Open {out / 'feedback' / 'partial'}"
+          f"/04_gradient_clipping.html to see what a student reads.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stgrade", description="Grade Stable Training submissions: parallel, sandboxed, with trusted "
+        "comparison against the reference and per-student feedback.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("grade", help="grade a folder of submissions",
+                       description="Grade every submission in SUBMISSIONS (nbgrader's submitted/<student>/<lesson>/"
+                       "*.ipynb layout, or <student>_<lesson>.ipynb / <student>.zip files) into OUT.")
+    p.add_argument("submissions", help="folder of submissions")
+    p.add_argument("--out", "-o", default="grading-out", help="output folder (default: grading-out)")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("release", help="regenerate course/ from solutions/")
+    p.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
+    p.set_defaults(func=cmd_release)
+    p = sub.add_parser("samples", help="write the sample cohort")
+    p.add_argument("--target", default="autograder/samples")
+    p.set_defaults(func=cmd_samples)
+    p = sub.add_parser("demo", help="release, build the sample cohort and grade it")
+    p.add_argument("--out", "-o", default="grading-out/demo")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo, cell_timeout=10.0, force=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"stgrade: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Grade one submission: assemble, run in a sandboxed kernel, score by trusted comparison.
+
+Scoring a test cell: it earns its points when (1) the cell ran to the end in the student's kernel
+and (2) for every ``check(fn, exercise, level)`` in it, the outputs the student's function produced
+on the grader's cases — written as plain data by ``check`` — equal the reference's outputs, which
+are computed here, in the grader's process, where student code never ran. Output on stderr,
+warnings and prints cost nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import scan
+from .assemble import SubmissionUnreadable, assemble, read_submission
+from .course import CellSpec, Lesson, load_lesson
+from .sandbox import CellRun, Limits, SandboxKernel
+
+CAPTURE_DIR_ENV = "STABLETRAIN_CAPTURE_DIR"
+CAPTURE_SEED_ENV = "STABLETRAIN_CAPTURE_SEED"
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    points: float
+    max_points: float
+    message: str
+    status: str  # passed | failed | not run
+
+
+@dataclass
+class SubmissionResult:
+    student: str
+    lesson: str
+    status: str  # graded | failed | missing
+    reason: str = ""
+    cells: list[CellResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    total: float | None = None
+    max_total: float = 0.0
+    seconds: float = 0.0
+    source: str = ""  # the submitted file, relative to the submissions folder
+    key: str = ""  # what the result depends on; equal keys give equal results
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SubmissionResult:
+        data = dict(data)
+        data["cells"] = [CellResult(**c) for c in data.get("cells", [])]
+        return cls(**data)
+
+
+def grading_seed(secret: str, student: str, lesson: str) -> int:
+    """Seed of a student's hidden cases: fixed for (secret, student, lesson), unknown without the secret."""
+    digest = hashlib.sha256(f"{secret}\0{student}\0{lesson}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _error_message(run: CellRun) -> str:
+    if run.ename == "NotImplementedError":
+        return "not answered yet: the function still raises NotImplementedError."
+    if run.status in ("timeout", "hung", "died"):
+        return f"{run.evalue}."
+    return f"{run.ename}: {run.evalue}"
+
+
+def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> str | None:
+    """None when every check of the cell matches the reference; else what went wrong, in words."""
+    from stabletrain.exercises import get_exercise, plain
+    from stabletrain.exercises.check import capture_stem
+
+    for check in spec.checks:
+        stem = capture_stem(capture_dir, check.exercise, check.level)
+        if not stem.with_suffix(".json").exists():
+            return f"{check.exercise}: no results were recorded (the check did not run to the end)."
+        try:
+            outputs = plain.from_files(stem)
+        except Exception as exc:  # anything but well-formed plain data is a wrong answer
+            return f"{check.exercise}: the results could not be read as plain data ({type(exc).__name__})."
+        exercise = get_exercise(check.exercise)
+        if not isinstance(outputs, list):
+            return f"{check.exercise}: the results are not a list of case outputs."
+        failures = exercise.verify(exercise.cases(check.level, seed), outputs)
+        if failures:
+            if all("NotImplementedError" in f.problem for f in failures):
+                return f"{check.exercise}: not answered yet (the function raises NotImplementedError)."
+            more = f"\n({len(failures) - 1} more {check.level} checks failed.)" if len(failures) > 1 else ""
+            return failures[0].message() + more
+    return None
+
+
+def submission_key(path: Path, lesson: Lesson, seed: int, limits: Limits) -> str:
+    h = hashlib.sha256()
+    from . import __version__
+
+    for part in (path.read_bytes(), lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
+                 repr(limits).encode()):
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()
+
+
+def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: Path, limits: Limits,
+                     secret: str, source: str = "") -> SubmissionResult:
+    started = time.monotonic()
+    lesson = load_lesson(lesson_id)
+    seed = grading_seed(secret, student, lesson_id)
+    result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source,
+                              key=submission_key(path, lesson, seed, limits))
+    try:
+        assembled = assemble(lesson, read_submission(path))
+    except SubmissionUnreadable as exc:
+        result.status, result.reason = "failed", str(exc)
+        result.seconds = time.monotonic() - started
+        return result
+    result.notes += assembled.notes
+    nb = assembled.notebook
+    flagged = {}
+    for spec, cell in zip(lesson.cells, nb.cells):
+        if spec.role == "solution":
+            found = scan.problems(cell.source)
+            if found:
+                flagged.update({name: (spec.grade_id, found) for name in spec.defines})
+                result.notes.append(f"answer cell '{spec.grade_id}' {'; '.join(found)}: "
+                                    "the exercises it defines earn nothing")
+    scratch = Path(tempfile.mkdtemp(prefix=f"stgrade-{student}-"))
+    capture_dir = scratch / ".captures"
+    env = {CAPTURE_DIR_ENV: str(capture_dir), CAPTURE_SEED_ENV: str(seed)}
+    try:
+        result.cells = _run_and_score(lesson, nb, scratch, capture_dir, env, limits, seed, flagged)
+    except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
+        result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {exc}"
+        result.cells = []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if result.status == "graded":
+        result.total = sum(c.points for c in result.cells)
+        target = autograded_dir / student / lesson_id / f"{lesson_id}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, target)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _run_and_score(lesson: Lesson, nb: nbformat.NotebookNode, scratch: Path, capture_dir: Path, env: dict,
+                   limits: Limits, seed: int, flagged: dict) -> list[CellResult]:
+    results: list[CellResult] = []
+    replay: list[str] = []  # setup and answer cells, re-run after a kernel restart
+    deadline = time.monotonic() + limits.notebook_seconds
+    with SandboxKernel(scratch, limits, env) as kernel:
+        for spec, cell in zip(lesson.cells, nb.cells):
+            if cell.cell_type != "code" or spec.role == "experiment":
+                continue
+            if time.monotonic() > deadline:
+                if spec.role == "test":
+                    results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
+                                              f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
+                continue
+            if spec.role == "test":
+                shutil.rmtree(capture_dir, ignore_errors=True)
+                capture_dir.mkdir(parents=True)
+            run = kernel.run(cell.source)
+            cell.outputs = run.outputs
+            if run.status in ("hung", "died"):
+                kernel.restart()
+                for code in replay:
+                    kernel.run(code)
+            elif spec.role in ("setup", "solution"):
+                replay.append(cell.source)
+            if spec.role == "test":
+                results.append(_score(spec, run, capture_dir, seed, flagged))
+                cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
+    return results
+
+
+def _score(spec: CellSpec, run: CellRun, capture_dir: Path, seed: int, flagged: dict) -> CellResult:
+    def failed(message: str) -> CellResult:
+        return CellResult(spec.grade_id, 0.0, spec.points, message, "failed")
+
+    for check in spec.checks:
+        if check.function in flagged:
+            grade_id, found = flagged[check.function]
+            return failed(f"{check.function} is defined in answer cell '{grade_id}', which {'; '.join(found)}. "
+                          "Implement the exercise with basic tensor operations.")
+    if run.status != "ok":
+        return failed(_error_message(run))
+    problem = _verify_checks(spec, capture_dir, seed)
+    if problem:
+        return failed(problem)
+    return CellResult(spec.grade_id, spec.points, spec.points, "all checks passed", "passed")

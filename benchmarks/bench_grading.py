@@ -1,0 +1,90 @@
+"""Grading speed: the stgrade pipeline against stock, sequential `nbgrader autograde`, side by side.
+
+Both grade the same cohort (``--submissions N`` notebooks, cycling through the sample students
+that stock nbgrader can grade: perfect, partial, blank, noisy) of lesson 04. Prints seconds per
+submission for each and their ratio.
+
+    .venv/bin/python benchmarks/bench_grading.py --submissions 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = "04_gradient_clipping"
+KINDS = ("perfect", "partial", "blank", "noisy")
+
+
+def make_cohort(n: int, folder: Path) -> Path:
+    from stgrade.samples import build
+
+    samples = build(folder / "samples")
+    cohort = folder / "submitted"
+    for i in range(n):
+        kind = KINDS[i % len(KINDS)]
+        target = cohort / f"{kind}{i:03d}" / LESSON
+        target.mkdir(parents=True)
+        shutil.copy(samples / kind / LESSON / f"{LESSON}.ipynb", target / f"{LESSON}.ipynb")
+    return cohort
+
+
+def run_stgrade(cohort: Path, out: Path, jobs: int) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "stgrade.cli", "grade", str(cohort), "--out", str(out), "--quiet",
+                    "--jobs", str(jobs)], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def run_nbgrader(cohort: Path, course: Path) -> float:
+    """Stock nbgrader: a course folder of its own, generate_assignment, then autograde."""
+    (course / "source" / LESSON).mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", course / "source" / LESSON)
+    shutil.copytree(cohort, course / "submitted")
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        f"c.CourseDirectory.root = {str(course)!r}\n"
+        "c.CourseDirectory.course_id = 'bench'\n"
+        "c.Execute.timeout = 60\n")
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", LESSON, "--force"], cwd=course, check=True,
+                   capture_output=True)
+    started = time.perf_counter()
+    subprocess.run([*nbgrader, "autograde", LESSON, "--force"], cwd=course, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--submissions", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=0, help="stgrade workers (default: one per core)")
+    parser.add_argument("--skip-nbgrader", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    try:
+        cohort = make_cohort(args.submissions, work)
+        n = args.submissions
+        ours = run_stgrade(cohort, work / "out", args.jobs)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(f"cohort: {n} submissions of {LESSON}")
+        print(f"{'grader':<34}{'total s':>10}{'s/submission':>15}")
+        print(f"{'stgrade (parallel, jobs=%s)' % (args.jobs or os.cpu_count()):<34}{ours:>10.1f}{ours / n:>15.2f}")
+        if not args.skip_nbgrader:
+            stock = run_nbgrader(cohort, work / "nbgrader-course")
+            print(f"{'nbgrader autograde (stock)':<34}{stock:>10.1f}{stock / n:>15.2f}")
+            print(f"speed-up (nbgrader / stgrade): {stock / ours:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

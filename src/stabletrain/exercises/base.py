@@ -1,0 +1,203 @@
+"""What a graded exercise is made of.
+
+An :class:`Exercise` knows how to build its test *cases* (plain-data inputs chosen by the grader),
+how to *run* any implementation on a case (returning plain-data outputs), how to *compare* an
+implementation's outputs with the reference's, and a catalogue of *mutants*: plausible wrong
+implementations, each with the misconception it stands for. When a student's outputs match a
+mutant's, the feedback names that misconception.
+
+The same objects serve three places: the visible self-checks in a student's notebook, the trusted
+comparison in the grader (outputs come back as plain data, the reference runs in the grader's own
+process), and the project's tests, which prove every mutant is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Plain = Any  # see stabletrain.exercises.plain
+
+LEVELS = ("visible", "hidden")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test input. ``label`` is what a student reads when the case fails."""
+
+    label: str
+    inputs: dict[str, Plain]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A plausible wrong implementation and the misconception behind it."""
+
+    fn: Callable[..., Any]
+    misconception: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed case: what was expected, what came back, and the likely misconception."""
+
+    exercise: str
+    case: str
+    problem: str
+    misconception: str | None = None
+
+    def message(self) -> str:
+        text = f"{self.exercise}: check '{self.case}' failed.\n  {self.problem}"
+        if self.misconception:
+            text += f"\n  Likely misconception: {self.misconception}"
+        return text
+
+
+@dataclass
+class Exercise:
+    """A graded function: cases, a runner, a comparison and a mutant catalogue.
+
+    Attributes:
+        name: the function's name in the notebook (``clip_grad_norm_``).
+        reference: the answer key (``stabletrain.clip_grad_norm_``).
+        make_cases: ``(level, seed) -> list[Case]``; ``level`` is ``"visible"`` or ``"hidden"``.
+        run: ``(fn, case) -> plain dict``; calls ``fn`` on the case and records what it returned,
+            what it did to its arguments and what it raised (as an exception type name).
+        compare: ``(case, got, want) -> problem or None``.
+        mutants: name -> :class:`Mutant`.
+    """
+
+    name: str
+    reference: Callable[..., Any]
+    make_cases: Callable[[str, int], list[Case]]
+    run: Callable[[Callable[..., Any], Case], dict[str, Plain]]
+    compare: Callable[[Case, dict[str, Plain], dict[str, Plain]], str | None]
+    mutants: dict[str, Mutant] = field(default_factory=dict)
+
+    def cases(self, level: str, seed: int) -> list[Case]:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        return self.make_cases(level, seed)
+
+    def diagnose(self, case: Case, got: dict[str, Plain]) -> str | None:
+        """The misconception of the first mutant whose outputs equal ``got`` on ``case``."""
+        for mutant in self.mutants.values():
+            if self.compare(case, got, self.run(mutant.fn, case)) is None:
+                return mutant.misconception
+        return None
+
+    def verify(
+        self, cases: list[Case], outputs: list[dict[str, Plain]], want: list[dict[str, Plain]] | None = None
+    ) -> list[Failure]:
+        """Compare outputs (one per case) with the reference; return the failures.
+
+        ``want`` may hold reference outputs computed beforehand; otherwise the reference is run
+        here, in the caller's process.
+        """
+        if len(outputs) != len(cases):
+            return [
+                Failure(self.name, "all cases", f"expected results for {len(cases)} cases, got {len(outputs)}")
+            ]
+        failures = []
+        for i, (case, got) in enumerate(zip(cases, outputs)):
+            expected = want[i] if want is not None else self.run(self.reference, case)
+            problem = self.compare(case, got, expected)
+            if problem is not None:
+                failures.append(Failure(self.name, case.label, problem, self.diagnose(case, got)))
+        return failures
+
+
+# ----------------------------------------------------------------------------------------------
+# Running: turn whatever an implementation returns or raises into plain data.
+
+
+def to_plain(value: Any) -> Plain:
+    """Plain-data picture of a returned value (tensors become arrays with their dtype)."""
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        return {"kind": "tensor", "dtype": str(t.dtype).replace("torch.", ""), "value": t.numpy().copy()}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return {"kind": "ndarray", "dtype": str(value.dtype), "value": value.copy()}
+    if isinstance(value, np.generic):
+        return to_plain(value.item())
+    if isinstance(value, (list, tuple)):
+        return {"kind": type(value).__name__, "items": [to_plain(v) for v in value]}
+    return {"kind": "other", "type": type(value).__name__}
+
+
+def raised(exc: BaseException) -> dict[str, Plain]:
+    return {"raised": type(exc).__name__, "message": str(exc)[:300]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparing: walk two plain values and say, in words, where they first differ.
+
+
+def describe_value(value: Plain) -> str:
+    if isinstance(value, np.ndarray):
+        if value.size <= 6:
+            return np.array2string(value, precision=6, separator=", ")
+        return f"array of shape {value.shape}, e.g. {np.array2string(value.ravel()[:4], precision=6)}…"
+    if isinstance(value, dict) and value.get("kind") in ("tensor", "ndarray"):
+        return f"{value['kind']}({describe_value(value['value'])}, dtype={value['dtype']})"
+    if isinstance(value, dict) and value.get("kind") == "other":
+        return f"an object of type {value['type']}"
+    return repr(value)
+
+
+def first_difference(got: Plain, want: Plain, rtol: float, atol: float, path: str = "") -> tuple[str, Plain, Plain] | None:
+    """``(path, got_part, want_part)`` of the first mismatch, or None when they agree.
+
+    Arrays agree when shapes are equal and values are close (NaN equals NaN, ±inf must match).
+    """
+    if isinstance(want, np.ndarray):
+        if not isinstance(got, np.ndarray) or got.dtype.kind not in "biufc":
+            return path, got, want
+        if got.shape != want.shape:
+            return path + " (shape)", got.shape, want.shape
+        if want.dtype.kind == "b":
+            return None if np.array_equal(got, want) else (path, got, want)
+        g, w = got.astype(np.float64), want.astype(np.float64)
+        ok = np.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True) | (g == w)
+        if not ok.all():
+            return path, got, want
+        return None
+    if isinstance(want, dict):
+        if not isinstance(got, dict):
+            return path, got, want
+        for key in want:
+            if key == "message":  # exception messages are free text
+                continue
+            if key not in got:
+                return f"{path}.{key}", None, want[key]
+            diff = first_difference(got[key], want[key], rtol, atol, f"{path}.{key}")
+            if diff:
+                return diff
+        extra = set(got) - set(want) - {"message"}
+        if extra:
+            key = sorted(extra)[0]
+            return f"{path}.{key}", got[key], None
+        return None
+    if isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            return path, got, want
+        for i, (g, w) in enumerate(zip(got, want)):
+            diff = first_difference(g, w, rtol, atol, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        if np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True) or got == want:
+            return None
+        return path, got, want
+    if type(got) is not type(want) or got != want:
+        return path, got, want
+    return None
+

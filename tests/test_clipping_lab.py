@@ -1,0 +1,283 @@
+"""Fast tests of stabletrain.lessons.clipping_lab, the experiments and widget of lesson 04.
+
+At the default, seeded configuration the RNN must blow up without clipping and train with norm
+clipping; the batched grid must compute what the one-model loop computes; the batched clipping
+must match the reference functions; every figure is a detached, renderable Figure; the explorer
+builds and redraws (its update time is printed, not asserted: run with ``-s`` to see it).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import stabletrain as st  # noqa: E402
+from stabletrain.lessons import clipping_lab as lab  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread for these tiny tensors (see tests/test_models_data.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def grid() -> lab.Grid:
+    """The full default grid (21 RNNs x 300 steps, about a second)."""
+    return lab.train_grid()
+
+
+@pytest.fixture(scope="module")
+def norm_run() -> lab.Run:
+    return lab.train_rnn("norm", 1.0)
+
+
+def _check_figure(fig: Figure, axes: int) -> None:
+    """A detached figure with ``axes`` titled axes that renders to PNG."""
+    assert isinstance(fig, Figure)
+    assert plt.get_fignums() == []  # not registered with pyplot: nothing accumulates
+    assert len(fig.axes) == axes
+    for ax in fig.axes:
+        assert ax.get_title() or fig.get_suptitle()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=40)
+    assert buffer.getvalue()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------------------------
+# The experiment's outcome at fixed seeds
+
+
+def test_grid_blows_up_without_clipping_and_trains_with_norm_clipping(grid):
+    none = grid.none
+    assert none.diverged_at is not None and none.diverged_at < 100
+    assert math.isinf(none.final_loss)
+    assert np.nanmax(none.raw_norms) > 1e6  # the gradient norm ran away before the overflow
+    by_norm = grid["norm", 1.0]
+    assert by_norm.diverged_at is None
+    assert by_norm.final_loss < 0.3 * lab.BASELINE_LOSS
+    assert 0.0 < by_norm.clipped_fraction < 0.5  # clipping acts, but not at every step
+    for m in grid.max_norms:
+        if m <= 2.0:  # every reasonable threshold trains
+            assert grid["norm", m].final_loss < lab.BASELINE_LOSS
+
+
+def test_grid_clipping_keeps_direction_only_for_norm(grid):
+    by_norm, by_value, agc = grid["norm", 1.0], grid["value", 1.0], grid["agc", 0.1]
+    assert np.nanmin(by_norm.cosines) > 1 - 1e-5
+    assert np.nanmean(by_value.cosines) < 0.95
+    assert np.nanmean(agc.cosines) < 0.99
+    assert by_value.clipped_fraction > by_norm.clipped_fraction
+    none = grid.none
+    taken = none.steps_taken
+    assert np.allclose(none.cosines[:taken], 1.0) and not none.clipped.any()
+    np.testing.assert_allclose(none.clipped_norms[:taken], none.raw_norms[:taken], rtol=1e-6)
+
+
+def test_grid_norms_obey_the_guarantees(grid):
+    for m in grid.max_norms:
+        for kind in ("norm", "value"):  # value clipping at max_norm/sqrt(P) has the same bound
+            run = grid[kind, m]
+            taken = run.steps_taken
+            assert np.all(run.clipped_norms[:taken] <= m * (1 + 1e-5))
+            assert np.all(run.clipped_norms[:taken] <= run.raw_norms[:taken] * (1 + 1e-6))
+
+
+def test_grid_layout_and_lookup(grid):
+    assert len(grid.runs) == 1 + 2 * len(lab.MAX_NORMS) + len(lab.CLIP_FACTORS)
+    assert grid.n_params == sum(p.numel() for p in lab.make_model().parameters()) == 321
+    for run in grid.runs.values():
+        assert run.losses.shape == run.raw_norms.shape == run.cosines.shape == (grid.cfg.steps,)
+    assert grid["none", 123.0] is grid.none
+    assert grid["agc", 0.1].threshold == 0.1
+    with pytest.raises(KeyError, match="available"):
+        grid["norm", 3.0]
+
+
+def test_train_rnn_blows_up_without_clipping_and_trains_with_it(norm_run):
+    none = lab.train_rnn("none")
+    assert none.diverged_at is not None and math.isinf(none.final_loss)
+    assert np.isnan(none.losses[none.diverged_at:]).all()
+    assert norm_run.diverged_at is None and norm_run.final_loss < 0.3 * lab.BASELINE_LOSS
+    assert np.all(norm_run.clipped_norms <= 1.0 + 1e-5)
+    assert norm_run.clipped[0]  # the first gradient (norm about 5) is clipped
+
+
+@pytest.mark.parametrize("kind, threshold", [("norm", 1.0), ("value", 1.0), ("agc", 0.1)])
+def test_train_rnn_matches_the_grid_at_first(grid, kind, threshold):
+    """Same model, data and clipping; only float rounding differs, which chaos amplifies later."""
+    single = lab.train_rnn(kind, threshold)
+    batched = grid[kind, threshold]
+    np.testing.assert_allclose(single.losses[:40], batched.losses[:40], rtol=1e-3)
+    np.testing.assert_allclose(single.raw_norms[:40], batched.raw_norms[:40], rtol=1e-3)
+    np.testing.assert_allclose(single.cosines[:40], batched.cosines[:40], rtol=1e-3, atol=1e-4)
+    assert (single.clipped[:20] == batched.clipped[:20]).all()
+
+
+def test_train_rnn_with_a_clip_fn_equals_the_reference(norm_run):
+    mine = lab.train_rnn("norm", 1.0, clip_fn=lambda params: torch.nn.utils.clip_grad_norm_(params, 1.0))
+    np.testing.assert_allclose(mine.losses[:40], norm_run.losses[:40], rtol=1e-5)
+
+
+def test_runs_are_reproducible():
+    cfg = lab.Config(steps=25)
+    a = lab.train_grid((1.0,), (0.1,), cfg)
+    b = lab.train_grid((1.0,), (0.1,), cfg)
+    for key in a.runs:
+        np.testing.assert_array_equal(a.runs[key].losses, b.runs[key].losses)
+    assert len(a.runs) == 4 and a.cfg.steps == 25
+
+
+def test_bad_kinds_raise():
+    with pytest.raises(ValueError, match="unknown clipping kind"):
+        lab.train_rnn("clamp", 1.0)
+    with pytest.raises(ValueError, match="unknown clipping kind"):
+        lab.clip_("clamp", 1.0, lab.make_model())
+
+
+# ----------------------------------------------------------------------------------------------
+# The batched clipping against the reference functions
+
+
+def _stacked_model_grads(K: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(6, 3), (6,), (6, 6), (1, 6), (1,)]
+    params = [torch.randn(K, *s, generator=g) * 0.5 for s in shapes]
+    grads = [torch.randn(K, *s, generator=g) * torch.logspace(-2, 1, K).view(K, *([1] * len(s))) for s in shapes]
+    return params, grads
+
+
+def test_batched_clip_matches_the_reference_functions():
+    K = 9
+    kinds = torch.tensor([0, 1, 1, 1, 2, 2, 2, 3, 3])
+    thresholds = [math.inf, 0.05, 0.3, 3.0, 0.1, 1.0, 10.0, 0.01, 0.2]
+    params, grads = _stacked_model_grads(K)
+    agc_mask = [True, True, True, False, False]  # the last two play the unclipped readout
+    th = torch.tensor(thresholds)
+    inf = torch.full((K,), math.inf)
+    clipped, total, was = lab._batched_clip(
+        grads, params, agc_mask, kinds,
+        torch.where(kinds == 1, th, inf), torch.where(kinds == 2, th, inf), torch.where(kinds == 3, th, inf))
+    for k in range(K):
+        ps = [torch.nn.Parameter(p[k].clone()) for p in params]
+        for p, g in zip(ps, grads):
+            p.grad = g[k].clone()
+        ref_total = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ps]))
+        if kinds[k] == 1:
+            st.clip_grad_value_(ps, thresholds[k])
+        elif kinds[k] == 2:
+            st.clip_grad_norm_(ps, thresholds[k])
+        elif kinds[k] == 3:
+            st.adaptive_clip_grad_([p for p, m in zip(ps, agc_mask) if m], clip_factor=thresholds[k])
+        changed = any(not torch.equal(p.grad, g[k]) for p, g in zip(ps, grads))
+        for p, c in zip(ps, clipped):
+            torch.testing.assert_close(c[k], p.grad, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(total[k], ref_total, rtol=1e-6, atol=0)
+        assert bool(was[k]) == changed, f"model {k} (kind {int(kinds[k])})"
+
+
+# ----------------------------------------------------------------------------------------------
+# The small demonstrations
+
+
+def test_jacobian_product_matches_autograd_and_its_bound():
+    Q, drive = lab.random_tanh_rnn(hidden=8, T=10, seed=1)
+    torch.testing.assert_close(Q.T @ Q, torch.eye(8, dtype=torch.float64))
+    assert drive.shape == (10, 8)
+    for s in (0.7, 2.5):
+        norms, product = lab.jacobian_norms(s, Q, drive)
+        jac = torch.autograd.functional.jacobian(lambda h: lab.rnn_final_state(h, Q, s, drive),
+                                                 torch.zeros(8, dtype=torch.float64))
+        assert st.rel_error(jac.numpy(), product.numpy()) < 1e-10
+        assert norms.shape == (11,) and norms[0] == 1.0
+        assert np.all(norms <= s ** np.arange(11) * (1 + 1e-12))
+
+
+def test_cosine_and_unit_norms():
+    a = [torch.tensor([1.0, 0.0]), torch.tensor([[0.0]])]
+    assert lab.cosine(a, [torch.tensor([2.0, 0.0]), torch.tensor([[0.0]])]) == pytest.approx(1.0)
+    assert lab.cosine(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])) == pytest.approx(0.0)
+    assert math.isnan(lab.cosine(torch.zeros(3), torch.ones(3)))
+    with pytest.raises(ValueError):
+        lab.cosine(torch.ones(2), torch.ones(3))
+    w = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    conv = torch.ones(2, 3, 2, 2)
+    norms = lab.unit_norms([w, torch.tensor([3.0, 4.0]), conv])
+    np.testing.assert_allclose(norms, [5.0, 1.0, 5.0, math.sqrt(12), math.sqrt(12)])
+
+
+def test_value_clip_for_has_the_norm_guarantee():
+    g = torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 10
+    c = lab.value_clip_for(2.0, g.numel())
+    assert g.clamp(-c, c).norm() <= 2.0 * (1 + 1e-6)
+
+
+def test_single_thread_restores_the_setting():
+    before = torch.get_num_threads()
+    with lab.single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures and the explorer
+
+
+def test_demonstration_figures():
+    Q, drive = lab.random_tanh_rnn(hidden=8, T=15, seed=0)
+    _check_figure(lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 2.0)}), 1)
+    fig = lab.plot_clipping_geometry((2.4, 0.6), 1.0)
+    _check_figure(fig, 1)
+    assert any("cos = 1.000" in t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    w = np.array([0.5, 1.0, 2.0])
+    before = np.array([0.1, 0.001, 0.5])
+    after = np.minimum(before, 0.05 * w)
+    _check_figure(lab.plot_agc_units(w, before, after, clip_factor=0.05), 1)
+
+
+def test_experiment_figures(grid):
+    runs = [grid.none, grid["value", 1.0], grid["norm", 1.0], grid["agc", 0.1]]
+    fig = lab.plot_loss_and_norms(runs, max_norm=1.0)
+    _check_figure(fig, 2)
+    assert len(fig.axes[1].get_legend().get_texts()) == 3  # none, norm, the max_norm line
+    _check_figure(lab.plot_clipping_stats(runs[1:]), 2)
+    _check_figure(lab.plot_threshold_sweep(grid), 2)
+
+
+def test_explorer_builds_and_redraws(grid):
+    explorer = lab.ClippingExplorer(grid, kind="norm", max_norm=1.0, clip_factor=0.1)
+    assert explorer.image.value[:4] == b"\x89PNG"
+    assert explorer.current_run() is grid["norm", 1.0]
+    assert not explorer.max_norm.disabled and explorer.clip_factor.disabled
+    first = explorer.image.value
+    times = [explorer.last_update_s]
+
+    explorer.kind.value = "agc"  # an observed change redraws
+    assert explorer.current_run() is grid["agc", 0.1]
+    assert explorer.max_norm.disabled and not explorer.clip_factor.disabled
+    assert explorer.image.value != first
+    times.append(explorer.last_update_s)
+
+    explorer.clip_factor.value = 0.01
+    assert explorer.current_run() is grid["agc", 0.01]
+    times.append(explorer.last_update_s)
+    explorer.kind.value = "none"
+    assert explorer.max_norm.disabled and explorer.clip_factor.disabled
+    assert "inf/NaN" not in explorer.summary.value and "diverged at step" in explorer.summary.value
+    times.append(explorer.update())
+    assert plt.get_fignums() == []
+    assert all(t > 0 for t in times)
+    print(f"\nexplorer update times (s): {', '.join(f'{t:.3f}' for t in times)}")

@@ -1,0 +1,99 @@
+"""Every graded exercise rejects its catalogue of wrong implementations and accepts correct ones.
+
+For each exercise: the reference passes every case at several seeds (the grader draws a seed per
+student); every alternative correct implementation passes; every mutant fails at least one hidden
+case, and the feedback for it names a misconception.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from alternatives.clipping import ALTERNATIVES
+from stabletrain.exercises import ExerciseCheckFailed, check, exercise_names, get_exercise
+
+SEEDS = (0, 1, 12345, 2**31 - 1)
+
+
+def _failures(exercise, fn, level, seed):
+    cases = exercise.cases(level, seed)
+    return exercise.verify(cases, [exercise.run(fn, case) for case in cases])
+
+
+@pytest.mark.parametrize("name", exercise_names())
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_passes_every_case(name, seed):
+    exercise = get_exercise(name)
+    for level in ("visible", "hidden"):
+        assert _failures(exercise, exercise.reference, level, seed) == []
+
+
+@pytest.mark.parametrize("name", exercise_names())
+def test_alternative_correct_implementations_pass(name):
+    assert ALTERNATIVES[name], f"no alternative implementations listed for {name}"
+    exercise = get_exercise(name)
+    for fn in ALTERNATIVES[name]:
+        for seed in SEEDS[:2]:
+            for level in ("visible", "hidden"):
+                failures = _failures(exercise, fn, level, seed)
+                assert failures == [], f"{fn.__name__} rejected: {failures[0].message()}"
+
+
+MUTANTS = [(name, m) for name in exercise_names() for m in get_exercise(name).mutants]
+
+
+@pytest.mark.parametrize(("name", "mutant"), MUTANTS, ids=[f"{n}-{m}" for n, m in MUTANTS])
+def test_mutant_is_rejected_with_a_misconception(name, mutant):
+    exercise = get_exercise(name)
+    for seed in SEEDS[:2]:
+        failures = _failures(exercise, exercise.mutants[mutant].fn, "hidden", seed)
+        assert failures, f"mutant {mutant} of {name} passes every hidden case at seed {seed}"
+        assert any(f.misconception for f in failures), f"no misconception named for mutant {mutant}"
+
+
+@pytest.mark.parametrize("name", exercise_names())
+def test_every_exercise_has_mutants(name):
+    assert len(get_exercise(name).mutants) >= 4
+
+
+def test_visible_check_explains_expected_got_and_misconception(capsys):
+    norm = get_exercise("clip_grad_norm_")
+    with pytest.raises(ExerciseCheckFailed) as info:
+        check(norm.mutants["per_parameter"].fn, "clip_grad_norm_")
+    text = str(info.value)
+    assert "expected" in text and "got" in text
+    assert "Likely misconception" in text and "global" in text
+
+
+def test_visible_check_passes_quietly_for_the_reference(capsys):
+    check(get_exercise("clip_grad_value_").reference, "clip_grad_value_")
+    assert "all 2 visible checks passed" in capsys.readouterr().out
+
+
+def test_check_reports_not_implemented():
+    def stub(parameters, clip_value):
+        raise NotImplementedError()
+
+    with pytest.raises(ExerciseCheckFailed, match="NotImplementedError"):
+        check(stub, "clip_grad_value_")
+
+
+def test_check_rejects_non_callables_and_unknown_exercises():
+    with pytest.raises(ExerciseCheckFailed, match="expected a function"):
+        check(42, "clip_grad_value_")
+    with pytest.raises(ValueError, match="unknown exercise 'clip_grad_nrom_'"):
+        check(print, "clip_grad_nrom_")
+
+
+def test_a_rigged_return_value_cannot_pass():
+    class AlwaysEqual:
+        def __eq__(self, other):
+            return True
+
+        def __array__(self, *args, **kwargs):
+            raise TypeError("no")
+
+    def rigged(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+        return AlwaysEqual()
+
+    assert _failures(get_exercise("clip_grad_norm_"), rigged, "visible", 0)

@@ -1,0 +1,149 @@
+"""Pieces of the grading pipeline on their own: discovery, the static scan, the sandboxed kernel."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stgrade.course import parse_checks
+from stgrade.discover import discover
+from stgrade.sandbox import Limits, SandboxKernel
+from stgrade.scan import problems
+
+LESSONS = ["04_gradient_clipping", "05_batch_norm"]
+
+
+def _touch(path: Path, text: str = "{}") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_discover_nbgrader_layout_marks_missing_lessons(tmp_path):
+    _touch(tmp_path / "ann" / "04_gradient_clipping" / "04_gradient_clipping.ipynb")
+    _touch(tmp_path / "ann" / "05_batch_norm" / "whatever.ipynb")
+    _touch(tmp_path / "bob" / "04_gradient_clipping" / "04_gradient_clipping.ipynb")
+    (tmp_path / "cy").mkdir()
+    subs, warnings = discover(tmp_path, LESSONS, tmp_path / "work")
+    by = {(s.student, s.lesson): s for s in subs}
+    assert set(by) == {(s, lsn) for s in ("ann", "bob", "cy") for lsn in LESSONS}
+    assert by[("ann", "05_batch_norm")].path.name == "whatever.ipynb"
+    assert by[("bob", "05_batch_norm")].path is None and by[("cy", "04_gradient_clipping")].path is None
+    assert warnings == []
+
+
+def test_discover_prefers_the_lesson_notebook_and_reports_ambiguity(tmp_path):
+    _touch(tmp_path / "ann" / "04_gradient_clipping" / "scratch.ipynb")
+    _touch(tmp_path / "ann" / "04_gradient_clipping" / "04_gradient_clipping.ipynb")
+    _touch(tmp_path / "bob" / "04_gradient_clipping" / "a.ipynb")
+    _touch(tmp_path / "bob" / "04_gradient_clipping" / "b.ipynb")
+    _touch(tmp_path / "bob" / "99_unknown" / "x.ipynb")
+    subs, warnings = discover(tmp_path, LESSONS, tmp_path / "work")
+    by = {s.student: s for s in subs}
+    assert by["ann"].path.name == "04_gradient_clipping.ipynb"
+    assert by["bob"].path is None and "2 notebooks" in by["bob"].problem
+    assert any("99_unknown" in w for w in warnings)
+
+
+def test_discover_lms_files_and_zips(tmp_path):
+    inbox = tmp_path / "inbox"
+    _touch(inbox / "s123_04_gradient_clipping.ipynb")
+    with zipfile.ZipFile(inbox / "s456.zip", "w") as zf:
+        zf.writestr("folder/04_gradient_clipping.ipynb", "{}")
+    (inbox / "broken.zip").write_text("not a zip")
+    _touch(inbox / "notes.ipynb")
+    subs, warnings = discover(inbox, LESSONS, tmp_path / "work")
+    by = {s.student: s for s in subs}
+    assert by["s123"].path.name == "s123_04_gradient_clipping.ipynb"
+    assert by["s456"].path.read_text() == "{}"
+    assert by["broken"].path is None and "zip" in by["broken"].problem
+    assert any("notes.ipynb" in w for w in warnings)
+
+
+def test_discover_rejects_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        discover(tmp_path / "nope", LESSONS, tmp_path)
+
+
+@pytest.mark.parametrize(("source", "flagged"), [
+    ("def f(p):\n    return torch.nn.utils.clip_grad_norm_(p, 1.0)", "torch.nn.utils"),
+    ("from torch.nn.utils import clip_grad_norm_", "torch.nn.utils"),
+    ("import stabletrain\nf = stabletrain.clip_grad_norm_", "stabletrain"),
+    ("import importlib", "importlib"),
+    ("exec('x = 1')", "exec"),
+    ("def f():\n    return g.__wrapped__", "__wrapped__"),
+    ("import sys\nsys.modules['torch']", "sys.modules"),
+    ("from torch import nn\nnn.init.xavier_uniform_(w)", "nn.init"),
+])
+def test_scan_flags_ways_around_the_exercise(source, flagged):
+    assert any(flagged in p for p in problems(source)), problems(source)
+
+
+@pytest.mark.parametrize("source", [
+    "def clip_grad_norm_(parameters, max_norm):\n    return torch.linalg.vector_norm(parameters[0].grad)",
+    "import math\nimport torch\nx = torch.nn.functional.relu(torch.ones(2))",
+    "def f(:\n  pass",  # a syntax error is reported when the cell runs, not here
+])
+def test_scan_accepts_ordinary_code(source):
+    assert problems(source) == []
+
+
+def test_parse_checks_reads_the_calls():
+    checks = parse_checks('check(f, "clip_grad_norm_")\ncheck(f, "clip_grad_norm_", level="hidden")')
+    assert [(c.function, c.exercise, c.level) for c in checks] == [
+        ("f", "clip_grad_norm_", "visible"), ("f", "clip_grad_norm_", "hidden")]
+    with pytest.raises(ValueError, match="check"):
+        parse_checks('check("f", name)')
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    limits = Limits(cell_seconds=3, interrupt_grace_seconds=2, memory_bytes=3 * 1024**3, output_chars=2000)
+    with SandboxKernel(tmp_path_factory.mktemp("scratch"), limits) as k:
+        yield k
+
+
+def test_sandbox_runs_cells_and_ignores_stderr(kernel):
+    run = kernel.run("import sys, warnings\nwarnings.warn('careful')\nprint('out'); sys.stderr.write('err')\nx = 41")
+    assert run.status == "ok" and run.ename is None
+    assert kernel.run("print(x + 1)").outputs[0]["text"] == "42\n"
+
+
+def test_sandbox_reports_errors_without_dying(kernel):
+    run = kernel.run("1 / 0")
+    assert (run.status, run.ename) == ("error", "ZeroDivisionError")
+    assert kernel.alive()
+
+
+def test_sandbox_interrupts_an_infinite_loop(kernel):
+    run = kernel.run("while True:\n    pass")
+    assert run.status == "timeout" and "time limit" in run.evalue
+    assert kernel.run("print('still here')").status == "ok"
+
+
+def test_sandbox_caps_output(kernel):
+    run = kernel.run("for i in range(10000):\n    print('spam' * 10)")
+    assert run.status == "ok"
+    assert sum(len(o.get("text", "")) for o in run.outputs) < 3000
+    assert "dropped" in run.outputs[-1]["text"]
+
+
+def test_sandbox_memory_cap_gives_memory_error(kernel):
+    run = kernel.run("import numpy as np\na = np.ones(2 * 1024**3)")  # 16 GiB
+    assert run.ename == "MemoryError"
+
+
+def test_sandbox_working_directory_is_the_scratch_folder(kernel):
+    run = kernel.run("import os; print(os.getcwd() == os.environ['HOME'])")
+    assert run.outputs[0]["text"].strip() == "True"
+
+
+def test_sandbox_survives_os_exit(tmp_path):
+    with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
+        k.run("y = 1")
+        run = k.run("import os; os._exit(3)")
+        assert run.status == "died" and "died" in run.evalue
+        k.restart()
+        assert k.run("print('back')").outputs[0]["text"] == "back\n"
