@@ -161,7 +161,7 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
                 r.notes.append(f"regraded; the earlier result is kept in {kept.relative_to(out)}")
             path.write_text(json.dumps(r.to_json(), indent=2))
             results[i] = r
-            progress.update(r, "graded")
+            progress.update(r, "done")
     return [results[i] for i in range(len(subs))]
 
 

@@ -9,6 +9,7 @@ next to students' notebooks.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -22,10 +23,19 @@ from .course import REPO_ROOT, lesson_ids
 
 
 def notebook_from_text(py_path: Path) -> nbformat.NotebookNode:
+    """The notebook of a jupytext .py, without outputs and with cell ids that depend only on the
+    cells' content (so regenerating it changes nothing, and editing one cell changes one id)."""
     nb = jupytext.read(py_path)
+    seen: set[str] = set()
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+        digest = hashlib.sha1(f"{cell.cell_type}\0{cell.source}".encode()).hexdigest()
+        n = 0
+        while (cell_id := digest[:8] + (f"-{n}" if n else "")) in seen:
+            n += 1
+        seen.add(cell_id)
+        cell.id = cell_id
     return nb
 
 
