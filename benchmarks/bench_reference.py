@@ -7,9 +7,8 @@
 
 Each timing is the median of ``--repeat`` runs after one warm-up; the two sides alternate so that
 machine load affects both alike, and each keeps its previous results alive until its next call
-returns, as a training loop that rebinds ``out, cache = ...`` does (freeing everything between
-calls instead makes the allocator return the memory to the OS and fault it back in, which costs
-the numpy side about 1 ms more per call on (1024, 1024) float32). Usage::
+returns, as a training loop that rebinds ``out, cache = ...`` does. Timings are noisy on a shared
+machine: run it when the machine is otherwise idle. Usage::
 
     .venv/bin/python benchmarks/bench_reference.py [--repeat 30]
 """

@@ -216,6 +216,21 @@ def test_batchnorm_eval_uses_running_statistics_only() -> None:
     assert out.shape == (1, 2)
 
 
+def test_batchnorm_eval_cache_ignores_later_updates_of_the_running_statistics() -> None:
+    rng = np.random.default_rng(10)
+    x = _batch(rng, (6, 3), np.float64)
+    gamma, beta = _params(rng, 3, np.float64)
+    running_mean, running_var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    dout = rng.standard_normal(x.shape)
+    _, cache = batchnorm_forward(x, gamma, beta, running_mean, running_var, training=False)
+    before = [batchnorm_backward(dout, cache), batchnorm_backward_alt(dout, cache)]
+    batchnorm_forward(x * 3, gamma, beta, running_mean, running_var)  # a training step
+    after = [batchnorm_backward(dout, cache), batchnorm_backward_alt(dout, cache)]
+    for grads_before, grads_after in zip(before, after):
+        for a, b in zip(grads_before, grads_after):
+            assert np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("shape", BN_SHAPES)
 def test_batchnorm_preserves_float32(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(2)

@@ -94,6 +94,8 @@ def batchnorm_forward(
 
     Returns:
         ``(out, cache)``: ``out`` shaped and typed like ``x``; ``cache`` for the backward passes.
+        The cache keeps a reference to ``x`` (as CS231n's does; ``x - mu`` is recomputed in the
+        backward pass rather than stored), so ``x`` must not be modified in place before then.
 
     Raises:
         ValueError: for inputs that are not 2-D or 3-D, parameters not shaped ``(C,)``,
@@ -124,23 +126,25 @@ def batchnorm_forward(
                 f"Expected more than 1 value per channel when training, got input size {x.shape}"
             )
         mean = _channel_sum(x) / count
-        x_centered = x - mean.reshape(stat_shape)
-        var = _channel_sum(x_centered, x_centered) / count
+        out = x - mean.reshape(stat_shape)  # x - mu, turned into the output in place below
+        var = _channel_sum(out, out) / count
         running_mean *= 1 - momentum
         running_mean += momentum * mean
         running_var *= 1 - momentum
         running_var += momentum * count / (count - 1) * var
     else:
-        x_centered = x - running_mean.astype(x.dtype, copy=False).reshape(stat_shape)
+        mean = running_mean.astype(x.dtype)  # a copy: the cache must not see later updates
         var = running_var.astype(x.dtype, copy=False)
+        out = x - mean.reshape(stat_shape)
 
     std = np.sqrt(var + eps).reshape(stat_shape)
     inv_std = 1 / std
     gamma_b = g.astype(x.dtype, copy=False).reshape(stat_shape)
-    out = x_centered * (gamma_b * inv_std)  # = gamma * x_hat
+    out *= gamma_b * inv_std  # gamma * x_hat
     out += b.astype(x.dtype, copy=False).reshape(stat_shape)
     cache = {
-        "x_centered": x_centered,
+        "x": x,
+        "mean": mean.reshape(stat_shape),
         "std": std,
         "inv_std": inv_std,
         "gamma": gamma_b,
@@ -171,9 +175,10 @@ def batchnorm_backward(
     Returns:
         ``(dx, dgamma, dbeta)`` shaped like ``x``, ``(C,)``, ``(C,)``.
     """
-    dy = _check_dout(dout, cache["x_centered"].shape)
+    dy = _check_dout(dout, cache["x"].shape)
     axes, count = cache["axes"], cache["count"]
-    xc, std, inv_std, gamma = cache["x_centered"], cache["std"], cache["inv_std"], cache["gamma"]
+    std, inv_std, gamma = cache["std"], cache["inv_std"], cache["gamma"]
+    xc = cache["x"] - cache["mean"]
     x_hat = xc * inv_std
 
     dbeta = dy.sum(axis=axes)                         # y = gamma * x_hat + beta
@@ -217,17 +222,17 @@ def batchnorm_backward_alt(
     Returns:
         ``(dx, dgamma, dbeta)`` shaped like ``x``, ``(C,)``, ``(C,)``.
     """
-    dy = _check_dout(dout, cache["x_centered"].shape)
-    count = cache["count"]
-    xc, inv_std, gamma = cache["x_centered"], cache["inv_std"], cache["gamma"]
+    dy = _check_dout(dout, cache["x"].shape)
+    count, inv_std, gamma = cache["count"], cache["inv_std"], cache["gamma"]
 
     dbeta = _channel_sum(dy)
-    dgamma = _channel_sum(dy, xc) * inv_std.reshape(-1)  # sum(dy * x_hat), x_hat = xc * s
+    dx = cache["x"] - cache["mean"]  # x - mu, turned into dx in place below
+    dgamma = _channel_sum(dy, dx) * inv_std.reshape(-1)  # sum(dy * x_hat), x_hat = (x - mu) s
     scale = gamma * inv_std
     if not cache["training"]:
-        return dy * scale, dgamma, dbeta
-    # dx = scale * (dy - (x_hat * dgamma + dbeta) / M), in place on one temporary
-    dx = xc * (inv_std * dgamma.reshape(scale.shape) / count)
+        return np.multiply(dy, scale, out=dx), dgamma, dbeta
+    # dx = scale * (dy - (x_hat * dgamma + dbeta) / M)
+    dx *= inv_std * dgamma.reshape(scale.shape) / count
     dx += (dbeta / count).reshape(scale.shape)
     np.subtract(dy, dx, out=dx)
     dx *= scale
