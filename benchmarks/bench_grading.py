@@ -2,7 +2,9 @@
 
 Both grade the same cohort (``--submissions N`` notebooks, cycling through the sample students
 that stock nbgrader can grade: perfect, partial, blank, noisy) of lesson 04. Prints seconds per
-submission for each and their ratio.
+submission for each and their ratio, and the mean score each grader gave each kind of student
+(stock nbgrader scores a test cell 0 when anything reaches stderr, so the noisy but correct
+students differ).
 
     .venv/bin/python benchmarks/bench_grading.py --submissions 40
 """
@@ -10,6 +12,7 @@ submission for each and their ratio.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import platform
 import shutil
@@ -37,6 +40,16 @@ def make_cohort(n: int, folder: Path) -> Path:
     return cohort
 
 
+def kind_of(student: str) -> str:
+    return student.rstrip("0123456789")
+
+
+def mean_by_kind(scores: dict[str, float]) -> dict[str, float]:
+    kinds = sorted({kind_of(s) for s in scores})
+    return {k: sum(v for s, v in scores.items() if kind_of(s) == k) / sum(kind_of(s) == k for s in scores)
+            for k in kinds}
+
+
 def run_stgrade(cohort: Path, out: Path, jobs: int) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "stgrade.cli", "grade", str(cohort), "--out", str(out), "--quiet",
@@ -55,11 +68,16 @@ def run_nbgrader(cohort: Path, course: Path) -> float:
         "c.CourseDirectory.course_id = 'bench'\n"
         "c.Execute.timeout = 60\n")
     nbgrader = [sys.executable, "-m", "nbgrader"]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # alembic
     subprocess.run([*nbgrader, "generate_assignment", LESSON, "--force"], cwd=course, check=True,
-                   capture_output=True)
+                   capture_output=True, env=env)
     started = time.perf_counter()
-    subprocess.run([*nbgrader, "autograde", LESSON, "--force"], cwd=course, check=True, capture_output=True)
-    return time.perf_counter() - started
+    subprocess.run([*nbgrader, "autograde", LESSON, "--force"], cwd=course, check=True, capture_output=True,
+                   env=env)
+    seconds = time.perf_counter() - started
+    subprocess.run([*nbgrader, "export", "--to", str(course / "grades.csv")], cwd=course, check=True,
+                   capture_output=True, env=env)
+    return seconds
 
 
 def main() -> int:
@@ -77,10 +95,17 @@ def main() -> int:
         print(f"cohort: {n} submissions of {LESSON}")
         print(f"{'grader':<34}{'total s':>10}{'s/submission':>15}")
         print(f"{'stgrade (parallel, jobs=%s)' % (args.jobs or os.cpu_count()):<34}{ours:>10.1f}{ours / n:>15.2f}")
+        ours_scores = {r["student_id"]: float(r["total"]) for r in csv.DictReader((work / "out" / "grades.csv").open())}
         if not args.skip_nbgrader:
             stock = run_nbgrader(cohort, work / "nbgrader-course")
             print(f"{'nbgrader autograde (stock)':<34}{stock:>10.1f}{stock / n:>15.2f}")
             print(f"speed-up (nbgrader / stgrade): {stock / ours:.2f}x")
+            stock_scores = {r["student_id"]: float(r["score"])
+                            for r in csv.DictReader((work / "nbgrader-course" / "grades.csv").open())}
+            print(f"\nmean score by kind of student (out of 9){'':<6}stgrade  nbgrader")
+            theirs = mean_by_kind(stock_scores)
+            for kind, score in mean_by_kind(ours_scores).items():
+                print(f"  {kind:<44}{score:>7.1f}{theirs.get(kind, float('nan')):>10.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

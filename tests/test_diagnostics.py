@@ -13,15 +13,6 @@ from stabletrain import ActivationStats, TrainingRecorder, grad_norms_per_layer,
 from stabletrain.diagnostics import ACTIVATION_TYPES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for these tiny tensors: faster, and no spin-waiting when pytest-xdist
-    workers share the cores (two threads per worker on two cores made single tests take seconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _net(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)

@@ -15,15 +15,6 @@ from stabletrain.diagnostics import TrainingRecorder, grad_norms_per_layer
 from stabletrain.models import ExplodingRNN, ResidualBlock, make_mlp, train_steps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for these tiny tensors: faster, and no spin-waiting when pytest-xdist
-    workers share the cores (two threads per worker on two cores made single tests take seconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _x(n: int = 64, d: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))

@@ -5,28 +5,17 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
 
-matplotlib.use("Agg")
+from stabletrain import plots
+from stabletrain.diagnostics import ActivationStats, TrainingRecorder
+from stabletrain.models import make_mlp, train_steps
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import nn  # noqa: E402
-
-from stabletrain import plots  # noqa: E402
-from stabletrain.diagnostics import ActivationStats, TrainingRecorder  # noqa: E402
-from stabletrain.models import make_mlp, train_steps  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for these tiny tensors (see tests/test_models_data.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -147,3 +148,20 @@ def test_sandbox_survives_os_exit(tmp_path):
         assert run.status == "died" and "died" in run.evalue
         k.restart()
         assert k.run("print('back')").outputs[0]["text"] == "back\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root; without it only the rlimits apply")
+def test_sandbox_has_no_network_and_writes_only_to_scratch(kernel, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "x.txt"
+    code = (
+        "import socket\n"
+        "try:\n    socket.create_connection(('127.0.0.1', 22), timeout=2); print('net: open')\n"
+        "except OSError:\n    print('net: blocked')\n"
+        f"try:\n    open({str(outside)!r}, 'w').write('x'); print('outside: written')\n"
+        "except OSError:\n    print('outside: blocked')\n"
+        "open('inside.txt', 'w').write('x'); print('inside: written')\n"
+    )
+    run = kernel.run(code)
+    text = "".join(o.get("text", "") for o in run.outputs)
+    assert text.split("\n")[:3] == ["net: blocked", "outside: blocked", "inside: written"], text
+    assert not outside.exists()

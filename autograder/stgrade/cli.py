@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="release, build the sample cohort and grade it")
     p.add_argument("--out", "-o", default="grading-out/demo")
     _add_run_options(p)
-    p.set_defaults(func=cmd_demo, cell_timeout=10.0, force=True)
+    p.set_defaults(func=cmd_demo, cell_timeout=10.0)
     return parser
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from .course import Lesson
 from .grading import SubmissionResult
 
 _STYLE = """
@@ -22,7 +21,7 @@ pre{background:#f6f8fa;padding:.75rem;overflow:auto;white-space:pre-wrap;margin:
 """
 
 
-def render(result: SubmissionResult, lesson: Lesson | None, answers: dict[str, str]) -> str:
+def render(result: SubmissionResult, answers: dict[str, str]) -> str:
     title = f"{escape(result.lesson)} — feedback for {escape(result.student)}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style>"
              f"</head><body><h1>{title}</h1>"]
@@ -48,8 +47,8 @@ def render(result: SubmissionResult, lesson: Lesson | None, answers: dict[str, s
     return "".join(parts)
 
 
-def write(result: SubmissionResult, lesson: Lesson | None, answers: dict[str, str], folder: Path) -> Path:
+def write(result: SubmissionResult, answers: dict[str, str], folder: Path) -> Path:
     target = folder / result.student / f"{result.lesson}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(result, lesson, answers), encoding="utf-8")
+    target.write_text(render(result, answers), encoding="utf-8")
     return target

@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from stabletrain.exercises.check import CAPTURE_DIR_ENV, CAPTURE_SEED_ENV
 
 from . import scan
 from .assemble import SubmissionUnreadable, assemble, read_submission
 from .course import CellSpec, Lesson, load_lesson
 from .sandbox import CellRun, Limits, SandboxKernel
-
-CAPTURE_DIR_ENV = "STABLETRAIN_CAPTURE_DIR"
-CAPTURE_SEED_ENV = "STABLETRAIN_CAPTURE_SEED"
 
 
 @dataclass

@@ -9,8 +9,10 @@ environment (set by :mod:`stgrade.sandbox`):
 - ``STGRADE_CPU_SECONDS``: CPU seconds for the whole kernel (RLIMIT_CPU) — a last resort behind the
   per-cell and per-notebook wall-clock limits.
 
-When the grader runs as root, the kernel also gets a network namespace of its own (no network at
-all; the grader talks to it over Unix sockets). The kernel runs in its own process group, which the grader kills at the end, so forked children
+When the grader runs as root, the kernel also gets namespaces of its own: an empty network (the
+grader talks to it over Unix sockets) and a view of the file system in which everything is
+read-only except its scratch folder (its working directory). Elsewhere these steps are skipped and
+the limits above still apply. The kernel runs in its own process group, which the grader kills at the end, so forked children
 die with it.
 """
 
@@ -36,19 +38,44 @@ def apply_limits() -> None:
 
 
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def isolate_network() -> bool:
     """Move this process into an empty network namespace; False where that is not permitted."""
-    if os.geteuid() != 0:
+    return os.geteuid() == 0 and _LIBC.unshare(CLONE_NEWNET) == 0
+
+
+def confine_filesystem(writable: str) -> bool:
+    """Make every mount read-only for this process, except ``writable`` (a private bind mount).
+
+    Uses a mount namespace of its own, so nothing changes for any other process. False where
+    that is not permitted (not root); /proc, /sys and /dev are left as they are.
+    """
+    if os.geteuid() != 0 or _LIBC.unshare(CLONE_NEWNS) != 0:
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.unshare(CLONE_NEWNET) == 0
+    if _LIBC.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    target = os.path.realpath(writable).encode()
+    if _LIBC.mount(target, target, None, MS_BIND | MS_REC, None) != 0:
+        return False
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in mounts]
+    for point in points:
+        if point.startswith(("/proc", "/sys", "/dev")) or point.encode() == target:
+            continue
+        _LIBC.mount(point.encode(), point.encode(), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+    os.chdir(target)  # the old working directory still points into the now read-only mount below
+    return True
 
 
 def main() -> None:
     apply_limits()
-    isolate_network()
+    if os.environ.get("STGRADE_CONFINE") == "1":
+        isolate_network()
+        confine_filesystem(os.getcwd())
     from stabletrain.exercises import guard
 
     guard.install()

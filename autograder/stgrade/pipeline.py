@@ -107,7 +107,7 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
         shutil.rmtree(work, ignore_errors=True)
     cell_ids = {lid: [c.grade_id for c in load_lesson(lid).test_cells] for lid in {r.lesson for r in results if r.lesson}}
     for sub, r in zip(subs, results):
-        feedback.write(r, None, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
+        feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
     report.write_csv(results, cell_ids, out / "grades.csv")
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions)}

@@ -9,16 +9,14 @@ from pathlib import Path
 from .grading import SubmissionResult
 
 
-def _columns(results: list[SubmissionResult], cell_ids: dict[str, list[str]]) -> list[str]:
-    lessons = sorted({r.lesson for r in results if r.lesson})
-    return [f"{lesson}:{gid}" if len(lessons) > 1 else gid for lesson in lessons for gid in cell_ids.get(lesson, [])]
-
-
 def write_csv(results: list[SubmissionResult], cell_ids: dict[str, list[str]], path: Path) -> None:
-    """One row per student and lesson; cell columns, total and max_total stay empty unless graded."""
+    """One row per student and lesson; cell columns, total and max_total stay empty unless graded.
+
+    With several lessons in one run, cell columns are named ``<lesson>:<grade_id>``.
+    """
     lessons = sorted({r.lesson for r in results if r.lesson})
     many = len(lessons) > 1
-    cols = _columns(results, cell_ids)
+    cols = [f"{lesson}:{gid}" if many else gid for lesson in lessons for gid in cell_ids.get(lesson, [])]
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["student_id", "lesson", "status", "reason", *cols, "total", "max_total"])

@@ -97,6 +97,7 @@ class SandboxKernel:
             "STGRADE_MEMORY_BYTES": str(self.limits.memory_bytes),
             "STGRADE_FILE_BYTES": str(self.limits.file_bytes),
             "STGRADE_CPU_SECONDS": str(int(self.limits.notebook_seconds * 2 + 60)),
+            "STGRADE_CONFINE": "1",
         })
         env.update(self.extra_env)
         return env
