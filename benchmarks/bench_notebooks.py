@@ -26,7 +26,8 @@ def run(lesson: str) -> float:
     nb = nbformat.read(REPO_ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": scratch}}).execute()
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": scratch}},
+                       extra_arguments=["--IPKernelApp.log_level=ERROR"]).execute()
         return time.perf_counter() - started
 
 

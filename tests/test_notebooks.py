@@ -18,6 +18,7 @@ def _execute(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                   extra_arguments=["--IPKernelApp.log_level=ERROR"],
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     return nb, time.perf_counter() - started
 
