@@ -106,3 +106,19 @@ def test_a_forced_regrade_gives_the_same_grades_and_keeps_the_earlier_result(gra
     regraded = grade_folder(subset, tmp_path / "out", RunOptions(jobs=2, limits=LIMITS, quiet=True, force=True))
     assert {r.student: r.total for r in regraded} == {"perfect": 9, "partial": 4}
     assert (tmp_path / "out" / "results" / "perfect" / f"{LESSON}.previous-1.json").exists()
+
+
+def test_lms_downloads_are_graded_like_the_nbgrader_layout(graded, tmp_path):
+    import zipfile
+
+    submitted, _, _ = graded
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    shutil.copy(submitted / "perfect" / LESSON / f"{LESSON}.ipynb", inbox / f"s001_{LESSON}.ipynb")
+    with zipfile.ZipFile(inbox / "s002.zip", "w") as zf:
+        zf.write(submitted / "partial" / LESSON / f"{LESSON}.ipynb", f"s002/{LESSON}.ipynb")
+    out = tmp_path / "out"
+    results = {r.student: r for r in grade_folder(inbox, out, RunOptions(jobs=2, limits=LIMITS, quiet=True))}
+    assert (results["s001"].total, results["s002"].total) == (9, 4)
+    page = (out / "feedback" / "s002" / f"{LESSON}.html").read_text()
+    assert "Your answers" in page and "def clip_grad_norm_(" in page  # answers read from the unzipped copy

@@ -99,15 +99,15 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     """Grade everything in ``submissions``; write all outputs into ``out``; return the results."""
     started = datetime.now(timezone.utc)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="stgrade-unpacked-"))
+    work = Path(tempfile.mkdtemp(prefix="stgrade-unpacked-"))  # notebooks taken out of zip files
     try:
         subs, warnings = discover(submissions, lesson_ids(), work)
         results = _grade_all(subs, submissions, out, options)
+        for sub, r in zip(subs, results):
+            feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     cell_ids = {lid: [c.grade_id for c in load_lesson(lid).test_cells] for lid in {r.lesson for r in results if r.lesson}}
-    for sub, r in zip(subs, results):
-        feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
     report.write_csv(results, cell_ids, out / "grades.csv")
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions)}
