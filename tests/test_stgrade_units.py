@@ -77,6 +77,8 @@ def test_discover_rejects_a_missing_folder(tmp_path):
     ("def f():\n    return g.__wrapped__", "__wrapped__"),
     ("import sys\nsys.modules['torch']", "sys.modules"),
     ("from torch import nn\nnn.init.xavier_uniform_(w)", "nn.init"),
+    ("import torch.nn.utils as U\nf = getattr(U, 'clip_grad_norm_')", "clip_grad_norm_"),
+    ("from torch.nn.utils import *", "*"),
 ])
 def test_scan_flags_ways_around_the_exercise(source, flagged):
     assert any(flagged in p for p in problems(source)), problems(source)
@@ -86,6 +88,8 @@ def test_scan_flags_ways_around_the_exercise(source, flagged):
     "def clip_grad_norm_(parameters, max_norm):\n    return torch.linalg.vector_norm(parameters[0].grad)",
     "import math\nimport torch\nx = torch.nn.functional.relu(torch.ones(2))",
     "def f(:\n  pass",  # a syntax error is reported when the cell runs, not here
+    "from torch.nn.utils import parameters_to_vector\ndef n(ps):\n    return parameters_to_vector(ps).norm()",
+    "def clip_grad_norm_(parameters, max_norm):\n    return clip_grad_value_(parameters, max_norm)",
 ])
 def test_scan_accepts_ordinary_code(source):
     assert problems(source) == []

@@ -1,19 +1,31 @@
 """Static look at solution cells for ways around implementing the exercise.
 
-The guard in the grading kernel already switches the answer keys off; this scan catches the routes
-around it (re-importing a module, reaching into the garbage collector or code objects, running
-strings as code) and names them in the feedback. A flagged solution earns nothing for the tests
-that check the functions it defines.
+The guard in the grading kernel already switches the answer keys off; this scan names their use
+in the feedback, and catches the routes around the guard (re-importing a module, reaching into
+the garbage collector or code objects, running strings as code). A flagged solution earns nothing
+for the tests that check the functions it defines. Ordinary helpers stay allowed:
+``torch.nn.utils.parameters_to_vector`` or ``torch.nn.init.uniform_`` are building blocks, not
+answers.
 """
 
 from __future__ import annotations
 
 import ast
 
-FORBIDDEN_MODULES = ("torch.nn.utils", "torch.nn.init", "stabletrain", "importlib", "gc", "ctypes", "inspect")
+from stabletrain.exercises.guard import STABLETRAIN_ANSWER_KEY_MODULES, TORCH_ANSWER_KEYS
+
+FORBIDDEN_MODULES = ("stabletrain", "importlib", "gc", "ctypes", "inspect", "torch.nn.utils.clip_grad")
 FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "reload", "globals", "vars")
 FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__", "__closure__", "modules")
-FORBIDDEN_CHAINS = ("nn.utils", "nn.init")
+
+
+def answer_key_names() -> frozenset[str]:
+    """Every function name that is an answer key in some lesson."""
+    import stabletrain
+
+    names = {name for group in TORCH_ANSWER_KEYS.values() for name in group}
+    names |= {name for name, module in stabletrain._EXPORTS.items() if module in STABLETRAIN_ANSWER_KEY_MODULES}
+    return frozenset(names)
 
 
 def _dotted(node: ast.AST) -> str:
@@ -36,19 +48,20 @@ def problems(source: str) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []  # a syntax error shows up, with its message, when the cell runs
+    keys = answer_key_names()
     found: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [f"imports {a.name}" for a in node.names if _module_forbidden(a.name)]
-        elif isinstance(node, ast.ImportFrom) and node.module and (
-            _module_forbidden(node.module)
-            or any(_module_forbidden(f"{node.module}.{a.name}") for a in node.names)
-        ):
-            found.append(f"imports from {node.module}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if _module_forbidden(node.module):
+                found.append(f"imports from {node.module}")
+            found += [f"imports {a.name} from {node.module}" for a in node.names
+                      if a.name in keys or a.name == "*" or _module_forbidden(f"{node.module}.{a.name}")]
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             found.append(f"calls {node.func.id}()")
-        elif isinstance(node, ast.Attribute):
-            chain = _dotted(node)
-            if node.attr in FORBIDDEN_ATTRIBUTES or any(f".{c}." in f".{chain}." for c in FORBIDDEN_CHAINS):
-                found.append(f"uses {chain or node.attr}")
+        elif isinstance(node, ast.Attribute) and (node.attr in keys or node.attr in FORBIDDEN_ATTRIBUTES):
+            found.append(f"uses {_dotted(node) or node.attr}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in keys:
+            found.append(f"names {node.value!r} in a string")
     return sorted(set(found))
