@@ -169,3 +169,16 @@ def test_sandbox_has_no_network_and_writes_only_to_scratch(kernel, tmp_path_fact
     text = "".join(o.get("text", "") for o in run.outputs)
     assert text.split("\n")[:3] == ["net: blocked", "outside: blocked", "inside: written"], text
     assert not outside.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the pids cgroup needs root")
+def test_sandbox_stops_a_fork_bomb_and_kills_what_it_left(tmp_path):
+    with SandboxKernel(tmp_path, Limits(cell_seconds=10, max_processes=64)) as k:
+        assert k.cgroup is not None
+        run = k.run("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
+                    "            time.sleep(600)\n            os._exit(0)\n        n += 1\n"
+                    "except OSError:\n    print('stopped at', n)")
+        assert run.status == "ok" and "stopped at" in run.outputs[0]["text"]
+        cgroup = k.cgroup
+        assert len(cgroup.pids()) >= 40
+    assert not cgroup.path.exists()

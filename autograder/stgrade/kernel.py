@@ -7,7 +7,9 @@ environment (set by :mod:`stgrade.sandbox`):
   MemoryError in that cell instead of taking the machine down;
 - ``STGRADE_FILE_BYTES``: largest file the kernel may write (RLIMIT_FSIZE);
 - ``STGRADE_CPU_SECONDS``: CPU seconds for the whole kernel (RLIMIT_CPU) — a last resort behind the
-  per-cell and per-notebook wall-clock limits.
+  per-cell and per-notebook wall-clock limits;
+- ``STGRADE_PIDS_CGROUP``: a cgroup to join whose ``pids.max`` caps the number of processes
+  (see :mod:`stgrade.cgroup`).
 
 When the grader runs as root, the kernel also gets namespaces of its own: an empty network (the
 grader talks to it over Unix sockets) and a view of the file system in which everything is
@@ -72,6 +74,10 @@ def confine_filesystem(writable: str) -> bool:
 
 
 def main() -> None:
+    if os.environ.get("STGRADE_PIDS_CGROUP"):
+        from .cgroup import join
+
+        join(os.environ["STGRADE_PIDS_CGROUP"])
     apply_limits()
     if os.environ.get("STGRADE_CONFINE") == "1":
         isolate_network()

@@ -30,6 +30,8 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 from nbformat.v4 import output_from_msg
 
+from .cgroup import PidsCgroup
+
 KERNEL_NAME = "stgrade-sandbox"
 
 
@@ -42,6 +44,7 @@ class Limits:
     memory_bytes: int = 4 * 1024**3
     file_bytes: int = 64 * 1024**2
     output_chars: int = 20_000  # per cell; the rest is dropped with a note
+    max_processes: int = 64  # threads count too: torch's pool and ipykernel's need about 20
     startup_seconds: float = 60.0
     interrupt_grace_seconds: float = 5.0
 
@@ -77,6 +80,7 @@ class SandboxKernel:
         self._spec_root = Path(tempfile.mkdtemp(prefix="stgrade-spec-"))
         self.km: KernelManager | None = None
         self.kc: Any = None
+        self.cgroup: PidsCgroup | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -99,11 +103,14 @@ class SandboxKernel:
             "STGRADE_CPU_SECONDS": str(int(self.limits.notebook_seconds * 2 + 60)),
             "STGRADE_CONFINE": "1",
         })
+        if self.cgroup is not None:
+            env["STGRADE_PIDS_CGROUP"] = str(self.cgroup.path)
         env.update(self.extra_env)
         return env
 
     def start(self) -> None:
         self.scratch.mkdir(parents=True, exist_ok=True)
+        self.cgroup = PidsCgroup.create(self.limits.max_processes)
         ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(self._spec_root))])
         # ZeroMQ over Unix sockets in the scratch folder: no TCP port, nothing on the network.
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm, transport="ipc",
@@ -127,6 +134,9 @@ class SandboxKernel:
             except Exception:  # already dead: nothing left to stop
                 pass
             self.km = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
 
     def restart(self) -> None:
         self.shutdown()
