@@ -76,6 +76,15 @@ def test_feedback_hides_hidden_tests_and_tracebacks(graded):
     assert "Score: <b>4</b> / 9" in (out / "feedback" / "partial" / f"{LESSON}.html").read_text()
 
 
+def test_index_links_every_feedback_page(graded):
+    _, out, _ = graded
+    index = (out / "index.html").read_text()
+    for student in EXPECTED:
+        if student != "absent":
+            assert f"feedback/{student}/{LESSON}.html" in index
+    assert "9 graded, 1 failed, 1 missing" in index
+
+
 def test_autograded_notebooks_keep_the_hidden_tests_for_the_instructor(graded):
     _, out, _ = graded
     nb = json.loads((out / "autograded" / "perfect" / LESSON / f"{LESSON}.ipynb").read_text())

@@ -40,7 +40,7 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     counts = {s: sum(r.status == s for r in results) for s in ("graded", "failed", "missing")}
     print(f"\n{len(results)} submissions in {time.monotonic() - started:.1f} s: "
           + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"grades:   {out / 'grades.csv'}\nsummary:  {out / 'summary.json'}\n"
+    print(f"overview: {out / 'index.html'}\ngrades:   {out / 'grades.csv'}\nsummary:  {out / 'summary.json'}\n"
           f"feedback: {out / 'feedback'}/<student>/<lesson>.html\nnotebooks: {out / 'autograded'}")
     return 0
 

@@ -1,7 +1,7 @@
 """Grade a folder of submissions in parallel and write every output.
 
 Writes into OUT: ``autograded/<student>/<lesson>/<lesson>.ipynb``, ``feedback/<student>/<lesson>.html``,
-``grades.csv``, ``summary.json`` and ``results/<student>/<lesson>.json`` (one per submission, written
+``grades.csv``, ``summary.json``, ``index.html`` (an overview linking every feedback page) and ``results/<student>/<lesson>.json`` (one per submission, written
 as soon as it is graded). A result whose inputs are unchanged (same file, same instructor notebook,
 same grader version, seed and limits) is reused, so an interrupted run resumes where it stopped and
 a repeated run gives the same grades; a result that would change is kept beside the new one as
@@ -112,6 +112,7 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions)}
     report.write_json(results, warnings, meta, out / "summary.json")
+    report.write_index(results, out / "index.html")
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from html import escape
 from pathlib import Path
 
 from .grading import SubmissionResult
@@ -47,3 +48,27 @@ def table(results: list[SubmissionResult]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
     return "\n".join(lines)
+
+
+def write_index(results: list[SubmissionResult], path: Path) -> None:
+    """An HTML overview for the instructor: one row per submission, linked to its feedback page."""
+    rows = []
+    for r in results:
+        score = f"{r.total:g} / {r.max_total:g}" if r.status == "graded" else "—"
+        note = r.reason or "; ".join(r.notes)
+        link = f"feedback/{escape(r.student)}/{escape(r.lesson)}.html" if r.lesson else ""
+        name = f"<a href='{link}'>{escape(r.student)}</a>" if link else escape(r.student)
+        failed = "".join(f"<li>{escape(c.grade_id)}: {escape(c.message.splitlines()[0])}</li>"
+                         for c in r.cells if c.points < c.max_points)
+        rows.append(f"<tr class='{r.status}'><td>{name}</td><td>{escape(r.lesson)}</td><td>{r.status}</td>"
+                    f"<td>{score}</td><td>{escape(note)}<ul>{failed}</ul></td></tr>")
+    counts = ", ".join(f"{sum(r.status == s for r in results)} {s}" for s in ("graded", "failed", "missing"))
+    path.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Grades</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}"
+        "td,th{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}"
+        "tr.failed td{background:#ffebe9}tr.missing td{color:#888}ul{margin:.2rem 0;padding-left:1.2rem}"
+        f"</style></head><body><h1>Grades</h1><p>{len(results)} submissions: {counts}. "
+        "Machine-readable: <a href='grades.csv'>grades.csv</a>, <a href='summary.json'>summary.json</a>.</p>"
+        "<table><tr><th>student</th><th>lesson</th><th>status</th><th>score</th><th>notes and lost points</th></tr>"
+        + "".join(rows) + "</table></body></html>", encoding="utf-8")
