@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-from stabletrain.exercises.check import CAPTURE_DIR_ENV, CAPTURE_SEED_ENV
+from stabletrain.exercises import get_exercise, plain
+from stabletrain.exercises.check import CAPTURE_DIR_ENV, CAPTURE_SEED_ENV, capture_stem
 
-from . import scan
+from . import __version__, scan
 from .assemble import SubmissionUnreadable, assemble, read_submission
 from .course import CellSpec, Lesson, load_lesson
 from .sandbox import CellRun, Limits, SandboxKernel
@@ -74,9 +75,6 @@ def _error_message(run: CellRun) -> str:
 
 def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> str | None:
     """None when every check of the cell matches the reference; else what went wrong, in words."""
-    from stabletrain.exercises import get_exercise, plain
-    from stabletrain.exercises.check import capture_stem
-
     for check in spec.checks:
         stem = capture_stem(capture_dir, check.exercise, check.level)
         if not stem.with_suffix(".json").exists():
@@ -99,8 +97,6 @@ def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> str | None:
 
 def submission_key(path: Path, lesson: Lesson, seed: int, limits: Limits) -> str:
     h = hashlib.sha256()
-    from . import __version__
-
     for part in (path.read_bytes(), lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
                  repr(limits).encode()):
         h.update(hashlib.sha256(part).digest())
