@@ -62,6 +62,8 @@ def test_messages_explain_the_misconception(graded):
     assert "time limit" in loop["clip_grad_norm_visible"].message
     crash = {c.grade_id: c for c in results["crasher"].cells}
     assert "died" in crash["adaptive_clip_grad_visible"].message
+    silencer = {c.grade_id: c for c in results["silencer"].cells}
+    assert "no results were recorded" in silencer["clip_grad_norm_hidden"].message
     blank = {c.grade_id: c for c in results["blank"].cells}
     assert all("not answered yet" in c.message for c in blank.values())
 
@@ -82,7 +84,7 @@ def test_index_links_every_feedback_page(graded):
     for student in EXPECTED:
         if student != "absent":
             assert f"feedback/{student}/{LESSON}.html" in index
-    assert "9 graded, 1 failed, 1 missing" in index
+    assert "10 graded, 1 failed, 1 missing" in index
 
 
 def test_autograded_notebooks_keep_the_hidden_tests_for_the_instructor(graded):
@@ -94,7 +96,7 @@ def test_autograded_notebooks_keep_the_hidden_tests_for_the_instructor(graded):
 def test_summary_json_counts_and_reasons(graded):
     _, out, _ = graded
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"] == {"graded": 9, "failed": 1, "missing": 1}
+    assert summary["counts"] == {"graded": 10, "failed": 1, "missing": 1}
     by = {s["student"]: s for s in summary["submissions"]}
     assert by["corrupt"]["reason"] and by["perfect"]["total"] == 9
 

@@ -49,6 +49,12 @@ def clip_grad_value_(parameters, clip_value):
     return None                                   # ...without clipping anything
 '''
 
+_SILENCE_CHECKS = '''\
+check = lambda *args, **kwargs: print("✓ all checks passed")   # replace the notebook's check()...
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    return torch.tensor(0.0)                                   # ...and answer nothing
+'''
+
 
 @dataclass(frozen=True)
 class Expected:
@@ -68,6 +74,8 @@ EXPECTED: dict[str, Expected] = {
     "cheater": Expected("graded", 6, "clip_grad_norm_ calls torch.nn.utils.clip_grad_norm_: earns nothing for it"),
     "tamperer": Expected("graded", 6, "deleted the test cells and patched numpy/torch allclose, with a wrong "
                                       "clip_grad_value_: tests restored, patching useless"),
+    "silencer": Expected("graded", 3, "replaced check() with a function that prints success: no results reach "
+                                      "the grader, so every exercise checked after that earns nothing"),
     "crasher": Expected("graded", 6, "adaptive_clip_grad_ kills the kernel (os._exit): those cells score 0, "
                                      "the kernel is restarted and the rest is graded"),
     "corrupt": Expected("failed", None, "the notebook file is not valid JSON: reported, not scored as 0"),
@@ -143,6 +151,7 @@ def build(target: Path, root: Path = REPO_ROOT) -> Path:
     tamper = _with_answers(release, {**good, "clip_grad_value": _TAMPER_VALUE})
     tamper.cells = [c for c in tamper.cells if not c.metadata.get("nbgrader", {}).get("grade")]
     save("tamperer", tamper)
+    save("silencer", _with_answers(release, {**good, "clip_grad_norm": _SILENCE_CHECKS}))
     save("crasher", _with_answers(release, {**good, "adaptive_clip_grad": _inject_first_line(
         good["adaptive_clip_grad"], "adaptive_clip_grad_", "import os; os._exit(1)")}))
     corrupt = submitted / "corrupt" / LESSON / f"{LESSON}.ipynb"

@@ -89,22 +89,16 @@ class Exercise:
                 return mutant.misconception
         return None
 
-    def verify(
-        self, cases: list[Case], outputs: list[dict[str, Plain]], want: list[dict[str, Plain]] | None = None
-    ) -> list[Failure]:
-        """Compare outputs (one per case) with the reference; return the failures.
-
-        ``want`` may hold reference outputs computed beforehand; otherwise the reference is run
-        here, in the caller's process.
-        """
+    def verify(self, cases: list[Case], outputs: list[dict[str, Plain]]) -> list[Failure]:
+        """Compare outputs (one per case) with the reference's, computed here, in the caller's
+        process; return the failures."""
         if len(outputs) != len(cases):
             return [
                 Failure(self.name, "all cases", f"expected results for {len(cases)} cases, got {len(outputs)}")
             ]
         failures = []
-        for i, (case, got) in enumerate(zip(cases, outputs)):
-            expected = want[i] if want is not None else self.run(self.reference, case)
-            problem = self.compare(case, got, expected)
+        for case, got in zip(cases, outputs):
+            problem = self.compare(case, got, self.run(self.reference, case))
             if problem is not None:
                 failures.append(Failure(self.name, case.label, problem, self.diagnose(case, got)))
         return failures
