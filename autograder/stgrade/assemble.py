@@ -9,7 +9,6 @@ such repair is reported as a note.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import nbformat
@@ -56,10 +55,9 @@ def assemble(lesson: Lesson, submission: nbformat.NotebookNode) -> Assembled:
             answers.setdefault(grade_id, []).append(cell.get("source", ""))
     stubs = _release_sources(lesson)
     notes: list[str] = []
-    counts = Counter({k: len(v) for k, v in answers.items()})
-    for grade_id, n in sorted(counts.items()):
-        if n > 1:
-            notes.append(f"cell '{grade_id}' appears {n} times in the submission; the first one was graded")
+    for grade_id, sources in sorted(answers.items()):
+        if len(sources) > 1:
+            notes.append(f"cell '{grade_id}' appears {len(sources)} times in the submission; the first one was graded")
     out = nbformat.v4.new_notebook(metadata=source_nb.metadata)
     for spec, cell in zip(lesson.cells, source_nb.cells):
         new = nbformat.from_dict(dict(cell))

@@ -37,9 +37,7 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
     print(report.table(results))
-    counts = {s: sum(r.status == s for r in results) for s in ("graded", "failed", "missing")}
-    print(f"\n{len(results)} submissions in {time.monotonic() - started:.1f} s: "
-          + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"\n{len(results)} submissions in {time.monotonic() - started:.1f} s: {report.counts_line(results)}")
     print(f"overview: {out / 'index.html'}\ngrades:   {out / 'grades.csv'}\nsummary:  {out / 'summary.json'}\n"
           f"feedback: {out / 'feedback'}/<student>/<lesson>.html\nnotebooks: {out / 'autograded'}")
     return 0

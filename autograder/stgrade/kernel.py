@@ -14,8 +14,8 @@ environment (set by :mod:`stgrade.sandbox`):
 When the grader runs as root, the kernel also gets namespaces of its own: an empty network (the
 grader talks to it over Unix sockets) and a view of the file system in which everything is
 read-only except its scratch folder (its working directory). Elsewhere these steps are skipped and
-the limits above still apply. The kernel runs in its own process group, which the grader kills at the end, so forked children
-die with it.
+the limits above still apply. The kernel runs in its own process group, which the grader kills at
+the end, so forked children die with it.
 """
 
 from __future__ import annotations

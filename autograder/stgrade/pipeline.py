@@ -1,7 +1,8 @@
 """Grade a folder of submissions in parallel and write every output.
 
-Writes into OUT: ``autograded/<student>/<lesson>/<lesson>.ipynb``, ``feedback/<student>/<lesson>.html``,
-``grades.csv``, ``summary.json``, ``index.html`` (an overview linking every feedback page) and ``results/<student>/<lesson>.json`` (one per submission, written
+Writes into OUT: ``autograded/<student>/<lesson>/<lesson>.ipynb``,
+``feedback/<student>/<lesson>.html``, ``grades.csv``, ``summary.json``, ``index.html`` (an overview
+linking every feedback page) and ``results/<student>/<lesson>.json`` (one per submission, written
 as soon as it is graded). A result whose inputs are unchanged (same file, same instructor notebook,
 same grader version, seed and limits) is reused, so an interrupted run resumes where it stopped and
 a repeated run gives the same grades; a result that would change is kept beside the new one as

@@ -9,6 +9,17 @@ from pathlib import Path
 
 from .grading import SubmissionResult
 
+STATUSES = ("graded", "failed", "missing")
+
+
+def counts(results: list[SubmissionResult]) -> dict[str, int]:
+    """How many submissions have each status."""
+    return {s: sum(r.status == s for r in results) for s in STATUSES}
+
+
+def counts_line(results: list[SubmissionResult]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts(results).items())
+
 
 def write_csv(results: list[SubmissionResult], cell_ids: dict[str, list[str]], path: Path) -> None:
     """One row per student and lesson; cell columns, total and max_total stay empty unless graded.
@@ -30,8 +41,7 @@ def write_csv(results: list[SubmissionResult], cell_ids: dict[str, list[str]], p
 
 
 def write_json(results: list[SubmissionResult], warnings: list[str], meta: dict, path: Path) -> None:
-    counts = {s: sum(r.status == s for r in results) for s in ("graded", "failed", "missing")}
-    path.write_text(json.dumps({**meta, "counts": counts, "warnings": warnings,
+    path.write_text(json.dumps({**meta, "counts": counts(results), "warnings": warnings,
                                 "submissions": [r.to_json() for r in results]}, indent=2), encoding="utf-8")
 
 
@@ -62,13 +72,12 @@ def write_index(results: list[SubmissionResult], path: Path) -> None:
                          for c in r.cells if c.points < c.max_points)
         rows.append(f"<tr class='{r.status}'><td>{name}</td><td>{escape(r.lesson)}</td><td>{r.status}</td>"
                     f"<td>{score}</td><td>{escape(note)}<ul>{failed}</ul></td></tr>")
-    counts = ", ".join(f"{sum(r.status == s for r in results)} {s}" for s in ("graded", "failed", "missing"))
     path.write_text(
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Grades</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}"
         "td,th{border-bottom:1px solid #ddd;padding:.4rem .6rem;text-align:left;vertical-align:top}"
         "tr.failed td{background:#ffebe9}tr.missing td{color:#888}ul{margin:.2rem 0;padding-left:1.2rem}"
-        f"</style></head><body><h1>Grades</h1><p>{len(results)} submissions: {counts}. "
+        f"</style></head><body><h1>Grades</h1><p>{len(results)} submissions: {counts_line(results)}. "
         "Machine-readable: <a href='grades.csv'>grades.csv</a>, <a href='summary.json'>summary.json</a>.</p>"
         "<table><tr><th>student</th><th>lesson</th><th>status</th><th>score</th><th>notes and lost points</th></tr>"
         + "".join(rows) + "</table></body></html>", encoding="utf-8")
