@@ -30,7 +30,7 @@ KINDS = ("perfect", "partial", "blank", "noisy")
 def make_cohort(n: int, folder: Path) -> Path:
     from stgrade.samples import build
 
-    samples = build(folder / "samples")
+    samples = build(folder / "samples", only=[LESSON])
     cohort = folder / "submitted"
     for i in range(n):
         kind = KINDS[i % len(KINDS)]

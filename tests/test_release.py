@@ -75,3 +75,11 @@ def test_lesson_structure(lesson):
     assert len({c.grade_id for c in spec.cells if c.grade_id}) == len([c for c in spec.cells if c.grade_id])
     assert any(c.role == "experiment" for c in spec.cells)
     assert jupytext.read(REPO_ROOT / "solutions" / lesson / f"{lesson}.py").metadata["jupytext"]["formats"]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_instructor_notes_stay_out_of_the_student_notebook(lesson):
+    from stgrade.release import INSTRUCTOR_TAG
+
+    student = nbformat.read(REPO_ROOT / "course" / lesson / f"{lesson}.ipynb", as_version=4)
+    assert not [c for c in student.cells if INSTRUCTOR_TAG in c.metadata.get("tags", [])]

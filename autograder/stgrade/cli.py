@@ -63,9 +63,11 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import csv
+
     from .course import REPO_ROOT
     from .release import release
-    from .samples import EXPECTED, build
+    from .samples import build, expected
 
     print("1/3  building the student notebooks (course/) from solutions/ …", flush=True)
     release()
@@ -74,24 +76,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("3/3  grading it …\n", flush=True)
     out = Path(args.out)
     _grade(submitted, out, args)
-    import csv
-
-    rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    rows = {(r["student_id"], r["lesson"]): r for r in csv.DictReader((out / "grades.csv").open())}
+    want_all = expected()
     mismatches = []
-    for student, want in EXPECTED.items():
-        row = rows.get(student)
+    for key, want in sorted(want_all.items()):
+        row = rows.get(key)
         got_total = float(row["total"]) if row and row["total"] else None
         if row is None or row["status"] != want.status or got_total != want.total:
-            mismatches.append(f"{student}: expected {want.status} {want.total}, got "
+            mismatches.append(f"{key[0]} / {key[1]}: expected {want.status} {want.total}, got "
                               f"{row['status'] if row else 'no row'} {got_total}")
+    unexpected = sorted(set(rows) - set(want_all))
+    mismatches += [f"{s} / {lsn}: a row nobody expected" for s, lsn in unexpected]
     print("\nExpected outcomes:")
-    for student, want in EXPECTED.items():
-        print(f"  {student:<14} {want.why}")
+    for (student, lesson), want in sorted(want_all.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if want.status != "missing" or student == "absent":
+            print(f"  {lesson:<24} {student:<14} {want.why}")
     if mismatches:
         print("\nDEMO MISMATCH:\n  " + "\n  ".join(mismatches), file=sys.stderr)
         return 1
-    print(f"\nEvery sample student got the expected result. Open {out / 'feedback' / 'partial'}"
-          f"/04_gradient_clipping.html to see what a student reads.")
+    print(f"\nEvery sample student got the expected result. Open {out / 'index.html'} for the overview, or "
+          f"{out / 'feedback' / 'partial'}/04_gradient_clipping.html to see what a student reads.")
     return 0
 
 

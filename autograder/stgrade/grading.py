@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 from stabletrain.exercises import get_exercise, plain
+from stabletrain.exercises.base import group_score
 from stabletrain.exercises.check import CAPTURE_DIR_ENV, CAPTURE_SEED_ENV, capture_stem
 
 from . import __version__, scan
@@ -32,7 +33,7 @@ class CellResult:
     points: float
     max_points: float
     message: str
-    status: str  # passed | failed | not run
+    status: str  # passed | partly passed | failed | not run
 
 
 @dataclass
@@ -73,26 +74,47 @@ def _error_message(run: CellRun) -> str:
     return f"{run.ename}: {run.evalue}"
 
 
-def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> str | None:
-    """None when every check of the cell matches the reference; else what went wrong, in words."""
+def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> tuple[float, str | None]:
+    """``(fraction of the cell's points earned, what went wrong in words or None)``.
+
+    Partial credit: each check's cases fall into groups (a behaviour each); the cell earns the
+    share of groups, over all its checks, whose cases all pass.
+    """
+    passed_groups = total_groups = 0
+    problems: list[str] = []
     for check in spec.checks:
+        exercise = get_exercise(check.exercise)
+        cases = exercise.cases(check.level, seed)
+        groups = len({c.group_name for c in cases}) or 1
         stem = capture_stem(capture_dir, check.exercise, check.level)
+        total_groups += groups
         if not stem.with_suffix(".json").exists():
-            return f"{check.exercise}: no results were recorded (the check did not run to the end)."
+            problems.append(f"{check.exercise}: no results were recorded (the check did not run to the end).")
+            continue
         try:
             outputs = plain.from_files(stem)
         except Exception as exc:  # anything but well-formed plain data is a wrong answer
-            return f"{check.exercise}: the results could not be read as plain data ({type(exc).__name__})."
-        exercise = get_exercise(check.exercise)
+            problems.append(f"{check.exercise}: the results could not be read as plain data ({type(exc).__name__}).")
+            continue
         if not isinstance(outputs, list):
-            return f"{check.exercise}: the results are not a list of case outputs."
-        failures = exercise.verify(exercise.cases(check.level, seed), outputs)
-        if failures:
-            if all("NotImplementedError" in f.problem for f in failures):
-                return f"{check.exercise}: not answered yet (the function raises NotImplementedError)."
-            more = f"\n({len(failures) - 1} more {check.level} checks failed.)" if len(failures) > 1 else ""
-            return failures[0].message() + more
-    return None
+            problems.append(f"{check.exercise}: the results are not a list of case outputs.")
+            continue
+        failures = exercise.verify(cases, outputs)
+        if not failures:
+            passed_groups += groups
+            continue
+        if all("NotImplementedError" in f.problem for f in failures):
+            problems.append(f"{check.exercise}: not answered yet (the function raises NotImplementedError).")
+            continue
+        ok, n, failed_groups = group_score(cases, failures)
+        passed_groups += ok
+        more = f"\n({len(failures) - 1} more {check.level} checks failed.)" if len(failures) > 1 else ""
+        rule = (f"\nPartial credit: {ok} of {n} groups of cases passed; failed: {'; '.join(failed_groups)}."
+                if n > 1 else "")
+        problems.append(failures[0].message() + more + rule)
+    if not problems:
+        return 1.0, None
+    return passed_groups / max(total_groups, 1), "\n".join(problems)
 
 
 def submission_key(path: Path, lesson: Lesson, seed: int, limits: Limits) -> str:
@@ -187,7 +209,8 @@ def _score(spec: CellSpec, run: CellRun, capture_dir: Path, seed: int, flagged: 
                           "Implement the exercise with basic tensor operations.")
     if run.status != "ok":
         return failed(_error_message(run))
-    problem = _verify_checks(spec, capture_dir, seed)
+    fraction, problem = _verify_checks(spec, capture_dir, seed)
     if problem:
-        return failed(problem)
+        points = round(spec.points * fraction, 2)
+        return CellResult(spec.grade_id, points, spec.points, problem, "partly passed" if points else "failed")
     return CellResult(spec.grade_id, spec.points, spec.points, "all checks passed", "passed")

@@ -4,7 +4,8 @@ For each lesson: the jupytext pair ``solutions/<id>/<id>.py`` → ``<id>.ipynb``
 is the reviewable text; the .ipynb is what nbgrader reads), then ``nbgrader generate_assignment``
 writes ``course/<id>/<id>.ipynb`` (stubs instead of solutions, no hidden tests, no outputs), and
 the jupytext pairing is removed from the student copy so that JupyterLab does not create .py files
-next to students' notebooks.
+next to students' notebooks. Cells tagged ``instructor`` (instructor notes: answers to the
+explorer and inline questions, with the numbers) are removed from the student copy as well.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import jupytext
 import nbformat
 
 from .course import REPO_ROOT, lesson_ids
+
+
+#: cells with this tag are instructor notes: kept in solutions/, removed from course/
+INSTRUCTOR_TAG = "instructor"
 
 
 def notebook_from_text(py_path: Path) -> nbformat.NotebookNode:
@@ -66,6 +71,7 @@ def generate(lesson_id: str, release_root: Path, root: Path = REPO_ROOT) -> Path
     target = Path(release_root) / lesson_id / f"{lesson_id}.ipynb"
     nb = nbformat.read(target, as_version=4)
     nb.metadata.pop("jupytext", None)
+    nb.cells = [c for c in nb.cells if INSTRUCTOR_TAG not in c.metadata.get("tags", [])]
     nbformat.write(nb, target)
     return target
 

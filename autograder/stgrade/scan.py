@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-from stabletrain.exercises.guard import STABLETRAIN_ANSWER_KEY_MODULES, TORCH_ANSWER_KEYS
+from stabletrain.exercises.guard import reference_modules, torch_answer_keys
 
 FORBIDDEN_MODULES = ("stabletrain", "importlib", "gc", "ctypes", "inspect", "torch.nn.utils.clip_grad")
 FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "reload", "globals", "vars")
@@ -23,8 +23,8 @@ def answer_key_names() -> frozenset[str]:
     """Every function name that is an answer key in some lesson."""
     import stabletrain
 
-    names = {name for group in TORCH_ANSWER_KEYS.values() for name in group}
-    names |= {name for name, module in stabletrain._EXPORTS.items() if module in STABLETRAIN_ANSWER_KEY_MODULES}
+    names = {name for group in torch_answer_keys().values() for name in group}
+    names |= {name for name, module in stabletrain._EXPORTS.items() if module in reference_modules()}
     return frozenset(names)
 
 

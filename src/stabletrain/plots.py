@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor, nn
 
+from stabletrain import style
 from stabletrain.diagnostics import ActivationStats, LayerRecord, TrainingRecorder
 
 __all__ = [
@@ -40,20 +41,7 @@ __all__ = [
     "grad_norm_per_step",
 ]
 
-_STYLE = {
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.titlesize": 13,
-    "axes.labelsize": 11,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "legend.fontsize": 9,
-    "legend.frameon": False,
-    "lines.linewidth": 1.6,
-    "image.cmap": "viridis",
-}
+_STYLE = style.RC  # one style for every lesson: see stabletrain.style
 _FIGSIZE = (8.0, 4.5)  # 16:9, fits a notebook column and a slide
 _LAYER_FIGSIZE = (10.0, 4.5)  # room for a per-layer legend on the right
 _MAX_LEGEND = 10  # layer plots label at most this many layers, evenly spread

@@ -26,10 +26,22 @@ LEVELS = ("visible", "hidden")
 
 @dataclass(frozen=True)
 class Case:
-    """One test input. ``label`` is what a student reads when the case fails."""
+    """One test input. ``label`` is what a student reads when the case fails.
+
+    ``group`` names the behaviour the case belongs to ("edge cases: None gradients, single tensors,
+    generators", say). A graded cell earns its points in proportion to the groups whose cases all
+    pass (see :func:`group_score`). Cases without a group form one group, "all cases": an exercise
+    whose cases name no groups is graded all or nothing. Design groups so that a function that
+    does nothing fails every group (each group holds a case where something must change).
+    """
 
     label: str
     inputs: dict[str, Plain]
+    group: str = ""
+
+    @property
+    def group_name(self) -> str:
+        return self.group or "all cases"
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,27 @@ class Exercise:
             if problem is not None:
                 failures.append(Failure(self.name, case.label, problem, self.diagnose(case, got)))
         return failures
+
+
+def group_score(cases: list[Case], failures: list[Failure]) -> tuple[int, int, list[str]]:
+    """``(groups passed, groups in all, names of the failed groups)``: the partial-credit rule.
+
+    A group passes when every one of its cases passes; a cell scores
+    ``points · passed / total``, so one forgotten edge case costs its group, not the whole cell.
+    """
+    order: list[str] = []
+    for case in cases:
+        if case.group_name not in order:
+            order.append(case.group_name)
+    by_label = {case.label: case.group_name for case in cases}
+    failed = []
+    for f in failures:
+        name = by_label.get(f.case, f.case)
+        if name not in failed:
+            failed.append(name)
+    if any(name not in order for name in failed):  # a failure outside any case: nothing passes
+        return 0, len(order), order
+    return len(order) - len(failed), len(order), [name for name in order if name in failed]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,28 @@ ALLOWED_CALLERS: dict[str, tuple[str, ...]] = {"torch.nn.init": ("torch.nn.modul
 STABLETRAIN_ANSWER_KEY_MODULES = ("clipping", "init", "normalization", "norm_modules", "gradcheck")
 
 
+def torch_answer_keys() -> dict[str, tuple[str, ...]]:
+    """TORCH_ANSWER_KEYS plus what each lesson's exercise module declares in its own
+    ``TORCH_ANSWER_KEYS`` (module -> names), e.g. ``{"torch.nn.functional": ("batch_norm",)}``."""
+    from .registry import exercise_modules
+
+    merged = {module: tuple(names) for module, names in TORCH_ANSWER_KEYS.items()}
+    for module in exercise_modules():
+        for name, extra in getattr(module, "TORCH_ANSWER_KEYS", {}).items():
+            merged[name] = tuple(dict.fromkeys(merged.get(name, ()) + tuple(extra)))
+    return merged
+
+
+def reference_modules() -> tuple[str, ...]:
+    """STABLETRAIN_ANSWER_KEY_MODULES plus each exercise module's ``REFERENCE_MODULES``."""
+    from .registry import exercise_modules
+
+    names = list(STABLETRAIN_ANSWER_KEY_MODULES)
+    for module in exercise_modules():
+        names += [m for m in getattr(module, "REFERENCE_MODULES", ()) if m not in names]
+    return tuple(names)
+
+
 class AnswerKeyUnavailable(RuntimeError):
     """Raised by any answer-key function while grading."""
 
@@ -58,7 +80,7 @@ def install() -> list[str]:
     import stabletrain
 
     replaced: list[str] = []
-    for module_name, names in TORCH_ANSWER_KEYS.items():
+    for module_name, names in torch_answer_keys().items():
         module = importlib.import_module(module_name)
         for name in names:
             if hasattr(module, name):
@@ -67,7 +89,7 @@ def install() -> list[str]:
                 setattr(module, name, _blocked(f"{module_name}.{name}", original, allowed))
                 replaced.append(f"{module_name}.{name}")
     for name, module_name in stabletrain._EXPORTS.items():
-        if module_name not in STABLETRAIN_ANSWER_KEY_MODULES:
+        if module_name not in reference_modules():
             continue
         try:
             module = importlib.import_module(f"stabletrain.{module_name}")

@@ -1,26 +1,49 @@
-"""Where exercises are found by name: one module per lesson, imported on first use."""
+"""Where exercises are found by name.
+
+Every module of this package that defines ``EXERCISES`` (a dict name -> :class:`Exercise`) is a
+lesson's set of exercises; they are found on first use, so a new lesson only adds its module.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
 from .base import Exercise
 
-#: exercise name -> module (under stabletrain.exercises) that defines it in ``EXERCISES``
-_MODULES: dict[str, str] = {
-    "clip_grad_value_": "clipping",
-    "clip_grad_norm_": "clipping",
-    "adaptive_clip_grad_": "clipping",
-}
+#: modules of this package that are machinery, not exercises
+_INFRASTRUCTURE = {"base", "check", "guard", "plain", "registry"}
+
+
+@functools.cache
+def _modules() -> dict[str, str]:
+    """exercise name -> module (under stabletrain.exercises) that defines it."""
+    found: dict[str, str] = {}
+    package = importlib.import_module(__package__)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name in _INFRASTRUCTURE or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__package__}.{info.name}")
+        for name in getattr(module, "EXERCISES", {}):
+            if name in found:
+                raise RuntimeError(f"exercise {name!r} is defined in both {found[name]} and {info.name}")
+            found[name] = info.name
+    return found
+
+
+def exercise_modules() -> list:
+    """The lesson modules that define exercises, imported."""
+    return [importlib.import_module(f"{__package__}.{name}") for name in sorted(set(_modules().values()))]
 
 
 def exercise_names() -> list[str]:
-    return sorted(_MODULES)
+    return sorted(_modules())
 
 
 def get_exercise(name: str) -> Exercise:
     """The :class:`Exercise` called ``name``; ValueError listing the known names otherwise."""
-    module = _MODULES.get(name)
+    module = _modules().get(name)
     if module is None:
         raise ValueError(f"unknown exercise {name!r}; known exercises: {', '.join(exercise_names())}")
     return importlib.import_module(f"{__package__}.{module}").EXERCISES[name]
