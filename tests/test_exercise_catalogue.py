@@ -119,3 +119,27 @@ def test_a_rigged_return_value_cannot_pass():
         return AlwaysEqual()
 
     assert _failures(get_exercise("clip_grad_norm_"), rigged, "visible", 0)
+
+
+def test_running_cases_never_imports_an_answer_key_or_a_mutant_catalogue():
+    """A grading kernel builds and runs cases only; the reference implementations and the mutant
+    catalogues must stay out of it (so the sandbox can leave their files out of its view)."""
+    import subprocess
+    import sys
+
+    from stabletrain.exercises.guard import reference_modules
+
+    code = (
+        "import sys\n"
+        "from stabletrain.exercises import exercise_names, get_exercise\n"
+        "def stub(*args, **kwargs):\n    raise NotImplementedError\n"
+        "for name in exercise_names():\n"
+        "    ex = get_exercise(name)\n"
+        "    for level in ('visible', 'hidden'):\n"
+        "        [ex.run(stub, case) for case in ex.cases(level, 0)]\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('stabletrain'))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    forbidden = {f"stabletrain.{m}" for m in reference_modules()}
+    leaked = [m for m in loaded if m in forbidden or m.endswith("_mutants")]
+    assert not leaked, f"running cases imported answer keys or mutant catalogues: {leaked}"

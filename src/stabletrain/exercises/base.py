@@ -14,7 +14,7 @@ process), and the project's tests, which prove every mutant is rejected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,26 +68,52 @@ class Failure:
         return text
 
 
-@dataclass
+def resolve(path: str) -> Any:
+    """``"package.module:NAME"`` -> that object, imported now."""
+    import importlib
+
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
 class Exercise:
     """A graded function: cases, a runner, a comparison and a mutant catalogue.
 
     Attributes:
         name: the function's name in the notebook (``clip_grad_norm_``).
-        reference: the answer key (``stabletrain.clip_grad_norm_``).
+        reference: the answer key, given as ``"stabletrain.clipping:clip_grad_norm_"`` and imported
+            only when first needed — so a grading kernel, which only builds and runs cases, never
+            imports it (and the sandbox can leave the answer-key files out of the kernel's view).
+            A function is accepted too.
         make_cases: ``(level, seed) -> list[Case]``; ``level`` is ``"visible"`` or ``"hidden"``.
         run: ``(fn, case) -> plain dict``; calls ``fn`` on the case and records what it returned,
             what it did to its arguments and what it raised (as an exception type name).
         compare: ``(case, got, want) -> problem or None``.
-        mutants: name -> :class:`Mutant`.
+        mutants: name -> :class:`Mutant`, given as ``"stabletrain.exercises.clipping_mutants:VALUE"``
+            (a module of its own, ending in ``_mutants``, imported only when first needed) or a dict.
     """
 
-    name: str
-    reference: Callable[..., Any]
-    make_cases: Callable[[str, int], list[Case]]
-    run: Callable[[Callable[..., Any], Case], dict[str, Plain]]
-    compare: Callable[[Case, dict[str, Plain], dict[str, Plain]], str | None]
-    mutants: dict[str, Mutant] = field(default_factory=dict)
+    def __init__(self, name: str, reference: Callable[..., Any] | str, make_cases: Callable[[str, int], list[Case]],
+                 run: Callable[[Callable[..., Any], Case], dict[str, Plain]],
+                 compare: Callable[[Case, dict[str, Plain], dict[str, Plain]], str | None],
+                 mutants: dict[str, Mutant] | str | None = None) -> None:
+        self.name, self.make_cases, self.run, self.compare = name, make_cases, run, compare
+        self._reference, self._mutants = reference, mutants if mutants is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Exercise({self.name!r})"
+
+    @property
+    def reference(self) -> Callable[..., Any]:
+        if isinstance(self._reference, str):
+            self._reference = resolve(self._reference)
+        return self._reference
+
+    @property
+    def mutants(self) -> dict[str, Mutant]:
+        if isinstance(self._mutants, str):
+            self._mutants = resolve(self._mutants)
+        return self._mutants
 
     def cases(self, level: str, seed: int) -> list[Case]:
         if level not in LEVELS:

@@ -2,6 +2,8 @@
 
 Every module of this package that defines ``EXERCISES`` (a dict name -> :class:`Exercise`) is a
 lesson's set of exercises; they are found on first use, so a new lesson only adds its module.
+Modules named ``*_mutants`` hold mutant catalogues; they are never imported here, only by the
+exercise that names them, when the grader (not a student's kernel) needs them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def _modules() -> dict[str, str]:
     found: dict[str, str] = {}
     package = importlib.import_module(__package__)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name in _INFRASTRUCTURE or info.name.startswith("_"):
+        if info.name in _INFRASTRUCTURE or info.name.startswith("_") or info.name.endswith("_mutants"):
             continue
         module = importlib.import_module(f"{__package__}.{info.name}")
         for name in getattr(module, "EXERCISES", {}):
