@@ -24,21 +24,25 @@ from stabletrain.lessons import clipping_lab as lab
 
 @pytest.fixture(scope="module")
 def grid() -> lab.Grid:
-    """The full default grid (21 RNNs x 300 steps, about a second)."""
-    return lab.train_grid()
+    """Seed 0 of a short sweep (13 RNNs x 120 steps): enough to test the machinery; what the lesson
+    claims about the full experiment is tested in tests/test_claims_04_gradient_clipping.py."""
+    return lab.train_grid(cfg=SHORT)
+
+
+SHORT = lab.Config(steps=120)
 
 
 @pytest.fixture(scope="module")
 def norm_run() -> lab.Run:
-    return lab.train_rnn("norm", 1.0)
+    return lab.train_rnn("norm", 1.0, cfg=SHORT)
 
 
 def _check_figure(fig: Figure, axes: int) -> None:
     """A detached figure with ``axes`` titled axes that renders to PNG."""
     assert isinstance(fig, Figure)
     assert plt.get_fignums() == []  # not registered with pyplot: nothing accumulates
-    assert len(fig.axes) == axes
-    for ax in fig.axes:
+    assert len(fig.axes) >= axes
+    for ax in fig.axes[:axes]:
         assert ax.get_title() or fig.get_suptitle()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=40)
@@ -46,25 +50,11 @@ def _check_figure(fig: Figure, axes: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# The experiment's outcome at fixed seeds
-
-
-def test_grid_blows_up_without_clipping_and_trains_with_norm_clipping(grid):
-    none = grid.none
-    assert none.diverged_at is not None and none.diverged_at < 100
-    assert math.isinf(none.final_loss)
-    assert np.nanmax(none.raw_norms) > 1e6  # the gradient norm ran away before the overflow
-    by_norm = grid["norm", 1.0]
-    assert by_norm.diverged_at is None
-    assert by_norm.final_loss < 0.3 * lab.BASELINE_LOSS
-    assert 0.0 < by_norm.clipped_fraction < 0.5  # clipping acts, but not at every step
-    for m in grid.max_norms:
-        if m <= 2.0:  # every reasonable threshold trains
-            assert grid["norm", m].final_loss < lab.BASELINE_LOSS
+# The machinery of the experiment
 
 
 def test_grid_clipping_keeps_direction_only_for_norm(grid):
-    by_norm, by_value, agc = grid["norm", 1.0], grid["value", 1.0], grid["agc", 0.1]
+    by_norm, by_value, agc = grid["norm", 1.0], grid["value", 1.0], grid["agc", 0.05]
     assert np.nanmin(by_norm.cosines) > 1 - 1e-5
     assert np.nanmean(by_value.cosines) < 0.95
     assert np.nanmean(agc.cosines) < 0.99
@@ -89,25 +79,40 @@ def test_grid_layout_and_lookup(grid):
     assert grid.n_params == sum(p.numel() for p in lab.make_model().parameters()) == 321
     for run in grid.runs.values():
         assert run.losses.shape == run.raw_norms.shape == run.cosines.shape == (grid.cfg.steps,)
+        assert run.w_rec_norms.shape == (grid.cfg.steps,) and run.w_rec_norms[0] == pytest.approx(1.0)
     assert grid["none", 123.0] is grid.none
-    assert grid["agc", 0.1].threshold == 0.1
+    assert grid["agc", 0.05].threshold == 0.05
     with pytest.raises(KeyError, match="available"):
         grid["norm", 3.0]
 
 
-def test_train_rnn_blows_up_without_clipping_and_trains_with_it(norm_run):
-    none = lab.train_rnn("none")
-    assert none.diverged_at is not None and math.isinf(none.final_loss)
-    assert np.isnan(none.losses[none.diverged_at:]).all()
-    assert norm_run.diverged_at is None and norm_run.final_loss < 0.3 * lab.BASELINE_LOSS
+def test_sweep_runs_each_seed_as_its_own_model():
+    cfg = lab.Config(steps=15)
+    sweep = lab.train_sweep([("none", None, 0.1), ("norm", 1.0, 0.1), ("none", None, 0.025)], (0, 3), cfg)
+    assert sweep.losses.shape == (2, 3, 15) and sweep.diverged_at.shape == (2, 3)
+    assert not np.allclose(sweep.losses[0, 0], sweep.losses[1, 0])  # different seeds, different runs
+    for seed in (0, 3):  # each seed's runs equal a one-seed sweep at that seed
+        alone = lab.train_sweep([("none", None, 0.1)], (seed,), cfg)
+        np.testing.assert_allclose(alone.losses[0, 0], sweep.losses[sweep.seeds.index(seed), 0], rtol=1e-5)
+    assert sweep.index("none", None, 0.025) == 2 and sweep.index("norm", 1.0) == 1
+    with pytest.raises(KeyError):
+        sweep.index("norm", 2.0)
+    ratio = sweep.update_ratio[:, 0]
+    assert np.all(ratio[np.isfinite(ratio)] > 0)
+    with pytest.raises(ValueError, match="unknown clipping kind"):
+        lab.train_sweep([("clamp", 1.0, 0.1)], (0,), cfg)
+
+
+def test_train_rnn_clips_and_bounds(norm_run):
+    assert norm_run.diverged_at is None
     assert np.all(norm_run.clipped_norms <= 1.0 + 1e-5)
     assert norm_run.clipped[0]  # the first gradient (norm about 5) is clipped
 
 
-@pytest.mark.parametrize("kind, threshold", [("norm", 1.0), ("value", 1.0), ("agc", 0.1)])
+@pytest.mark.parametrize("kind, threshold", [("norm", 1.0), ("value", 1.0), ("agc", 0.05)])
 def test_train_rnn_matches_the_grid_at_first(grid, kind, threshold):
     """Same model, data and clipping; only float rounding differs, which chaos amplifies later."""
-    single = lab.train_rnn(kind, threshold)
+    single = lab.train_rnn(kind, threshold, cfg=lab.Config(steps=40))
     batched = grid[kind, threshold]
     np.testing.assert_allclose(single.losses[:40], batched.losses[:40], rtol=1e-3)
     np.testing.assert_allclose(single.raw_norms[:40], batched.raw_norms[:40], rtol=1e-3)
@@ -116,7 +121,7 @@ def test_train_rnn_matches_the_grid_at_first(grid, kind, threshold):
 
 
 def test_train_rnn_with_a_clip_fn_equals_the_reference(norm_run):
-    mine = lab.train_rnn("norm", 1.0, clip_fn=lambda params: torch.nn.utils.clip_grad_norm_(params, 1.0))
+    mine = lab.train_rnn("norm", 1.0, cfg=SHORT, clip_fn=lambda params: torch.nn.utils.clip_grad_norm_(params, 1.0))
     np.testing.assert_allclose(mine.losses[:40], norm_run.losses[:40], rtol=1e-5)
 
 
@@ -236,35 +241,49 @@ def test_demonstration_figures():
     _check_figure(lab.plot_agc_units(w, before, after, clip_factor=0.05), 1)
 
 
-def test_experiment_figures(grid):
-    runs = [grid.none, grid["value", 1.0], grid["norm", 1.0], grid["agc", 0.1]]
-    fig = lab.plot_loss_and_norms(runs, max_norm=1.0)
-    _check_figure(fig, 2)
-    assert len(fig.axes[1].get_legend().get_texts()) == 3  # none, norm, the max_norm line
-    _check_figure(lab.plot_clipping_stats(runs[1:]), 2)
-    _check_figure(lab.plot_threshold_sweep(grid), 2)
+@pytest.fixture(scope="module")
+def small_sweep() -> lab.Sweep:
+    return lab.train_sweep(lab.experiment_settings(), (0, 1), lab.Config(steps=60))
 
 
-def test_explorer_builds_and_redraws(grid):
-    explorer = lab.ClippingExplorer(grid, kind="norm", max_norm=1.0, clip_factor=0.1)
+def test_experiment_figures(small_sweep):
+    _check_figure(lab.plot_seed_bands(small_sweep), 3)
+    _check_figure(lab.plot_update_ratio(small_sweep), 1)
+    _check_figure(lab.plot_clipping_stats(small_sweep, [("value", 2.0), ("norm", 2.0), ("agc", 0.05)]), 2)
+    _check_figure(lab.plot_threshold_sweep(small_sweep), 2)
+
+
+def test_cliff_and_momentum_demonstrations():
+    fig = lab.plot_cliff({"no clipping": lab.cliff_trajectory(None), "clipped": lab.cliff_trajectory(1.0)})
+    _check_figure(fig, 1)
+    clipped = lab.cliff_trajectory(1.0)
+    assert np.all(np.linalg.norm(np.diff(clipped, axis=0), axis=1) <= 0.5 * (1 + 1e-9))
+    numbers = lab.momentum_and_adam_numbers()
+    assert numbers["sgd_step"] <= 0.1 and numbers["momentum_step"] <= numbers["momentum_bound"]
+
+
+def test_explorer_builds_and_redraws(small_sweep):
+    explorer = lab.ClippingExplorer(small_sweep, kind="norm", max_norm=2.0, clip_factor=0.05)
     assert explorer.image.value[:4] == b"\x89PNG"
-    assert explorer.current_run() is grid["norm", 1.0]
+    assert explorer.current_run() is explorer.grids[0]["norm", 2.0]
     assert not explorer.max_norm.disabled and explorer.clip_factor.disabled
     first = explorer.image.value
     times = [explorer.last_update_s]
 
     explorer.kind.value = "agc"  # an observed change redraws
-    assert explorer.current_run() is grid["agc", 0.1]
+    assert explorer.current_run() is explorer.grids[0]["agc", 0.05]
     assert explorer.max_norm.disabled and not explorer.clip_factor.disabled
     assert explorer.image.value != first
     times.append(explorer.last_update_s)
 
     explorer.clip_factor.value = 0.01
-    assert explorer.current_run() is grid["agc", 0.01]
+    assert explorer.current_run() is explorer.grids[0]["agc", 0.01]
     times.append(explorer.last_update_s)
+    explorer.seed.value = 1
+    assert explorer.current_run() is explorer.grids[1]["agc", 0.01]
     explorer.kind.value = "none"
     assert explorer.max_norm.disabled and explorer.clip_factor.disabled
-    assert "inf/NaN" not in explorer.summary.value and "diverged at step" in explorer.summary.value
+    assert "seed 1" in explorer.summary.value
     times.append(explorer.update())
     assert plt.get_fignums() == []
     assert all(t > 0 for t in times)

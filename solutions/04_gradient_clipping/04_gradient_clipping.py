@@ -14,9 +14,10 @@
 # A network can be well initialised and still blow up: one unlucky minibatch produces a gradient
 # a thousand times larger than usual, the optimizer takes a step a thousand times too long, and the
 # parameters land somewhere from which training never recovers. **Gradient clipping** bounds the
-# size of the step *before* it is taken. It is a one-line fix, used in almost every recurrent
-# network and large transformer — and, as you will see, there is more than one way to write that
-# line, and the details matter.
+# length of the gradient the optimizer receives — with plain SGD that bounds the length of the
+# step; with momentum or Adam the relation is looser, as Section 6 shows. It is a one-line fix,
+# used in almost every recurrent network and large transformer — and, as you will see, there is
+# more than one way to write that line, where you put it matters, and so do the details.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Learning goals
@@ -32,14 +33,23 @@
 #    `error_if_nonfinite`;
 # 4. implement **adaptive gradient clipping** (AGC, Brock et al. 2021), which clips each unit
 #    relative to the size of its own weights;
-# 5. read the diagnostics of a training run — loss, gradient norm per step, fraction of steps
-#    clipped — and pick a threshold.
+# 5. read the diagnostics of a training run over several seeds — loss, gradient norm per step,
+#    fraction of steps clipped, the spectral norm of the recurrent weights — against a control;
+# 6. say what clipping bounds with plain SGD, with momentum and with Adam;
+# 7. put clipping in the right place of a real training loop (gradient accumulation, mixed
+#    precision with a `GradScaler`) and pick `max_norm` from the gradient norms of a warm-up run.
 #
-# **How this notebook works.** You implement three functions: `clip_grad_value_`,
-# `clip_grad_norm_` and `adaptive_clip_grad_`. After each one, a test cell runs visible checks
-# that explain what went wrong; hidden tests grade more cases. Every formula is followed by a cell
-# that checks it numerically. Experiments use the course's reference implementation, so they run
-# even before you have finished the exercises.
+# **How this notebook works.** You implement five functions: `clip_grad_value_`,
+# `clip_grad_norm_`, `adaptive_clip_grad_`, `train_step` and `pick_max_norm`. After each one, a
+# test cell calls `check(...)`, which runs visible cases and, when one fails, says what was
+# expected, what came back and the **likely misconception**. Before handing in, run
+# `check(your_function, "name", level="hidden")` yourself in a scratch cell: it runs the same
+# *kinds* of cases as the grader (hidden tests), so every mistake in the course's catalogue shows
+# up there first. Hidden tests give **partial credit per group of cases** (each group is one
+# behaviour, named in the feedback): a cell earns its points times the share of groups whose
+# cases all pass. Every formula is followed by a cell that checks it numerically; every number in
+# the prose is checked by a test over the experiment's seeds. Experiments use the course's
+# reference implementation, so they run even before you have finished the exercises.
 
 # %% slideshow={"slide_type": "skip"}
 # %matplotlib inline
@@ -47,6 +57,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import stabletrain
 from stabletrain.exercises import check
@@ -117,7 +128,10 @@ assert stabletrain.rel_error(jac_autograd.numpy(), product.numpy()) < 1e-10 and 
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
 Q, drive = lab.random_tanh_rnn(hidden=32, T=60, seed=0)
-lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 1.0, 1.5, 2.0, 3.0)})
+fig = lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 1.0, 1.5, 2.0, 3.0)})
+fig.set_label("Log-scale curves of the Jacobian product's norm against the number of steps back, one per "
+              "recurrent scale s from 0.9 to 3: shrinking for s below 1, growing for large s.")
+fig
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What an exploding gradient does to a step
@@ -126,12 +140,50 @@ lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 1.
 # gradient, $\|\Delta\theta\| = \eta\,\|g\|$. A learning rate tuned for gradients of norm 1 takes a
 # step ten thousand times too long when $\|g\| = 10^4$. Pascanu, Mikolov and Bengio (2013) pictured
 # the loss surface of an RNN as having **cliffs**: narrow regions where the gradient is huge. A
-# step off a cliff throws the parameters far away, often into a region with even larger
-# gradients, and the next step is longer still — a runaway you will watch happen in Section 5.
+# step taken at a cliff throws the parameters far away, and for an RNN "far away" can mean
+# recurrent weights with a much larger spectral norm $s$ — where, by the bound above, gradients can
+# be larger still. Section 5 shows exactly that in a training run.
+#
+# **Why bounding the step is the right remedy (d2l's argument).** Near the current parameters
+# the loss is Lipschitz with some constant $\mathcal L$: $|L(\theta') - L(\theta)| \le
+# \mathcal L\,\|\theta' - \theta\|$. A gradient step changes the loss by at most
+# $\mathcal L\,\eta\,\|g\|$ — unbounded when $\|g\|$ is. After norm clipping at $m$, plain SGD
+# changes it by at most $\mathcal L\,\eta\, m$, whatever the minibatch: the step can no longer
+# jump further than the region where the local picture of the loss is trustworthy.
+#
+# The picture below is a 2-D loss with a cliff: a plateau that ends in a sharp drop, and a bowl
+# beyond it with its minimum at $(4, 0)$. Gradient descent with learning rate 0.5 starts on the
+# plateau; at the edge the gradient is more than a hundred times larger than anywhere on the way
+# there.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+no_clip, with_clip = lab.cliff_trajectory(None), lab.cliff_trajectory(max_norm=1.0)
+edge = int(np.argmax(np.linalg.norm(np.diff(no_clip, axis=0), axis=1)))
+print(f"without clipping: step {edge + 1} jumps {np.linalg.norm(no_clip[edge + 1] - no_clip[edge]):.0f} units, "
+      f"to ({no_clip[edge + 1][0]:.0f}, {no_clip[edge + 1][1]:.0f})")
+print(f"with norm clipping at max_norm = 1: no step is longer than lr * max_norm = 0.5; "
+      f"after 60 steps at distance {np.linalg.norm(with_clip[-1] - [4, 0]):.2f} from the minimum")
+fig = lab.plot_cliff({"no clipping": no_clip, "norm clipping, max_norm = 1": with_clip})
+fig.set_label("Contour plot of a loss with a cliff; the unclipped trajectory is thrown off the plot at the "
+              "edge, the clipped one walks down the edge to the minimum.")
+fig
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Question.** Without clipping, the thrown-off point does come back eventually (the bowl is
+# convex). Why is that no comfort in a real network?
 #
 # Gradient clipping does not change *where* the cliffs are; it caps how far one step can go.
 # It does nothing for **vanishing** gradients — initialization (Lesson 3), normalization
 # (Lesson 5) and residual connections (Lesson 6) deal with those.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 1.** The unclipped run jumps from the cliff edge to about
+# (45, 22) in one step (a jump of about 48 units, while start and minimum are about 4.3 apart);
+# the clipped run never moves more than 0.5 per step and after 60 steps is 0.16 from the minimum
+# (still creeping along the shallow bowl). Answer
+# to the question: a real loss is not a convex bowl; the landing point may be a region where
+# units are saturated, weights are huge (the RNN of Section 5 lands at $\|W_\text{rec}\|_2$ in
+# the hundreds), gradients vanish, or the loss overflows — there may be no way back.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Clipping by value
@@ -144,12 +196,16 @@ lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 1.
 #
 # It bounds the largest entry, $\|\hat g\|_\infty \le c$, and therefore the length,
 # $\|\hat g\|_2 \le c\sqrt{P}$ for $P$ entries in all. But each entry is clipped on its own, so large
-# entries shrink while small ones stay: **the direction of the gradient changes**. In two
+# entries shrink while small ones stay: **the direction of the gradient changes** (unless nothing
+# is clipped, or every non-zero entry is clipped and all have the same size). In two
 # dimensions, value clipping moves $g$ to the nearest point of a box, norm clipping shrinks it
 # onto a disc:
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
-lab.plot_clipping_geometry(g=(2.4, 0.6), c=1.0)
+fig = lab.plot_clipping_geometry(g=(2.4, 0.6), c=1.0)
+fig.set_label("A 2-D gradient arrow clipped onto a box by value (direction changes) and onto a disc by norm "
+              "(direction kept).")
+fig
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # The cosine between the raw and the clipped gradient measures the change of direction: 1 means
@@ -168,6 +224,10 @@ print(f"by norm:  ||g|| = {by_norm.norm():6.1f}  cos(raw, clipped) = {lab.cosine
 assert by_value.abs().max() <= c and by_value.norm() <= bound
 assert math.isclose(lab.cosine(g, by_norm), 1.0, rel_tol=1e-12) and lab.cosine(g, by_value) < 0.99
 
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Question.** Value clipping at $c = 1$ guarantees $\|\hat g\|_2 \le c\sqrt P = 100$. Why is the
+# clipped gradient's norm printed above so much smaller than that guarantee?
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 1 — `clip_grad_value_` (3 points)
 #
@@ -176,8 +236,13 @@ assert math.isclose(lab.cosine(g, by_norm), 1.0, rel_tol=1e-12) and lab.cosine(g
 #
 # - `parameters` is a single tensor **or** any iterable of tensors: a list, a tuple,
 #   `model.parameters()` (a generator, which can be walked only once);
-# - every gradient `p.grad` is clamped into `[-clip_value, clip_value]` **in place** — the
-#   optimizer reads `p.grad` afterwards, so do not rebind it to a new tensor;
+# - every gradient `p.grad` is clamped into `[-clip_value, clip_value]` **in place**
+#   (`p.grad.clamp_(...)`): `p.grad` must stay the same tensor object. The optimizer would happily
+#   read a *new* `p.grad = p.grad.clamp(...)`, so that is not the reason; the reason is the
+#   contract of a function ending in `_`: code that holds the gradient tensors —
+#   `DistributedDataParallel` with `gradient_as_bucket_view=True`, whose `.grad` are views into
+#   its communication buckets, or your own `grads = [p.grad for p in params]` kept for logging —
+#   must see the clipped values, and in-place clipping allocates nothing. The checks test it;
 # - a tensor whose `.grad` is `None` (it took no part in the loss) is skipped and stays `None`;
 # - NaN entries stay NaN; the function returns `None`.
 #
@@ -207,16 +272,11 @@ def clip_grad_value_(parameters, clip_value):
 
 
 # %% nbgrader={"grade": true, "grade_id": "clip_grad_value_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
-w = torch.zeros(3, requires_grad=True)
-w.grad = torch.tensor([-3.0, 0.5, 2.0])
-assert clip_grad_value_([w], 1.0) is None, "clip_grad_value_ works in place and returns None"
-assert torch.allclose(w.grad, torch.tensor([-1.0, 0.5, 1.0])), (
-    f"clamping [-3, 0.5, 2] into [-1, 1] should give [-1, 0.5, 1] in w.grad, got {w.grad}")
 check(clip_grad_value_, "clip_grad_value_")
 
 # %% nbgrader={"grade": true, "grade_id": "clip_grad_value_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
-# Hidden tests: a parameter whose .grad is None, a single tensor, a generator, NaN and inf
-# entries, float64 conv weights, and clip_value = 0.
+# Hidden tests, graded per group: clamping in place; generators, single tensors and .grad that is
+# None; NaN, inf, float64 and clip_value = 0.
 ### BEGIN HIDDEN TESTS
 check(clip_grad_value_, "clip_grad_value_", level="hidden")
 ### END HIDDEN TESTS
@@ -275,6 +335,10 @@ total = torch.nn.utils.clip_grad_norm_([w], max_norm=5.0)  # PyTorch itself, for
 print(f"returned: {total.item()} (the norm before clipping)")
 print(f"gradient after: {w.grad.tolist()} (norm {w.grad.norm().item():.8f})")
 assert torch.allclose(w.grad, torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64) * 5.0 / (5.0 + 1e-6), rtol=1e-15)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Question.** The gradient's norm was exactly `max_norm`. Why did it change at all, and by
+# how much?
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Non-finite gradients
@@ -362,23 +426,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 
 
 # %% nbgrader={"grade": true, "grade_id": "clip_grad_norm_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
-a = torch.zeros(2, requires_grad=True)
-a.grad = torch.tensor([3.0, 0.0])
-b = torch.zeros(1, requires_grad=True)
-b.grad = torch.tensor([4.0])
-total = clip_grad_norm_([a, b], max_norm=1.0)
-assert isinstance(total, torch.Tensor) and abs(total.item() - 5.0) < 1e-5, (
-    f"the global norm of [3, 0] and [4] is sqrt(9 + 16) = 5; return it (measured before clipping), got {total!r}")
-after = torch.cat([a.grad, b.grad])
-assert torch.allclose(after, torch.tensor([0.6, 0.0, 0.8]), atol=1e-5), (
-    f"both gradients are scaled by the same factor 1/5: expected [0.6, 0] and [0.8], got {after.tolist()}")
 check(clip_grad_norm_, "clip_grad_norm_")
 
 # %% nbgrader={"grade": true, "grade_id": "clip_grad_norm_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
-# Hidden tests: several parameters that are small alone but not together, None gradients, no
-# gradients at all, a single tensor, a generator, the inf-norm (also as "inf"), a 3-norm, the
-# 1e-6 with tiny float64 gradients and with a total exactly equal to max_norm, mixed float32 and
-# float64, max_norm = 0, NaN and inf gradients, and error_if_nonfinite=True.
+# Hidden tests, graded per group: the global norm (several parameters small alone but not
+# together); the 1e-6; norm_type 1, 3, inf and "inf"; generators, single tensors, None gradients,
+# no gradients at all, mixed float32/float64; NaN and inf gradients, error_if_nonfinite=True and
+# max_norm = 0.
 ### BEGIN HIDDEN TESTS
 check(clip_grad_norm_, "clip_grad_norm_", level="hidden")
 ### END HIDDEN TESTS
@@ -389,7 +443,7 @@ check(clip_grad_norm_, "clip_grad_norm_", level="hidden")
 # | | by value | by global norm |
 # |---|---|---|
 # | bounds | every entry, $\|\hat g\|_\infty \le c$ | the whole gradient, $\|\hat g\|_2 \le m$ |
-# | direction | changes whenever some entries are clipped | kept: $\hat g = \alpha g$ |
+# | direction | changed in general; kept only if nothing is clipped, or if every non-zero entry is clipped and all have the same size | kept: $\hat g = \alpha g$ |
 # | threshold means | a size per entry, independent of the model's size | a size for the whole step |
 # | typical use | older RNN code; rarely today | RNNs, transformers (`max_norm = 1.0` in BERT and GPT-3) |
 #
@@ -459,7 +513,14 @@ print(f"largest relative update ||dW_i|| / max(||W_i||, eps) = {(step_sizes / np
       f"<= lr * lambda = {lr * lam}")
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-lab.plot_agc_units(w_norms, g_before, g_after, clip_factor=lam, eps=eps)
+fig = lab.plot_agc_units(w_norms, g_before, g_after, clip_factor=lam, eps=eps)
+fig.set_label("Scatter of each unit's gradient norm against its weight norm, log-log, before and after AGC, "
+              "with the limit line; points above the line are moved onto it.")
+fig
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Question.** Why would a zero-initialised unit never train if the weight norm were not floored
+# at $\epsilon$?
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 3 — `adaptive_clip_grad_` (3 points)
@@ -475,7 +536,14 @@ lab.plot_agc_units(w_norms, g_before, g_after, clip_factor=lam, eps=eps)
 # - a unit is rescaled to norm $\lambda\max(\|W_i\|, \epsilon)$ when its gradient norm is at least
 #   that limit, and left alone when it is below; when rescaling, divide by
 #   $\max(\|G_i\|, 10^{-6})$ so that a zero gradient cannot divide by zero;
-# - compute the weight norms from the parameter's values (`p.detach()`), not from its gradient.
+# - compute the weight norms from the parameter's values (`p.detach()`), not from its gradient;
+# - in place, like the other two: `p.grad` stays the same tensor (`p.grad.copy_(...)`).
+#
+# The visible cases include the worked example of the formula — a $3\times2$ weight whose rows have
+# norms 5, 1, 1 and gradient norms 0.01, 0.5, 0.05, at $\lambda = 0.1$: only row 1 exceeds its limit
+# $0.1 \cdot 1$ and becomes $[0.06, 0.08]$. The matrix is deliberately not square: forget
+# `keepdim=True` and a norm of shape `(3,)` is broadcast against the *last* dimension (2), which
+# fails loudly here — and silently on a square matrix.
 
 # %% nbgrader={"grade": false, "grade_id": "adaptive_clip_grad", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def adaptive_clip_grad_(parameters, clip_factor=0.01, eps=1e-3):
@@ -512,177 +580,532 @@ def adaptive_clip_grad_(parameters, clip_factor=0.01, eps=1e-3):
 
 
 # %% nbgrader={"grade": true, "grade_id": "adaptive_clip_grad_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
-W = torch.tensor([[3.0, 4.0], [0.6, 0.8]], requires_grad=True)  # unit (row) norms 5 and 1
-W.grad = torch.tensor([[0.0, 0.01], [0.3, 0.4]])  # gradient norms 0.01 and 0.5
-adaptive_clip_grad_([W], clip_factor=0.1)  # limits 0.1 * 5 = 0.5 and 0.1 * 1 = 0.1
-assert torch.allclose(W.grad[0], torch.tensor([0.0, 0.01])), (
-    f"row 0 has ||G|| = 0.01 < 0.1 * ||W|| = 0.5 and must stay [0, 0.01], got {W.grad[0]}")
-assert torch.allclose(W.grad[1], torch.tensor([0.06, 0.08]), atol=1e-6), (
-    f"row 1 has ||G|| = 0.5 > 0.1 * ||W|| = 0.1: rescale it to norm 0.1, i.e. [0.06, 0.08]; got {W.grad[1]}")
 check(adaptive_clip_grad_, "adaptive_clip_grad_")
 
 # %% nbgrader={"grade": true, "grade_id": "adaptive_clip_grad_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
-# Hidden tests: zero weights (the eps floor), conv filters as units, a matrix where only one unit
-# is clipped, a None gradient, a single tensor, a generator, float64, and the default arguments.
+# Hidden tests, graded per group: units against their own weights (non-square matrices, one unit
+# clipped among many); the eps floor; generators, single tensors, None gradients; conv filters,
+# float64 and the default arguments.
 ### BEGIN HIDDEN TESTS
 check(adaptive_clip_grad_, "adaptive_clip_grad_", level="hidden")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 5. Experiment: an RNN that blows up
+# ## 5. Experiment: rare spikes in an RNN, over five seeds
 #
 # **The task** is the *adding problem* (Hochreiter & Schmidhuber, 1997): each input is a sequence
-# of $T = 10$ steps with two channels, a random value $v_t \sim U(0, 1)$ and a marker that is 1 at
+# of $T = 20$ steps with two channels, a random value $v_t \sim U(0, 1)$ and a marker that is 1 at
 # exactly two steps; the target is the sum of the two marked values. Always answering the mean, 1,
 # gives a mean squared error of $\operatorname{Var} y = 2/12 \approx 0.167$: a model has to carry
 # information across the sequence to do better.
 #
-# **The model** is a tanh RNN with 16 hidden units (321 parameters), trained with SGD with
-# momentum 0.9 at learning rate 0.2 on minibatches of 64, for 300 steps — a learning rate that is
-# too high for this network without help. Clipping goes between `backward()` and `step()`:
+# **The model** is the tanh RNN of Section 1 with 16 hidden units (321 parameters), its recurrent
+# matrix initialised orthogonal ($\|W_\text{rec}\|_2 = 1$), trained with SGD with momentum 0.9 on
+# minibatches of 64 for 300 steps. We compare, at **five seeds** (initialisation, data and
+# minibatches change with the seed):
+#
+# - **no clipping** at learning rate 0.1 — a rate that trains this model most of the time;
+# - the **control**: learning rate 0.025, four times lower, no clipping;
+# - **norm clipping** at `max_norm = 2` and learning rate 0.1 — and, for the threshold study,
+#   value and norm clipping at four thresholds and AGC at three clip factors.
+#
+# Clipping goes between `backward()` and `step()`:
 #
 # ```python
 # optimizer.zero_grad()
 # loss = F.mse_loss(model(x_batch), y_batch)
 # loss.backward()
-# total_norm = clip_grad_norm_(model.parameters(), max_norm=1.0)   # log it!
+# total_norm = clip_grad_norm_(model.parameters(), max_norm=2.0)   # log it!
 # optimizer.step()
 # ```
 #
 # `lab.train_rnn(kind, threshold)` is that loop for one run. To compare many settings we train
-# them **all at once**: `lab.train_grid()` stacks 21 copies of the RNN — same initialisation, same
-# minibatches — and clips each one its own way: no clipping; by value and by norm at seven
-# thresholds; AGC at six clip factors (the final layer left unclipped, as in NFNets). To compare
-# value and norm clipping fairly, value clipping with threshold `max_norm` uses
-# $c = \text{max\_norm}/\sqrt{P}$, the clip value that guarantees the same bound
-# $\|\hat g\|_2 \le \text{max\_norm}$.
+# them **all at once**: `lab.run_experiment()` stacks 65 copies of the RNN (13 settings × 5
+# seeds) and trains them as one batch; each copy is clipped its own way and records, per step, its
+# loss, its gradient norm before and after clipping, and the spectral norm $\|W_\text{rec}\|_2$ —
+# the $s$ of Section 1. Value clipping with threshold `max_norm` uses $c = \text{max\_norm}/\sqrt{P}$,
+# the clip value that guarantees the same bound $\|\hat g\|_2 \le \text{max\_norm}$.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-grid = lab.train_grid()
-print(f"trained {len(grid.runs)} RNNs x {grid.cfg.steps} steps in {grid.seconds:.1f} s")
-none, by_value, by_norm, agc = grid["none", None], grid["value", 1.0], grid["norm", 1.0], grid["agc", 0.1]
-for run in (none, by_value, by_norm, agc):
-    final = f"diverged at step {run.diverged_at}" if run.diverged_at is not None else f"final loss {run.final_loss:.3f}"
-    print(f"{run.label:38s} {final:24s} steps clipped {run.clipped_fraction:4.0%}")
-
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# Is the batched grid really the same computation as the plain loop? The cell below trains one
-# run with `lab.train_rnn` and compares. They agree to float32 rounding at first, and then drift
-# apart after some tens of steps: at this learning rate training is **chaotic**, and a difference
-# in the last bit grows exponentially — just like the gradients of Section 1. The qualitative
-# outcome (diverges or not, loss level) is what to read from a single run.
-
-# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
-single = lab.train_rnn("norm", 1.0)
-relative = np.abs(single.losses - by_norm.losses) / by_norm.losses
-print(f"largest relative difference of the losses over the first 40 steps: {relative[:40].max():.1e}")
-print(f"final loss: train_rnn {single.final_loss:.4f}, grid {by_norm.final_loss:.4f}")
-assert relative[:40].max() < 1e-3
+sweep = lab.run_experiment()
+print(f"trained {len(sweep.settings) * len(sweep.seeds)} RNNs x {sweep.cfg.steps} steps in {sweep.seconds:.1f} s")
+rows = [("none", None, None), ("none", None, lab.CONTROL_LR), ("norm", lab.MAX_NORM, None)]
+print(f"{'':38s}" + "".join(f"   seed {s}" for s in sweep.seeds))
+for kind, threshold, lr in rows:
+    j = sweep.index(kind, threshold, lr)
+    label = lab.setting_label(sweep, j)
+    print(f"{label:38s}" + "".join(f"{v:9.3f}" for v in sweep.final_losses(kind, threshold, lr)) + "   final loss")
+    print(f"{'':38s}" + "".join(f"{v:9.1f}" for v in np.nanmax(sweep.w_rec_norms[:, j], axis=1)) + "   largest ||W_rec||_2")
+    print(f"{'':38s}" + "".join(f"{v:9.1%}" for v in sweep.clipped_fractions(kind, threshold, lr)) + "   steps clipped")
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-lab.plot_loss_and_norms([none, by_value, by_norm, agc], max_norm=1.0)
+fig = lab.plot_seed_bands(sweep)
+fig.set_label("Three panels over 300 steps, median line and min-max band over five seeds, log scales: loss, "
+              "gradient norm, and the recurrent weights' spectral norm, for no clipping, the control and norm "
+              "clipping at max_norm 2.")
+fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# **Reading the plot.** Without clipping, the gradient norm grows by about an order of magnitude
-# every few steps from the very start, and the loss follows it until it overflows: each long
-# step lands where the gradient is larger still. Clipping by global norm at `max_norm = 1` acts
-# in most of the first twenty steps — the gradient norm starts near 5 — and during later bursts
-# of large gradients, about one step in five overall. That is enough: the run trains to a loss
-# far below the 0.167 of predicting the mean. The right panel is exactly what you would log in
-# practice: the value `clip_grad_norm_` returns.
+# **Reading the plot** (every number here is checked over the five seeds by
+# `tests/test_claims_04_gradient_clipping.py`). Start on the right. Without clipping, on **3 of
+# the 5 seeds** a few large gradients throw the recurrent weights far out: $\|W_\text{rec}\|_2$,
+# 1 at the start, grows **past 20** (up to about 1100), and those three runs end **above** the
+# 0.167 of predicting the mean. This is Section 1's mechanism in a training run: the bound $s^T$
+# on the product of Jacobians grows with $s = \|W_\text{rec}\|_2$, and at the largest gradient of
+# each of these runs **more than two thirds** of the squared gradient norm sits in $W_\text{rec}$.
+# The loss axis is logarithmic and not cut: the worst run's smoothed loss leaves the others by
+# orders of magnitude. On the two other seeds nothing happens and the run trains normally.
+#
+# With norm clipping at `max_norm = 2`, $\|W_\text{rec}\|_2$ stays **below 5 on every seed**;
+# clipping fires on **1–10 % of the steps on 4 of the 5 seeds** — only the spikes are touched. On
+# the fifth seed (seed 4) it fires on about 30 % of the steps and that run ends above the
+# baseline: a threshold that suits most seeds can be too tight — or the learning rate too high —
+# for one. The **control** (learning rate 0.025, no clipping) never lets $\|W_\text{rec}\|_2$ reach 2
+# and ends below the baseline on every seed. Clipping is insurance against rare spikes at a
+# learning rate that is otherwise fine; it is not a licence for any learning rate.
+#
+# **Question.** Clipping never changes the direction here (norm clipping). How, then, can it keep
+# $\|W_\text{rec}\|_2$ from growing?
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Is the batched experiment really the same computation as the plain loop? The cell below trains
+# seed 0 with norm clipping in `lab.train_rnn` and compares. The two sum the same numbers in a
+# different order, so they differ by float32 rounding at the first step — about $10^{-7}$ relative
+# — and the difference grows as training goes on: below $10^{-5}$ over the first 100 steps, a few
+# per cent in the final loss. Read single runs for their qualitative outcome; read the numbers over
+# seeds.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+single = lab.train_rnn("norm", lab.MAX_NORM)
+batched = sweep.run(0, "norm", lab.MAX_NORM)
+relative = np.abs(single.losses - batched.losses) / batched.losses
+print(f"largest relative difference of the losses: first 40 steps {relative[:40].max():.1e}, "
+      f"first 100 steps {relative[:100].max():.1e}")
+print(f"final loss: train_rnn {single.final_loss:.4f}, batched {batched.final_loss:.4f}")
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-lab.plot_clipping_stats([by_value, by_norm, agc])
+fig = lab.plot_clipping_stats(sweep, [("value", lab.MAX_NORM), ("norm", lab.MAX_NORM), ("agc", 0.05)])
+fig.set_label("Bar charts with min-max whiskers over five seeds: the fraction of steps clipped and the mean "
+              "cosine between raw and clipped gradients, for value clipping, norm clipping and AGC.")
+fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # Norm clipping changes the length of the gradient and nothing else: its cosine with the raw
-# gradient is 1 at every step. Value clipping, held to the same guarantee, acts at almost every
-# step and bends the gradient (cosine well below 1), which costs progress. AGC also changes the
-# direction — by design: it rebalances the step across units so that none of them moves too far
-# relative to its weights.
+# gradient is 1 at every step. Value clipping, held to the same guarantee
+# ($c = 2/\sqrt{321} \approx 0.11$), acts on **at least two thirds of the steps** and changes the
+# direction (mean cosine 0.9–0.97). AGC changes the direction too — by design: it rebalances the
+# step across units so that none moves too far relative to its weights.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-lab.plot_threshold_sweep(grid)
+fig = lab.plot_threshold_sweep(sweep)
+fig.set_label("Final loss against the threshold, median and range over five seeds, for value and norm "
+              "clipping (left) and AGC (right), with no clipping and the control as horizontal lines.")
+fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# **Choosing the threshold.** From `max_norm = 0.1` to 2, norm clipping trains well: because it
-# keeps the direction, a tight threshold acts like a smaller learning rate on the steps it
-# touches. At 5 and 10 the run no longer overflows — clipping still bounds every step — but the
-# steps it allows are too long to make progress, and the loss stays high although clipping acts
-# at almost every step. Value clipping, at the same guarantee, is worse wherever norm clipping
-# works. AGC trains at every $\lambda$ tried here; its threshold is relative to the weights, so
-# one value carries over between layers and models. In practice, start from the typical gradient
-# norm of a healthy run (log it!) or from `max_norm = 1.0`, which many transformer recipes use.
-
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# ### Your `clip_grad_norm_` in the loop
+# **Choosing the threshold.** The differences between thresholds are small next to the spread
+# between seeds — which is why one seed cannot tell you which threshold is best. Two things do hold
+# on every seed:
 #
-# This cell needs **your** `clip_grad_norm_` from Exercise 2. It trains the RNN with it and with the
-# reference; a correct implementation gives the same losses (at first to the last digits — later,
-# as above, rounding differences may grow).
-
-# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
-try:
-    mine = lab.train_rnn("norm", 1.0, clip_fn=lambda params: clip_grad_norm_(params, 1.0))
-except NotImplementedError:
-    print("Finish Exercise 2 first: clip_grad_norm_ still raises NotImplementedError.")
-else:
-    difference = np.abs(mine.losses[:40] - single.losses[:40]).max()
-    print(f"your clip_grad_norm_: final loss {mine.final_loss:.4f} (reference {single.final_loss:.4f}); "
-          f"largest difference over the first 40 steps {difference:.1e}")
-
-# %% [markdown] slideshow={"slide_type": "slide"}
-# ## 6. Explore
+# - Norm clipping at `max_norm = 5` acts on **at most 1 % of the steps**, yet keeps
+#   $\|W_\text{rec}\|_2$ **below 5** on every seed: the few steps it touches are the dangerous ones.
+# - Bending is not what hurts value clipping. AGC at $\lambda = 0.01$ bends the gradient much more
+#   than value clipping at `max_norm = 1` (mean cosine 0.45–0.65 against about 0.9 on every seed),
+#   yet its median final loss is lower. At $c = 1/\sqrt{321}$ value clipping acts on most entries
+#   at most steps — close to a sign-SGD step of fixed size — so **the size of the steps it allows,
+#   not their direction**, is the likelier cause.
 #
-# Every run of the grid is already trained, so the explorer only redraws. Pick a clipping method
-# and a threshold, and watch the loss (the unclipped run in grey), the gradient norm before and
-# after clipping, and the cosine between the raw and the clipped gradient. Questions to answer:
-#
-# - Which is the largest `max_norm` at which norm clipping still trains? Where on the gradient-norm
-#   panel does the threshold sit when it stops working?
-# - At the same `max_norm`, how much more often does value clipping act than norm clipping?
-# - For AGC, which $\lambda$ clips at almost every step, and which almost never? How does the
-#   cosine change between them?
+# In practice, log the gradient norm of a healthy run (the control here, or the first few hundred
+# steps of your own) and put `max_norm` near a high quantile of it: the 95th percentile of the
+# control's gradient norms lies **between 1 and 2.5 on every seed**, and 2 is in that range.
+# Exercise 5 turns this rule into a function. Many transformer recipes use `max_norm = 1.0`.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-explorer = lab.ClippingExplorer(grid, kind="norm", max_norm=1.0, clip_factor=0.1)
+fig = lab.plot_update_ratio(sweep)
+fig.set_label("Update to weight ratio of the recurrent weights per step, median and range over five seeds: "
+              "spikes above 1 without clipping, below 0.07 with norm clipping.")
+fig
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **From norm clipping to AGC.** The figure shows the relative size of each step on the recurrent
+# weights, $\|\Delta W_\text{rec}\| / \|W_\text{rec}\|$. Typical steps change $W_\text{rec}$ by about
+# 1 %. Without clipping, single steps change it by **more than 100 %** on 2 of the 5 seeds; with norm
+# clipping no step exceeds **7 %** on any seed. A rule of thumb (Karpathy's) is to watch this
+# update:data ratio per layer and worry when it leaves the range of about $10^{-3}$ to $10^{-2}$.
+# AGC (Section 4) bounds exactly this ratio, unit by unit, instead of bounding one global norm.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 5** (numbers from the cells above, seeds 0–4).
+#
+# - No clipping, lr 0.1: final losses about 57.6, 0.34, 0.14, 0.47, 0.16; largest
+#   $\|W_\text{rec}\|_2$ about 1097, 21, 3.4, 198, 2.3. The largest gradient norm is about 2500× the
+#   median on seed 0 and 170× on seed 3. At those steps $W_\text{rec}$ holds 69 %, 88 % and 99 % of the
+#   squared gradient norm (seeds 0, 1, 3).
+# - Control, lr 0.025: final losses 0.06–0.15, $\|W_\text{rec}\|_2 \le 1.7$, 95th percentile of the
+#   gradient norm 1.07–2.3.
+# - Norm clipping at 2: final losses about 0.15, 0.16, 0.10, 0.14, 0.47; clipped on 3 %, 3 %, 2 %,
+#   1.7 % and 31 % of the steps; $\|W_\text{rec}\|_2 \le 4.5$.
+# - Train_rnn against the batch: about 5e-7 relative over 40 steps, 5e-6 over 100; final 0.148 vs
+#   0.152.
+# - Answer to the question: the long steps are what move $W_\text{rec}$ far; capping the length of
+#   the rare huge steps caps how far $W_\text{rec}$ can move in one step (and with momentum, over a
+#   few steps), so it cannot jump into the region where $s^T$ explodes.
+# - Value clipping at max_norm 2 clips on about 67–79 % of the steps, mean cosine 0.93–0.97;
+#   AGC λ = 0.01: mean cosine 0.45–0.65, median final 0.10; value at max_norm 1: cosine about 0.89,
+#   median final 0.15.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Clipping with momentum and Adam
+#
+# "Clipping bounds the step" is exact for **plain SGD**: $\|\Delta\theta\| = \eta\|\hat g\| \le \eta m$.
+# The experiment above used **momentum**, $v_t = \mu v_{t-1} + \hat g_t$, $\Delta\theta = -\eta v_t$: the
+# velocity is a sum of past clipped gradients, so
+#
+# $$
+# \|\Delta\theta_t\| \le \eta \sum_{k \ge 0} \mu^k m = \frac{\eta\, m}{1 - \mu},
+# $$
+#
+# ten times the plain bound at $\mu = 0.9$ — reached when clipped gradients keep pointing the same
+# way. Clipping still bounds each gradient's *contribution*, and a single spike adds at most
+# $\eta m$ to the step, but the step itself can be $1/(1-\mu)$ times longer.
+#
+# **Adam** divides each coordinate by the square root of a running mean of its squared gradients.
+# A *uniform* rescale of every gradient — which is what clipping at a fixed ratio would be — is
+# divided out, up to Adam's $\epsilon$. Adam already limits how far a single spike moves the
+# weights; what clipping changes is what the spike leaves behind: unclipped, the spike dominates the
+# first moment for about $1/(1-\beta_1) = 10$ steps — Adam keeps stepping in the spike's direction —
+# and its square sits in the second moment for about $1/(1-\beta_2) = 1000$ steps, scaling down the
+# steps of the ordinary gradients in the coordinates it touched. The cell computes the sizes.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+n = lab.momentum_and_adam_numbers(lr=0.1, max_norm=1.0, spike=1000.0)
+print(f"plain SGD, clipped gradient: step {n['sgd_step']:.4f} <= lr * max_norm = 0.1")
+print(f"momentum 0.9, the same clipped gradient for 100 steps: step {n['momentum_step']:.4f} "
+      f"(bound lr * max_norm / (1 - 0.9) = {n['momentum_bound']:.1f})")
+print(f"Adam, every gradient multiplied by 1e-3: updates change by at most {n['adam_rescale_rel']:.1e} (relative)")
+print(f"Adam, a gradient 1000x the usual: update {n['adam_spike_raw']:.2f} lr without clipping, "
+      f"{n['adam_spike_clipped']:.2f} lr with clipping (typical update {n['adam_typical']:.2f} lr)")
+print(f"Adam, the 20 steps after the spike: mean update {n['adam_after_raw']:.2f} lr without clipping, "
+      f"{n['adam_after_clipped']:.2f} lr with clipping")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With momentum 0.9 the step approaches **ten times** `lr * max_norm`. With Adam, multiplying every
+# gradient by $10^{-3}$ changes the updates by **less than $10^{-4}$** (relative); a spike 1000 times
+# the usual gradient moves the weights by **less than 3 times** a typical update even without
+# clipping, and by about a typical update with it; over the 20 steps after the spike, the unclipped
+# run's updates are **larger** on average than the clipped run's — it keeps moving the way the spike
+# pointed. So with Adam, a threshold far below the typical
+# gradient norm does nothing useful — it rescales almost every step, which Adam undoes — and
+# clipping matters through the spikes it keeps out of the moment estimates.
+#
+# **Question.** You switch a model from SGD with momentum 0.9 to plain SGD and keep `lr` and
+# `max_norm`. What happens to the longest possible step?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 6.** The cell prints: SGD step 0.1000; momentum step 0.99997
+# (bound 1.0); Adam rescale by 1e-3: relative change 6.3e-5; spike: 2.24 lr unclipped, 0.81 lr
+# clipped, typical 0.81 lr; the 20 steps after: 0.95 lr unclipped, 0.77 lr clipped (the first
+# moment still carries the spike, decaying as $0.9^k$). Answer to the question: it shrinks by a factor
+# $1 - \mu = 0.1$ — the longest step goes from $\eta m/(1-\mu)$ to $\eta m$.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. Clipping in a real training loop
+#
+# Where the one line goes depends on what else the loop does.
+#
+# - **Plain loop**: `zero_grad()`, forward, `backward()`, **clip**, `step()`.
+# - **Gradient accumulation** (several micro-batches per optimizer step, to fit a large batch in
+#   memory): `backward()` *adds* into `.grad`, so after the last micro-batch `.grad` holds the
+#   gradient of the whole batch. Clip **once, after the last micro-batch**: clipping each partial
+#   sum bounds pieces, not the step, and changes the direction of their sum. Divide each
+#   micro-batch's loss by the number of micro-batches, so the gradient is that of the mean loss
+#   and its norm does not grow with the accumulation.
+# - **Mixed precision** (`torch.amp`): a `GradScaler` multiplies the loss by a large scale $S$
+#   (65536 by default) so that small float16 gradients do not underflow; the `.grad` it produces are
+#   $S$ times too large. Call `scaler.unscale_(optimizer)` **before clipping**, then
+#   `scaler.step(optimizer)` (which skips the step when the gradients overflowed to inf or NaN)
+#   and `scaler.update()` (which lowers $S$ after an overflow). Clip without unscaling and
+#   `max_norm` applies to gradients $S$ times too large: every step is clipped, to a step $S$ times
+#   too short. The `GradScaler` works on CPU too: `torch.amp.GradScaler("cpu")`.
+#
+# ```python
+# optimizer.zero_grad()
+# for x, y in micro_batches:
+#     loss = F.mse_loss(model(x), y) / len(micro_batches)
+#     scaler.scale(loss).backward()
+# scaler.unscale_(optimizer)                       # 1. true gradients
+# norm = clip_grad_norm_(model.parameters(), 1.0)  # 2. clip once, the whole step's gradient
+# scaler.step(optimizer)                           # 3. skipped if the gradients overflowed
+# scaler.update()
+# ```
+#
+# **Logging the norm without slowing down.** `clip_grad_norm_` returns a tensor on the gradients'
+# device. `norm.item()` (or `float(norm)`, or printing it) copies it to the CPU, which makes the CPU
+# wait until the GPU has finished all queued work — a **synchronisation** every step. Keep the
+# tensors (e.g. `norms.append(norm.detach())`) and convert every few hundred steps.
+#
+# **The settings you will meet.** Frameworks do this for you; know what their knobs mean:
+#
+# - **Hugging Face** `Trainer`: `TrainingArguments(max_grad_norm=1.0)` — global-norm clipping, on
+#   by default at 1.0, after unscaling and after accumulation; `0` turns it off.
+# - **PyTorch Lightning**: `Trainer(gradient_clip_val=1.0, gradient_clip_algorithm="norm")` —
+#   off by default; `"value"` clips by value.
+# - **Keras** optimizers: `clipnorm=1.0` clips **each variable** by its own norm — the per-parameter
+#   clipping listed under *Common mistakes*, which changes the direction; `global_clipnorm=1.0` is
+#   the global norm of PyTorch's `clip_grad_norm_`; `clipvalue` clips by value.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 4 — `train_step` (3 points)
+#
+# Write `train_step(model, optimizer, micro_batches, max_norm, clip, scaler=None)`: **one**
+# optimizer step.
+#
+# - `micro_batches` is a list of `(x, y)`; the loss of each is
+#   `F.mse_loss(model(x), y) / len(micro_batches)`;
+# - `clip(parameters, max_norm)` is a norm-clipping function (your `clip_grad_norm_`, or
+#   `torch.nn.utils.clip_grad_norm_` outside the grader); call it **exactly once**, on
+#   `model.parameters()`, where it belongs;
+# - `scaler` is `None` or a `torch.amp.GradScaler`: with one, scale each loss before `backward()`,
+#   unscale before clipping, and step and update through the scaler;
+# - start with `optimizer.zero_grad()` (`.grad` holds last step's gradient when you are called);
+# - return what `clip` returned (the norm before clipping) — do not call `.item()` on it.
+#
+# The checks call your function with a recording `clip`: they see how often it was called and the
+# norm of the gradient it was called on, so clipping in the wrong place shows up.
+
+# %% nbgrader={"grade": false, "grade_id": "train_step", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def train_step(model, optimizer, micro_batches, max_norm, clip, scaler=None):
+    """One optimizer step with gradient accumulation, optional loss scaling, and norm clipping.
+
+    Args:
+        model: a torch.nn.Module.
+        optimizer: its optimizer.
+        micro_batches: a list of (x, y); the step's gradient is that of the mean of their losses.
+        max_norm: the clipping threshold.
+        clip: a function clip(parameters, max_norm) -> total norm, e.g. clip_grad_norm_.
+        scaler: None, or a torch.amp.GradScaler.
+
+    Returns:
+        What clip returned: the gradient norm of the step before clipping.
+    """
+    ### BEGIN SOLUTION
+    optimizer.zero_grad()
+    for x, y in micro_batches:
+        loss = F.mse_loss(model(x), y) / len(micro_batches)
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    total = clip(model.parameters(), max_norm)  # once, after the last micro-batch
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)  # skipped when the gradients overflowed
+        scaler.update()
+    return total
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "train_step_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(train_step, "train_step")
+
+# %% nbgrader={"grade": true, "grade_id": "train_step_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests, graded per group: one batch (with momentum; with a threshold above the norm);
+# gradient accumulation (with and without a scaler); mixed precision (two loss scales, and an
+# overflow that the scaler must skip).
+### BEGIN HIDDEN TESTS
+check(train_step, "train_step", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 5 — `pick_max_norm` (2 points)
+#
+# Write `pick_max_norm(logged_norms, quantile=0.9)`: the `quantile` of the gradient norms logged
+# during a warm-up run, as a Python float, to use as `max_norm`.
+#
+# - `logged_norms` is a list, a NumPy array or a tensor of norms (what `clip_grad_norm_` returned,
+#   one per step);
+# - leave out NaN and inf — the steps where the gradients overflowed;
+# - use linear interpolation, the default of `np.quantile` and `torch.quantile`; note that
+#   `np.percentile` wants 90, not 0.9;
+# - raise `ValueError` when no norm is finite.
+#
+# Worked example (a visible case): the 0.9-quantile of 1, 2, …, 11 is 10.0.
+
+# %% nbgrader={"grade": false, "grade_id": "pick_max_norm", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def pick_max_norm(logged_norms, quantile=0.9):
+    """The quantile of the finite logged gradient norms, as a float (a clipping threshold)."""
+    ### BEGIN SOLUTION
+    values = np.asarray(torch.as_tensor(logged_norms, dtype=torch.float64)).reshape(-1)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError("no finite gradient norm in logged_norms")
+    return float(np.quantile(finite, quantile))
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "pick_max_norm_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(pick_max_norm, "pick_max_norm")
+
+# %% nbgrader={"grade": true, "grade_id": "pick_max_norm_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests, graded per group: other quantiles and spikier runs; overflowed steps; tensors,
+# arrays, and no finite norm at all.
+### BEGIN HIDDEN TESTS
+check(pick_max_norm, "pick_max_norm", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Your functions in the loop
+#
+# This cell needs **your** `train_step`, `pick_max_norm` and `clip_grad_norm_`. It logs the gradient
+# norms of 100 steps of the control (learning rate 0.025, no clipping: `max_norm = inf`), picks
+# `max_norm` as their 0.95-quantile, and trains 100 steps at learning rate 0.1 with your functions
+# — once plainly, once with 4 micro-batches of 16 and a `GradScaler`. Compare the printed norms and
+# losses: the two ways should agree closely, since they compute the same step.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+def demo_loop(step_fn, clip_fn, lr, max_norm, steps=100, micro=1, scaler=None, seed=0):
+    """Train the experiment's RNN for `steps` steps with `step_fn`; return (losses, logged norms)."""
+    cfg = lab.CONFIG
+    x, y = lab.make_task(cfg)
+    model = lab.make_model(cfg)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+    generator = torch.Generator().manual_seed(seed)
+    losses, norms = [], []
+    for _ in range(steps):
+        idx = torch.randperm(cfg.n_train, generator=generator)[: cfg.batch_size]
+        batches = list(zip(x[idx].chunk(micro), y[idx].chunk(micro)))
+        with torch.no_grad():
+            losses.append(F.mse_loss(model(x[idx]), y[idx]).item())
+        norms.append(step_fn(model, optimizer, batches, max_norm, clip_fn, scaler=scaler).detach())
+    return np.array(losses), torch.stack(norms).numpy()
+
+
+try:
+    _, warmup = demo_loop(train_step, clip_grad_norm_, lr=lab.CONTROL_LR, max_norm=math.inf)
+    threshold = pick_max_norm(warmup, 0.95)
+    plain_losses, plain_norms = demo_loop(train_step, clip_grad_norm_, lr=0.1, max_norm=threshold)
+    amp_losses, amp_norms = demo_loop(train_step, clip_grad_norm_, lr=0.1, max_norm=threshold, micro=4,
+                                      scaler=torch.amp.GradScaler("cpu", init_scale=1024.0))
+except NotImplementedError as err:
+    print(f"Finish Exercises 2, 4 and 5 first ({err or 'a function still raises NotImplementedError'}).")
+else:
+    print(f"max_norm = 0.95-quantile of the warm-up norms = {threshold:.3f}")
+    print(f"plain:               steps clipped {np.mean(plain_norms > threshold):.0%}, "
+          f"loss over the last 20 steps {plain_losses[-20:].mean():.4f}")
+    print(f"4 micro-batches+AMP: steps clipped {np.mean(amp_norms > threshold):.0%}, "
+          f"loss over the last 20 steps {amp_losses[-20:].mean():.4f}")
+    print(f"largest relative difference of the norms over the first 20 steps: "
+          f"{np.max(np.abs(plain_norms[:20] - amp_norms[:20]) / plain_norms[:20]):.1e}")
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 7.** With the reference solutions the cell prints max_norm = 2.627
+# (the 0.95-quantile of seed 0's first 100 control steps); both runs clip on 5 % of the steps and
+# end at a loss of 0.1766 over the last 20 steps; their norms differ by at most 1.0e-05 (relative)
+# over the first 20 steps — float32 rounding, since the micro-batch sums are added in a different
+# order. If a student's two runs disagree from the first step, their accumulation or
+# unscaling is wrong even if the checks were not run. Point out that `float(norm)` inside the loop
+# would be the `.item()` sync discussed above, and that `demo_loop` stacks tensors instead.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. Explore
+#
+# Every run of the experiment is already trained, so the explorer only redraws. Pick a seed, a
+# clipping method and a threshold, and watch the loss (no clipping and the control for reference),
+# the gradient norm before and after clipping, and the cosine between the raw and the clipped
+# gradient. Questions to answer:
+#
+# 1. On which seeds does the run without clipping go wrong, and at which step? Does norm clipping at
+#    `max_norm = 2` clip at that step?
+# 2. At the same `max_norm`, how much more often does value clipping act than norm clipping?
+# 3. For AGC, which $\lambda$ clips at almost every step, and which least often? How does the
+#    cosine change between them?
+# 4. On seed 4, norm clipping at 2 clips far more often than on the other seeds. What does its
+#    gradient-norm panel look like — and what would you change: the threshold or the learning rate?
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+explorer = lab.ClippingExplorer(sweep, kind="norm", max_norm=lab.MAX_NORM, clip_factor=0.05)
 explorer.widget
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — explorer answers** (seeds 0–4).
+#
+# 1. Without clipping the largest gradient comes at step 269 (seed 0), 51 (seed 1) and 192
+#    (seed 3), where $\|W_\text{rec}\|_2$ jumps to about 1097, 21 and 198; seeds 2 and 4 never leave
+#    the healthy range. Norm clipping at 2 clips on those steps of its own run — but its run is
+#    different by then (it was clipped earlier), so the steps do not line up one to one.
+# 2. Value clipping at max_norm 2 acts on about 67–79 % of the steps, norm clipping on 1.7–3 %
+#    (31 % on seed 4): 20 to 40 times as often.
+# 3. λ = 0.01 clips on every step (mean cosine 0.45–0.65); λ = 0.2 least often (19–91 % by seed,
+#    mean cosine about 0.98–1.0).
+# 4. On seed 4 the gradient norm of the clipped run settles *above* 2 after a few dozen steps, so
+#    clipping acts on most of the later steps and the run does not train (final loss about 0.47):
+#    the learning rate is too high for that initialisation. Lower the learning rate (the control
+#    trains on seed 4); raising `max_norm` would only allow the longer steps.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
 #
-# - Backpropagation through $T$ steps or layers multiplies $T$ Jacobians; the product explodes or
-#   vanishes geometrically. An exploding gradient makes a step $\eta\|g\|$ far too long, and a
-#   runaway follows.
+# - Backpropagation through $T$ steps or layers multiplies $T$ Jacobians; with
+#   $s = \|W_\text{rec}\|_2 > 1$ the product can grow like $s^T$. A step taken at a cliff can throw
+#   $W_\text{rec}$ to a much larger $s$ — in the experiment, past 20 on 3 of 5 seeds.
 # - **Clipping by value** clamps each entry into $[-c, c]$; it changes the gradient's direction.
 # - **Clipping by global norm** multiplies all gradients by
 #   $\min(1, m/(\|g\| + 10^{-6}))$ with $\|g\|$ the norm of the per-parameter norms; the direction is
-#   kept (cosine 1). It returns the norm *before* clipping — log it.
+#   kept (cosine 1). It returns the norm *before* clipping — log it (without `.item()` every step).
+# - With plain SGD the step is at most $\eta m$; with momentum up to $\eta m/(1-\mu)$; Adam divides a
+#   uniform rescale out, so with Adam clipping matters for the spikes only.
 # - Clipping spreads NaN and $\infty$ rather than fixing them; `error_if_nonfinite=True` raises
 #   before anything changes.
 # - **AGC** clips each unit where $\|G_i\|/\max(\|W_i\|, \epsilon) > \lambda$, bounding every unit's
 #   relative update; the final layer is usually left out.
-# - Clipping goes between `loss.backward()` and `optimizer.step()`, and a good threshold sits near
-#   the gradient norm of a healthy run.
+# - Clip between the last `backward()` and `step()`: after the last micro-batch, after
+#   `scaler.unscale_`. Pick `max_norm` near a high quantile of a healthy run's gradient norms, and
+#   check over several seeds against a control with a lower learning rate.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Common mistakes
 #
-# - **Clipping each parameter by its own norm** instead of the global norm: the direction of the
-#   full gradient changes, and the bound on the step is $\sqrt{k}$ times looser.
-# - **Clipping after `optimizer.step()`** (or before `backward()`): the step has already used the
-#   raw gradient. With gradient accumulation, clip once, after the last micro-batch.
-# - **Mixed precision without unscaling**: with a `GradScaler`, call `scaler.unscale_(optimizer)`
-#   before clipping, or the threshold applies to gradients multiplied by the loss scale.
+# Each of these is in the exercises' catalogue: the visible checks or
+# `check(fn, "name", level="hidden")` name it when your function makes it.
+#
+# - **Clipping each parameter by its own norm** instead of the global norm (Keras' `clipnorm`
+#   does this): the direction of the full gradient changes, and the bound on the step is
+#   $\sqrt{k}$ times looser.
+# - **Clipping after `optimizer.step()`** or before `backward()`: the step uses the raw gradient.
+#   With gradient accumulation, **clip once, after the last micro-batch**.
+# - **Mixed precision without unscaling**: call `scaler.unscale_(optimizer)` before clipping, or
+#   the threshold applies to gradients multiplied by the loss scale.
 # - **Passing a generator twice**: `model.parameters()` is consumed by the first loop; make a list.
 # - **Forgetting that `.grad` may be `None`** for parameters that did not take part in the loss.
 # - **Expecting clipping to fix NaN**: it spreads NaN to every gradient; find the cause instead.
-# - **Rebinding a local name instead of writing in place**: `g = g.clamp(-c, c)` makes a new
-#   tensor and leaves `p.grad` unchanged; the optimizer reads `p.grad`, so use `g.clamp_(-c, c)`.
-# - **A threshold far above every gradient norm**: clipping that never acts protects nothing. Log
-#   the returned norm and look.
+# - **Not in place**: `g = g.clamp(-c, c)` makes a new tensor and leaves `p.grad` unchanged; use
+#   `g.clamp_(-c, c)`. **Rebinding `p.grad`** (`p.grad = p.grad.clamp(...)`) does reach the
+#   optimizer, but breaks the in-place contract that code holding the gradient tensors relies on.
+# - **Missing `keepdim=True`** in AGC's unit norms: a `(out,)` norm broadcasts against the last
+#   dimension — an error on a non-square weight, silently wrong on a square one.
+# - **A threshold from one seed, or far above every gradient norm**: clipping that never acts
+#   protects nothing; one that acts on most steps is a smaller learning rate. Log the returned
+#   norm, look at its quantiles, and compare over seeds.
 #
 # **References.** R. Pascanu, T. Mikolov, Y. Bengio, *On the difficulty of training recurrent
 # neural networks*, ICML 2013. A. Brock, S. De, S. L. Smith, K. Simonyan, *High-Performance
-# Large-Scale Image Recognition Without Normalization*, ICML 2021. PyTorch documentation of
-# `torch.nn.utils.clip_grad_norm_` and `clip_grad_value_`.
+# Large-Scale Image Recognition Without Normalization*, ICML 2021. A. Zhang, Z. Lipton, M. Li,
+# A. Smola, *Dive into Deep Learning*, section "Gradient Clipping". PyTorch documentation of
+# `torch.nn.utils.clip_grad_norm_`, `clip_grad_value_` and `torch.amp.GradScaler`.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Sections 2–4.** For the heavy-tailed gradient with $P = 10\,000$ the cell
+# prints: raw norm 388.4, 32 % of the entries exceed $c = 1$; value clipping leaves a norm of 63.0
+# and a cosine of 0.639, norm clipping the guaranteed 100.0 and a cosine of 1. Answer to the
+# Section 2 question: value clipping at $c$ guarantees only $c\sqrt P = 100$, but the clipped
+# gradient's norm is 63 — most entries are small, so the guarantee is loose, and the direction
+# changed (cosine 0.64). Section 3 question: PyTorch always multiplies by
+# $\min(1, m/(\|g\| + 10^{-6}))$; with $\|g\| = 5$ that is $5/(5 + 10^{-6})$, a relative change of
+# $2\cdot10^{-7}$: the gradient becomes $[2.9999994, 0, 3.9999992]$, as printed. Section 4:
+# 100 of the MLP's 199 units are above λ = 0.02 (largest ratio 0.570 before, 0.020 after), and the
+# largest relative update is 0.00200 = lr·λ. Section 4 question: a zero-initialised unit has
+# $\|W_i\| = 0$; without the floor its limit is $\lambda \cdot 0 = 0$ and its gradient is zeroed at
+# every step, so it never moves; with $\epsilon$ its first step is at most $\eta\lambda\epsilon$.

@@ -230,3 +230,42 @@ def adaptive_clip_grad_(
             grad_norm = _unitwise_norm(g, p)
             clipped = g * (max_norm / grad_norm.clamp(min=_AGC_MIN_GRAD_NORM))
             g.copy_(torch.where(grad_norm < max_norm, g, clipped))
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, micro_batches, max_norm: float, clip,
+               scaler=None) -> Tensor:
+    """One optimizer step with gradient clipping in the right place (lesson 04's training-loop exercise).
+
+    The loss of each micro-batch ``(x, y)`` is ``mse_loss(model(x), y) / len(micro_batches)`` (so the
+    accumulated gradient is the gradient of the mean). ``clip(model.parameters(), max_norm)`` is
+    called exactly once, after the last backward pass and, with a ``GradScaler``, after
+    ``scaler.unscale_(optimizer)`` — so it sees the true gradient of the whole step. Returns what
+    ``clip`` returned: the norm before clipping (a tensor: no ``.item()``, no device sync).
+    """
+    optimizer.zero_grad()
+    for x, y in micro_batches:
+        loss = torch.nn.functional.mse_loss(model(x), y) / len(micro_batches)
+        if scaler is None:
+            loss.backward()
+        else:
+            scaler.scale(loss).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    total = clip(model.parameters(), max_norm)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+    return total
+
+
+def pick_max_norm(logged_norms, quantile: float = 0.9) -> float:
+    """A clipping threshold from the gradient norms logged during a warm-up run: their ``quantile``
+    (linear interpolation, as ``numpy.quantile``), leaving out NaN and inf (overflowed steps).
+    Raises ValueError when no logged norm is finite."""
+    values = torch.as_tensor(logged_norms, dtype=torch.float64).reshape(-1)
+    finite = values[torch.isfinite(values)]
+    if finite.numel() == 0:
+        raise ValueError("no finite gradient norm in logged_norms")
+    return float(torch.quantile(finite, quantile))

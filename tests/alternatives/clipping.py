@@ -96,7 +96,50 @@ def adaptive_clip_grad_vectorised(parameters, clip_factor=0.01, eps=1e-3):
         p.grad.copy_((g * scale).reshape(p.grad.shape))
 
 
+def train_step_explicit(model, optimizer, micro_batches, max_norm, clip, scaler=None):
+    """set_to_none=False, the losses summed first and one backward; the scaler's own enabled path."""
+    optimizer.zero_grad(set_to_none=False)
+    n = len(micro_batches)
+    loss = sum(torch.nn.functional.mse_loss(model(x), y, reduction="mean") for x, y in micro_batches) / n
+    if scaler is not None:
+        loss = scaler.scale(loss)
+    loss.backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = clip(list(model.parameters()), max_norm=max_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return norm
+
+
+def pick_max_norm_numpy(logged_norms, quantile=0.9):
+    """numpy: nanquantile after turning inf into NaN."""
+    import numpy as np
+
+    x = np.asarray(logged_norms.tolist() if isinstance(logged_norms, torch.Tensor) else logged_norms, dtype=float)
+    x = np.where(np.isfinite(x), x, np.nan)
+    if np.isnan(x).all():
+        raise ValueError("no finite norm")
+    return float(np.nanquantile(x, quantile))
+
+
+def pick_max_norm_sorted(logged_norms, quantile=0.9):
+    """By hand: sort the finite norms and interpolate between neighbours."""
+    xs = sorted(float(v) for v in logged_norms if math.isfinite(float(v)))
+    if not xs:
+        raise ValueError("no finite gradient norms")
+    pos = quantile * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (pos - lo) * (xs[hi] - xs[lo])
+
+
 ALTERNATIVES = {
+    "train_step": [train_step_explicit],
+    "pick_max_norm": [pick_max_norm_numpy, pick_max_norm_sorted],
     "clip_grad_value_": [clip_grad_value_masked, clip_grad_value_where],
     "clip_grad_norm_": [clip_grad_norm_flat, clip_grad_norm_loops],
     "adaptive_clip_grad_": [adaptive_clip_grad_rows, adaptive_clip_grad_vectorised],

@@ -31,7 +31,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 import stabletrain as st
+from stabletrain import style
+from stabletrain.style import styled
 from stabletrain.data import make_sequence_task
 from stabletrain.models import ExplodingRNN
 
@@ -74,21 +76,39 @@ __all__ = [
     "plot_clipping_stats",
     "plot_threshold_sweep",
     "ClippingExplorer",
+    "SEEDS",
+    "CONTROL_LR",
+    "MAX_NORM",
+    "Sweep",
+    "train_sweep",
+    "experiment_settings",
+    "run_experiment",
+    "setting_label",
+    "plot_seed_bands",
+    "plot_update_ratio",
+    "cliff_loss",
+    "cliff_trajectory",
+    "plot_cliff",
+    "momentum_and_adam_numbers",
 ]
 
 #: the clipping methods of the experiment, in display order
 KINDS: tuple[str, ...] = ("none", "value", "norm", "agc")
 LABELS: dict[str, str] = {
     "none": "no clipping",
+    "control": "control: lr / 4, no clipping",
     "value": "by value",
     "norm": "by global norm",
     "agc": "adaptive (AGC)",
 }
-COLORS: dict[str, str] = {"none": "0.35", "value": "tab:orange", "norm": "tab:blue", "agc": "tab:green"}
+#: the colour and dash pattern of each kind (the course palette; the control is black)
+STYLE_INDEX: dict[str, int] = {"control": 0, "value": 1, "norm": 2, "agc": 3, "none": 4}
+COLORS: dict[str, str] = {k: style.COLORS[i] for k, i in STYLE_INDEX.items()}
+LINESTYLES: dict[str, object] = {k: style.LINESTYLES[i] for k, i in STYLE_INDEX.items()}
 #: the max_norm values the explorer offers (value clipping uses max_norm / sqrt(P), see value_clip_for)
-MAX_NORMS: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+MAX_NORMS: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
 #: the AGC clip factors lambda the explorer offers
-CLIP_FACTORS: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+CLIP_FACTORS: tuple[float, ...] = (0.01, 0.05, 0.2)
 #: the mean squared error of always predicting E[y] = 1 on the adding problem: Var y = 2/12
 BASELINE_LOSS = 2.0 / 12.0
 
@@ -211,19 +231,19 @@ def jacobian_norms(scale: float, Q: Tensor, drive: Tensor, h0: Tensor | None = N
     return np.array(norms), product
 
 
+@styled
 def plot_jacobian_norms(norms: dict[float, np.ndarray]) -> Figure:
     """Log-scale curves of ‖∂h_t/∂h_0‖ against t, one per recurrent scale s (``{s: norms}``)."""
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    cmap = {s: c for s, c in zip(sorted(norms), ["tab:purple", "tab:blue", "tab:orange", "tab:red", "tab:brown"])}
-    for s in sorted(norms):
-        ax.semilogy(np.arange(len(norms[s])), norms[s], lw=2.2, color=cmap.get(s), label=f"s = {s:g}")
+    for i, s in enumerate(sorted(norms)):
+        ax.semilogy(np.arange(len(norms[s])), norms[s], lw=2.2, color=style.COLORS[i + 1],
+                    linestyle=style.LINESTYLES[i + 1], label=f"s = {s:g}")
     ax.axhline(1.0, color="0.6", lw=1, ls=":")
     ax.set_xlabel("time steps back, t")
     ax.set_ylabel(r"$\|\partial h_t / \partial h_0\|_2$")
     ax.set_title("Gradients through a tanh RNN: a product of t Jacobians")
-    ax.legend(title="recurrent scale", frameon=False)
-    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(title="recurrent scale")
     return fig
 
 
@@ -231,6 +251,7 @@ def plot_jacobian_norms(norms: dict[float, np.ndarray]) -> Figure:
 # Value vs norm clipping, in two dimensions
 
 
+@styled
 def plot_clipping_geometry(g: Sequence[float] = (2.4, 0.6), c: float = 1.0) -> Figure:
     r"""A 2-D gradient ``g`` clipped by value (into the box :math:`[-c, c]^2`) and by norm (onto the disc of radius c).
 
@@ -244,27 +265,30 @@ def plot_clipping_geometry(g: Sequence[float] = (2.4, 0.6), c: float = 1.0) -> F
     fig = Figure(figsize=(8.6, 4.3), layout="constrained")
     ax = fig.add_subplot()
     t = np.linspace(0, 2 * np.pi, 200)
-    ax.fill(c * np.cos(t), c * np.sin(t), color="tab:blue", alpha=0.08)
-    ax.plot(c * np.cos(t), c * np.sin(t), color="tab:blue", lw=1, label=f"‖g‖ ≤ {c:g}")
-    ax.plot([-c, c, c, -c, -c], [-c, -c, c, c, -c], color="tab:orange", lw=1, ls="--", label=f"|g_i| ≤ {c:g}")
+    ax.fill(c * np.cos(t), c * np.sin(t), color=COLORS["norm"], alpha=0.08)
+    ax.plot(c * np.cos(t), c * np.sin(t), color=COLORS["norm"], lw=1.2, ls=LINESTYLES["norm"], label=f"‖g‖ ≤ {c:g}")
+    ax.plot([-c, c, c, -c, -c], [-c, -c, c, c, -c], color=COLORS["value"], lw=1.2, ls=LINESTYLES["value"],
+            label=f"|g_i| ≤ {c:g}")
     arrows = [
-        (raw, "0.2", "raw gradient g"),
-        (by_value, "tab:orange", f"clipped by value (cos = {cosine(raw, by_value):.3f})"),
-        (by_norm, "tab:blue", f"clipped by norm (cos = {cosine(raw, by_norm):.3f})"),
+        (raw, "control", "raw gradient g"),
+        (by_value, "value", f"clipped by value (cos = {cosine(raw, by_value):.3f})"),
+        (by_norm, "norm", f"clipped by norm (cos = {cosine(raw, by_norm):.3f})"),
     ]
-    for vec, color, label in arrows:
+    for vec, kind, label in arrows:
         ax.annotate("", xy=(vec[0].item(), vec[1].item()), xytext=(0, 0),
-                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 2.2, "mutation_scale": 16})
-        ax.plot([], [], color=color, lw=2.2, label=label)
+                    arrowprops={"arrowstyle": "-|>", "color": COLORS[kind], "lw": 2.2, "mutation_scale": 16,
+                                "linestyle": LINESTYLES[kind]})
+        ax.plot([], [], color=COLORS[kind], lw=2.2, ls=LINESTYLES[kind], label=label)
     ax.set_xlim(-1.25 * c, max(1.12 * raw[0].item(), 1.25 * c))
     ax.set_ylim(-1.25 * c, max(1.12 * raw[1].item(), 1.25 * c))
     ax.set_aspect("equal")
     ax.axhline(0, color="0.8", lw=0.8)
     ax.axvline(0, color="0.8", lw=0.8)
+    ax.grid(False)
     ax.set_xlabel("$g_1$")
     ax.set_ylabel("$g_2$")
     ax.set_title("Clipping by value bends the gradient; by norm only shortens it")
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9.5, frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     return fig
 
 
@@ -289,6 +313,7 @@ def unit_norms(tensors: Sequence[Tensor]) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+@styled
 def plot_agc_units(w_norms: np.ndarray, g_before: np.ndarray, g_after: np.ndarray, clip_factor: float,
                    eps: float = _AGC_EPS) -> Figure:
     r"""Each unit as a point (‖W_i‖, ‖G_i‖), before and after AGC, with the limit line.
@@ -300,20 +325,19 @@ def plot_agc_units(w_norms: np.ndarray, g_before: np.ndarray, g_after: np.ndarra
     ax = fig.add_subplot()
     clipped = g_after < g_before * (1 - 1e-9)
     ax.scatter(w_norms, g_before, s=26, facecolors="none", edgecolors="0.45", label="before clipping")
-    ax.scatter(w_norms[clipped], g_after[clipped], s=14, color="tab:green",
+    ax.scatter(w_norms[clipped], g_after[clipped], s=18, color=COLORS["agc"], marker="s",
                label=f"after AGC ({clipped.sum()} of {len(w_norms)} units clipped)")
     lo = min(w_norms.min(), eps) / 2
     hi = w_norms.max() * 2
     xs = np.geomspace(lo, hi, 200)
-    ax.plot(xs, clip_factor * np.maximum(xs, eps), color="tab:green", lw=1.8,
+    ax.plot(xs, clip_factor * np.maximum(xs, eps), color=COLORS["agc"], ls=LINESTYLES["agc"], lw=1.8,
             label=rf"$\|G_i\| = \lambda\,\max(\|W_i\|, \epsilon)$, $\lambda$ = {clip_factor:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"weight norm of the unit, $\|W_i\|$")
     ax.set_ylabel(r"gradient norm of the unit, $\|G_i\|$")
     ax.set_title("AGC clips each unit relative to its own weights")
-    ax.legend(fontsize=9, frameon=False, loc="lower right")
-    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower right")
     return fig
 
 
@@ -325,23 +349,32 @@ def plot_agc_units(w_norms: np.ndarray, g_before: np.ndarray, g_after: np.ndarra
 class Config:
     """The experiment's settings: the adding problem, the RNN and SGD with momentum.
 
-    The defaults are chosen so that, at ``seed=0``, training without clipping diverges within
-    a few dozen steps while clipping by global norm at max_norm = 1 trains well below
-    :data:`BASELINE_LOSS`.
+    The defaults are a learning rate that trains this RNN most of the time, with rare gradient
+    spikes: without clipping, on some seeds a spike throws the recurrent weights to a spectral
+    norm far above 1, from which the run does not recover; norm clipping at ``max_norm = 2``
+    fires on a few per cent of the steps. :data:`CONTROL_LR` is the control: a lower learning
+    rate without clipping. ``tests/test_claims_04_gradient_clipping.py`` checks what the lesson
+    says about these runs, over :data:`SEEDS`.
     """
 
-    T: int = 10  # sequence length of the adding problem
+    T: int = 20  # sequence length of the adding problem
     hidden: int = 16  # RNN width
     n_train: int = 512  # training sequences
     batch_size: int = 64  # minibatch per step, drawn without replacement
     steps: int = 300
-    lr: float = 0.2
+    lr: float = 0.1
     momentum: float = 0.9
     recurrent_scale: float = 1.0
     seed: int = 0
 
 
 CONFIG = Config()
+#: the seeds every experiment of the lesson runs over
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+#: the control: a learning rate four times lower, without clipping
+CONTROL_LR = 0.025
+#: the experiment's threshold for norm clipping
+MAX_NORM = 2.0
 
 
 def make_task(cfg: Config = CONFIG) -> tuple[Tensor, Tensor]:
@@ -409,6 +442,8 @@ class Run:
     cosines: np.ndarray
     clipped: np.ndarray
     diverged_at: int | None = None
+    lr: float | None = None
+    w_rec_norms: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -581,225 +616,512 @@ def _batched_clip(grads: list[Tensor], params: list[Tensor], agc_mask: list[bool
 
 def train_grid(max_norms: Sequence[float] = MAX_NORMS, clip_factors: Sequence[float] = CLIP_FACTORS,
                cfg: Config = CONFIG) -> Grid:
-    r"""Train, at once, one RNN per setting: no clipping, by value and by norm at every max_norm, AGC at every λ.
-
-    The :math:`K = 1 + 2\,|\text{max\_norms}| + |\text{clip\_factors}|` models start from the same
-    initialisation and see the same minibatches; only the clipping differs. Their parameters are
-    stacked along a new leading dim of size K (``(K, *shape)``), the forward pass runs them together
-    with batched matrix products, and the sum of their losses is differentiated — each model's
-    gradient depends on its own loss only. Each model then gets clipped by its own rule
-    (:func:`_batched_clip`, the formulas of the reference functions) and takes an SGD-with-momentum
-    step. A model whose loss stops being finite is frozen and its remaining entries are NaN.
+    r"""Train, at once, one RNN per setting at ``cfg.seed``: no clipping, by value and by norm at every
+    max_norm, AGC at every λ — :func:`train_sweep` for one seed, as a :class:`Grid`.
 
     Per model this computes what :func:`train_rnn` computes, up to floating-point rounding (which
     a diverging or chaotic run amplifies over many steps).
     """
+    settings: list[tuple[str, float | None, float]] = [("none", None, cfg.lr)]
+    settings += [(kind, float(m), cfg.lr) for kind in ("value", "norm") for m in max_norms]
+    settings += [("agc", float(lam), cfg.lr) for lam in clip_factors]
+    return train_sweep(settings, (cfg.seed,), cfg).grid(cfg.seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Many seeds at once: the experiment's settings x seeds as one batch of independent RNNs
+
+
+@dataclass
+class Sweep:
+    r"""Every setting of :func:`train_sweep` at every seed; arrays of shape ``(seeds, settings, steps)``.
+
+    ``settings[j]`` is ``(kind, threshold, lr)``. Per step and model: ``losses`` (the minibatch loss
+    before the step, NaN after divergence), ``raw_norms`` and ``clipped_norms`` (the global
+    gradient 2-norm before and after clipping), ``cosines`` (raw vs clipped gradient), ``clipped``
+    (whether clipping changed the gradient), ``w_rec_norms`` (the spectral norm
+    :math:`\|W_\text{rec}\|_2` *before* the step — the :math:`s` of Section 1), ``rec_share`` (the
+    fraction of the squared gradient norm that sits in :math:`W_\text{rec}`), ``update_ratio``
+    (:math:`\|\Delta W_\text{rec}\|/\|W_\text{rec}\|` of the step); ``diverged_at`` ``(seeds, settings)``
+    holds the first non-finite step or -1.
+    """
+
+    settings: list[tuple[str, float | None, float]]
+    seeds: tuple[int, ...]
+    cfg: Config
+    n_params: int
+    losses: np.ndarray
+    raw_norms: np.ndarray
+    clipped_norms: np.ndarray
+    cosines: np.ndarray
+    clipped: np.ndarray
+    w_rec_norms: np.ndarray
+    rec_share: np.ndarray
+    update_ratio: np.ndarray
+    diverged_at: np.ndarray
+    seconds: float = 0.0
+
+    def index(self, kind: str, threshold: float | None = None, lr: float | None = None) -> int:
+        """The column of setting ``(kind, threshold, lr)`` (``lr=None``: the experiment's ``cfg.lr``)."""
+        lr = self.cfg.lr if lr is None else lr
+        for j, (k, t, r) in enumerate(self.settings):
+            if k == kind and math.isclose(r, lr) and (t is None if threshold is None else t is not None and math.isclose(t, threshold)):
+                return j
+        raise KeyError(f"no setting {(kind, threshold, lr)}; available: {self.settings}")
+
+    def run(self, seed: int, kind: str, threshold: float | None = None, lr: float | None = None) -> Run:
+        """One model's record as a :class:`Run`."""
+        i, j = self.seeds.index(seed), self.index(kind, threshold, lr)
+        d = int(self.diverged_at[i, j])
+        return Run(kind, threshold, self.losses[i, j], self.raw_norms[i, j], self.clipped_norms[i, j],
+                   self.cosines[i, j], self.clipped[i, j], None if d < 0 else d,
+                   lr=self.settings[j][2], w_rec_norms=self.w_rec_norms[i, j])
+
+    def final_losses(self, kind: str, threshold: float | None = None, lr: float | None = None) -> np.ndarray:
+        """The final loss (mean of the last 50 steps; inf when diverged) at every seed."""
+        return np.array([self.run(s, kind, threshold, lr).final_loss for s in self.seeds])
+
+    def clipped_fractions(self, kind: str, threshold: float | None = None, lr: float | None = None) -> np.ndarray:
+        """The fraction of steps clipped at every seed."""
+        return np.array([self.run(s, kind, threshold, lr).clipped_fraction for s in self.seeds])
+
+    def grid(self, seed: int) -> Grid:
+        """The runs of one seed at the experiment's learning rate, as a :class:`Grid` (for the explorer)."""
+        runs = {}
+        for kind, threshold, lr in self.settings:
+            if math.isclose(lr, self.cfg.lr):
+                runs[kind, threshold] = self.run(seed, kind, threshold, lr)
+        max_norms = tuple(sorted({t for k, t, r in self.settings if k == "norm" and math.isclose(r, self.cfg.lr)}))
+        clip_factors = tuple(sorted({t for k, t, r in self.settings if k == "agc" and math.isclose(r, self.cfg.lr)}))
+        return Grid(runs, max_norms, clip_factors, replace(self.cfg, seed=seed), self.n_params, self.seconds)
+
+
+def train_sweep(settings: Sequence[tuple[str, float | None, float]], seeds: Sequence[int] = SEEDS,
+                cfg: Config = CONFIG) -> Sweep:
+    r"""Train one RNN per (seed, setting), all at once; ``settings`` are ``(kind, threshold, lr)``.
+
+    The models of one seed share their initialisation, training set and minibatches (seed
+    :math:`s` uses ``replace(cfg, seed=s)``); only clipping and learning rate differ. Parameters
+    are stacked along a leading dim of size K = seeds × settings, the forward pass runs all models
+    with batched matrix products, and the sum of their losses is differentiated — each model's
+    gradient depends on its own loss only. Clipping uses the formulas of the reference functions
+    (:func:`_batched_clip`); the step is SGD with momentum, ``v = μ v + g; p -= lr v`` as
+    ``torch.optim.SGD``. A model whose loss stops being finite is frozen; its later entries are NaN.
+    """
     start = time.perf_counter()
-    settings: list[tuple[str, float | None]] = [("none", None)]
-    settings += [("value", float(m)) for m in max_norms] + [("norm", float(m)) for m in max_norms]
-    settings += [("agc", float(lam)) for lam in clip_factors]
-    K = len(settings)
-    kind_ids = torch.tensor([KINDS.index(kind) for kind, _ in settings])
+    settings = [(k, None if t is None else float(t), float(r)) for k, t, r in settings]
+    for k, _, _ in settings:
+        if k not in KINDS:
+            raise ValueError(f"unknown clipping kind {k!r}; expected one of {KINDS}")
+    seeds = tuple(int(s) for s in seeds)
+    S, M = len(seeds), len(settings)
+    K = S * M
+    kind_ids = torch.tensor([KINDS.index(k) for k, _, _ in settings] * S)
+    thresholds = torch.tensor([math.inf if t is None else t for _, t, _ in settings] * S)
+    lrs = torch.tensor([r for _, _, r in settings] * S)
     inf = torch.full((K,), math.inf)
-    thresholds = torch.tensor([math.inf if t is None else t for _, t in settings])
+    steps, H, N = cfg.steps, cfg.hidden, cfg.batch_size
 
     with single_thread():
-        x, y = make_task(cfg)
-        model = make_model(cfg)
-        names = [name for name, _ in model.named_parameters()]
-        n_params = sum(p.numel() for p in model.parameters())
-        params = [p.detach().unsqueeze(0).repeat(K, *([1] * p.ndim)).requires_grad_(True) for p in model.parameters()]
+        tasks = [make_task(replace(cfg, seed=s)) for s in seeds]
+        xs = torch.stack([x for x, _ in tasks])  # (S, n, T, 2)
+        ys = torch.stack([y for _, y in tasks])
+        models = [make_model(replace(cfg, seed=s)) for s in seeds]
+        names = [name for name, _ in models[0].named_parameters()]
+        n_params = sum(p.numel() for p in models[0].parameters())
+        params = [torch.stack([dict(m.named_parameters())[name].detach() for m in models])
+                  .repeat_interleave(M, dim=0).clone().requires_grad_(True) for name in names]
         velocity = [torch.zeros_like(p) for p in params]
         agc_mask = [not name.startswith("readout") for name in names]
         clip_value = torch.where(kind_ids == _VALUE, thresholds / math.sqrt(n_params), inf)
         max_norm = torch.where(kind_ids == _NORM, thresholds, inf)
         clip_factor = torch.where(kind_ids == _AGC, thresholds, inf)
         index = {name: j for j, name in enumerate(names)}
+        j_rec = index["recurrent.weight"]
         w_in, b_in = params[index["input.weight"]], params[index["input.bias"]]
-        w_rec = params[index["recurrent.weight"]]
+        w_rec = params[j_rec]
         w_out, b_out = params[index["readout.weight"]], params[index["readout.bias"]]
 
-        steps = cfg.steps
-        losses, raw_norms, clipped_norms, cosines = (np.full((K, steps), np.nan) for _ in range(4))
-        clipped = np.zeros((K, steps), dtype=bool)
-        diverged_at: list[int | None] = [None] * K
+        shape = (K, steps)
+        losses, raw_norms, clipped_norms, cosines, w_rec_norms, rec_share, update_ratio = (
+            np.full(shape, np.nan) for _ in range(7))
+        clipped = np.zeros(shape, dtype=bool)
+        diverged_at = np.full(K, -1)
         alive = torch.ones(K, dtype=torch.bool)
-        generator = torch.Generator().manual_seed(cfg.seed)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
         for step in range(steps):
-            idx = torch.randperm(cfg.n_train, generator=generator)[: cfg.batch_size]
-            xb, yb = x[idx], y[idx]
-            # forward, all models at once: (T, K, N, H) input drive, then T recurrent steps
-            drive = torch.einsum("ntc,khc->tknh", xb, w_in) + b_in[None, :, None, :]
-            h = xb.new_zeros(K, xb.shape[0], cfg.hidden)
+            idx = torch.stack([torch.randperm(cfg.n_train, generator=g)[:N] for g in generators])  # (S, N)
+            xb = torch.gather(xs, 1, idx[:, :, None, None].expand(S, N, cfg.T, 2)).repeat_interleave(M, dim=0)
+            yb = torch.gather(ys, 1, idx[:, :, None]).repeat_interleave(M, dim=0)  # (K, N, 1)
+            drive = torch.einsum("kntc,khc->tknh", xb, w_in) + b_in[None, :, None, :]
+            h = xb.new_zeros(K, N, H)
             w_rec_t = w_rec.transpose(1, 2)
             for t in range(cfg.T):
                 h = torch.tanh(torch.baddbmm(drive[t], h, w_rec_t))
             out = torch.baddbmm(b_out[:, None, :], h, w_out.transpose(1, 2))  # (K, N, 1)
-            loss = ((out - yb) ** 2).mean(dim=(1, 2))  # (K,)
+            loss = ((out - yb) ** 2).mean(dim=(1, 2))
             finite = torch.isfinite(loss.detach())
-            for k in torch.nonzero(alive & ~finite).flatten().tolist():
-                diverged_at[k] = step
+            newly = alive & ~finite
+            diverged_at[newly.numpy()] = step
             alive &= finite
             if not alive.any():
                 break
-            losses[alive.numpy(), step] = loss.detach()[alive].numpy()
+            a = alive.numpy()
+            losses[a, step] = loss.detach()[alive].numpy()
             grads = torch.autograd.grad(torch.where(alive, loss, 0.0).sum(), params)
             with torch.no_grad():
+                w_rec_norms[a, step] = torch.linalg.matrix_norm(w_rec.double(), ord=2).numpy()[a]
                 new, total, was = _batched_clip(grads, params, agc_mask, kind_ids, clip_value, max_norm, clip_factor)
                 raw_flat = torch.cat([g.reshape(K, -1) for g in grads], dim=1).double()
                 new_flat = torch.cat([g.reshape(K, -1) for g in new], dim=1).double()
                 new_norm = torch.linalg.vector_norm(new_flat, dim=1)
                 cos = (raw_flat * new_flat).sum(dim=1) / (total.double() * new_norm).clamp(min=1e-300)
-                a = alive.numpy()
+                rec_sq = grads[j_rec].double().reshape(K, -1).pow(2).sum(dim=1)
                 raw_norms[a, step] = total.numpy()[a]
                 clipped_norms[a, step] = new_norm.numpy()[a]
                 cosines[a, step] = cos.numpy()[a]
                 clipped[a, step] = was.numpy()[a]
-                for p, v, g in zip(params, velocity, new):
-                    dead_view = (~alive).view((K,) + (1,) * (p.ndim - 1))
+                rec_share[a, step] = (rec_sq / total.double().pow(2).clamp(min=1e-300)).numpy()[a]
+                dead = ~alive
+                for j, (p, v, g) in enumerate(zip(params, velocity, new)):
+                    view = (K,) + (1,) * (p.ndim - 1)
                     v.mul_(cfg.momentum).add_(g)  # torch.optim.SGD: v = mu v + g; p = p - lr v
-                    v.masked_fill_(dead_view, 0.0)
-                    p.sub_(cfg.lr * v)
-                    p.masked_fill_(dead_view, 0.0)  # frozen at 0 so its forward pass stays finite
+                    v.masked_fill_(dead.view(view), 0.0)
+                    if j == j_rec:
+                        w_before = torch.linalg.matrix_norm(p.double())
+                        delta = torch.linalg.matrix_norm((lrs.view(view) * v).double())
+                        update_ratio[a, step] = (delta / w_before.clamp(min=1e-300)).numpy()[a]
+                    p.sub_(lrs.view(view) * v)
+                    p.masked_fill_(dead.view(view), 0.0)  # frozen at 0 so its forward pass stays finite
 
-    runs = {}
-    for k, (kind, threshold) in enumerate(settings):
-        runs[kind, threshold] = Run(kind, threshold, losses[k], raw_norms[k], clipped_norms[k], cosines[k],
-                                    clipped[k], diverged_at[k])
-    return Grid(runs, tuple(float(m) for m in max_norms), tuple(float(c) for c in clip_factors), cfg, n_params,
-                time.perf_counter() - start)
+    def by_seed(arr: np.ndarray) -> np.ndarray:
+        return arr.reshape((S, M) + arr.shape[1:])
+
+    return Sweep(settings, seeds, cfg, n_params, by_seed(losses), by_seed(raw_norms), by_seed(clipped_norms),
+                 by_seed(cosines), by_seed(clipped), by_seed(w_rec_norms), by_seed(rec_share), by_seed(update_ratio),
+                 by_seed(diverged_at), time.perf_counter() - start)
+
+
+
+def experiment_settings(cfg: Config = CONFIG) -> list[tuple[str, float | None, float]]:
+    """The lesson's settings: no clipping, the control (:data:`CONTROL_LR`, no clipping), value and
+    norm clipping at every :data:`MAX_NORMS`, AGC at every :data:`CLIP_FACTORS`."""
+    settings: list[tuple[str, float | None, float]] = [("none", None, cfg.lr), ("none", None, CONTROL_LR)]
+    settings += [(kind, m, cfg.lr) for kind in ("value", "norm") for m in MAX_NORMS]
+    settings += [("agc", lam, cfg.lr) for lam in CLIP_FACTORS]
+    return settings
+
+
+_EXPERIMENTS: dict[tuple, Sweep] = {}
+
+
+def run_experiment(seeds: Sequence[int] = SEEDS, cfg: Config = CONFIG) -> Sweep:
+    """:func:`train_sweep` over :func:`experiment_settings` and ``seeds``, computed once per process
+    (the notebook and the claims test share it)."""
+    key = (tuple(seeds), cfg)
+    if key not in _EXPERIMENTS:
+        _EXPERIMENTS[key] = train_sweep(experiment_settings(cfg), seeds, cfg)
+    return _EXPERIMENTS[key]
+
+# ----------------------------------------------------------------------------------------------
+# Figures of the experiment (median and range over the seeds; nothing is cut at a ceiling)
+
+
+def _kind_style(kind: str) -> dict:
+    return {"color": COLORS[kind], "linestyle": LINESTYLES[kind]}
+
+
+def _setting_kind(sweep: Sweep, j: int) -> str:
+    kind, _, lr = sweep.settings[j]
+    return "control" if kind == "none" and not math.isclose(lr, sweep.cfg.lr) else kind
+
+
+def setting_label(sweep: Sweep, j: int) -> str:
+    """A legend label such as ``by global norm, max_norm = 2`` or ``control: lr = 0.025, no clipping``."""
+    kind, threshold, lr = sweep.settings[j]
+    if _setting_kind(sweep, j) == "control":
+        return f"control: lr = {lr:g}, no clipping"
+    if kind == "none":
+        return f"no clipping, lr = {lr:g}"
+    name = "λ" if kind == "agc" else "max_norm"
+    return f"{LABELS[kind]}, {name} = {threshold:g}"
+
+
+def _band(ax, values: np.ndarray, smooth: bool, **style_kw) -> None:
+    """Median over the seeds (rows) as a line, min–max as a shaded band; NaN (diverged) ignored."""
+    rows = np.array([_ema(v) for v in values]) if smooth else values
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med, lo, hi = np.nanmedian(rows, 0), np.nanmin(rows, 0), np.nanmax(rows, 0)
+    steps = np.arange(rows.shape[1])
+    ax.plot(steps, med, lw=2.2, **style_kw)
+    ax.fill_between(steps, lo, hi, color=style_kw["color"], alpha=0.15, lw=0)
+
+
+def _baseline(ax) -> None:
+    ax.axhline(BASELINE_LOSS, color="0.45", lw=1.2, ls=(0, (1, 2)))
+    ax.annotate("predicting the mean", (0.99, BASELINE_LOSS), xycoords=("axes fraction", "data"),
+                ha="right", va="bottom", color="0.35")
+
+
+@styled
+def plot_seed_bands(sweep: Sweep, keys: Sequence[tuple[str, float | None, float | None]] | None = None) -> Figure:
+    r"""Three panels over training, median (line) and range (band) over the seeds: the smoothed loss,
+    the gradient norm before clipping, and :math:`\|W_\text{rec}\|_2` (Section 1's :math:`s`).
+
+    ``keys`` are ``(kind, threshold, lr)`` settings of ``sweep`` (``lr=None``: the experiment's); by
+    default no clipping, the control and norm clipping at :data:`MAX_NORM`. Log axes, scaled to
+    the data: every value is drawn, however large.
+    """
+    if keys is None:
+        keys = [("none", None, None), ("none", None, CONTROL_LR), ("norm", MAX_NORM, None)]
+    fig = Figure(figsize=(15.0, 4.8), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for kind, threshold, lr in keys:
+        j = sweep.index(kind, threshold, lr)
+        kw = dict(_kind_style(_setting_kind(sweep, j)), label=setting_label(sweep, j))
+        _band(axes[0], sweep.losses[:, j], True, **kw)
+        _band(axes[1], sweep.raw_norms[:, j], False, **kw)
+        _band(axes[2], sweep.w_rec_norms[:, j], False, **kw)
+    _baseline(axes[0])
+    axes[0].set_ylabel("training loss (smoothed)")
+    axes[0].set_title("Loss")
+    axes[1].set_ylabel(r"$\|g\|_2$ before clipping")
+    axes[1].set_title("Gradient norm per step")
+    axes[1].axhline(MAX_NORM, color="0.3", lw=1.2, ls="--")
+    axes[1].annotate(f"max_norm = {MAX_NORM:g}", (0.01, MAX_NORM), xycoords=("axes fraction", "data"),
+                     va="bottom", color="0.3")
+    axes[2].axhline(1.0, color="0.45", lw=1.2, ls=(0, (1, 2)))
+    axes[2].set_ylabel(r"$\|W_\mathrm{rec}\|_2$")
+    axes[2].set_title("Recurrent weights' spectral norm")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+    axes[0].legend(loc="lower left")
+    fig.suptitle(f"Median (line) and range (band) over {len(sweep.seeds)} seeds")
+    return fig
+
+
+@styled
+def plot_update_ratio(sweep: Sweep, keys: Sequence[tuple[str, float | None, float | None]] | None = None) -> Figure:
+    r"""The relative size of each step on the recurrent weights, :math:`\|\Delta W_\text{rec}\|/\|W_\text{rec}\|`,
+    median and range over the seeds — the quantity AGC bounds unit by unit."""
+    if keys is None:
+        keys = [("none", None, None), ("none", None, CONTROL_LR), ("norm", MAX_NORM, None)]
+    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    for kind, threshold, lr in keys:
+        j = sweep.index(kind, threshold, lr)
+        _band(ax, sweep.update_ratio[:, j], False, **_kind_style(_setting_kind(sweep, j)),
+              label=setting_label(sweep, j))
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(r"$\|\Delta W_\mathrm{rec}\| \,/\, \|W_\mathrm{rec}\|$")
+    ax.set_title(f"Update : weight ratio of $W_\\mathrm{{rec}}$ ({len(sweep.seeds)} seeds)")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def _final_stats(sweep: Sweep, kind: str, threshold: float | None, lr: float | None = None) -> tuple[float, float, float]:
+    finals = sweep.final_losses(kind, threshold, lr)
+    return float(np.median(finals)), float(np.min(finals)), float(np.max(finals))
+
+
+@styled
+def plot_threshold_sweep(sweep: Sweep) -> Figure:
+    """Final loss against the threshold, median (markers) and range (bars) over the seeds:
+    max_norm for value and norm clipping (left), λ for AGC (right); no clipping and the control
+    as horizontal bands. A diverged run would count as inf and is named in the title."""
+    fig = Figure(figsize=(13.5, 4.8), layout="constrained")
+    ax_m, ax_l = fig.subplots(1, 2, sharey=True)
+
+    def draw(ax, kind, xs):
+        stats = np.array([_final_stats(sweep, kind, x) for x in xs])
+        ax.errorbar(xs, stats[:, 0], yerr=[stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]], capsize=4,
+                    marker=style.MARKERS[STYLE_INDEX[kind]], ms=8, lw=2, label=LABELS[kind], **_kind_style(kind))
+
+    max_norms = sorted({t for k, t, r in sweep.settings if k == "norm"})
+    factors = sorted({t for k, t, r in sweep.settings if k == "agc"})
+    draw(ax_m, "value", max_norms)
+    draw(ax_m, "norm", max_norms)
+    draw(ax_l, "agc", factors)
+    for ax in (ax_m, ax_l):
+        for kind, lr in (("none", None), ("control", CONTROL_LR)):
+            med, lo, hi = _final_stats(sweep, "none", None, lr)
+            ax.axhline(med, lw=1.5, **_kind_style(kind),
+                       label=setting_label(sweep, sweep.index("none", None, lr)) + " (median)")
+        _baseline(ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax_m.set_xlabel("max_norm (value clipping at max_norm / √P)")
+    ax_m.set_ylabel(f"final loss (mean of the last {_TAIL} steps)")
+    ax_m.set_title("Against max_norm")
+    ax_l.set_xlabel("AGC clip factor λ")
+    ax_l.set_title("Against λ (AGC)")
+    ax_m.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
+    ax_l.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
+    fig.suptitle(f"Final loss: median and range over {len(sweep.seeds)} seeds")
+    return fig
+
+
+@styled
+def plot_clipping_stats(sweep: Sweep, keys: Sequence[tuple[str, float]]) -> Figure:
+    """How often each method clips (left) and the mean cosine between the raw and the clipped
+    gradient (right), median and range over the seeds, for the ``(kind, threshold)`` in ``keys``."""
+    fig = Figure(figsize=(13.5, 4.6), layout="constrained")
+    ax_frac, ax_cos = fig.subplots(1, 2)
+    names = []
+    for i, (kind, threshold) in enumerate(keys):
+        j = sweep.index(kind, threshold)
+        names.append(setting_label(sweep, j).replace(", ", "\n"))
+        frac = sweep.clipped_fractions(kind, threshold)
+        with np.errstate(all="ignore"):
+            cos = np.nanmean(sweep.cosines[:, j], axis=1)
+        for ax, vals in ((ax_frac, frac), (ax_cos, cos)):
+            med = np.median(vals)
+            ax.bar(i, med, color=COLORS[kind], alpha=0.8, hatch=["", "//", "..", "xx"][i % 4], edgecolor="black")
+            ax.errorbar(i, med, yerr=[[med - vals.min()], [vals.max() - med]], color="black", capsize=5, lw=1.5)
+    for ax in (ax_frac, ax_cos):
+        ax.set_xticks(range(len(keys)), names)
+    ax_frac.set_ylim(0, 1.05)
+    ax_frac.set_ylabel("fraction of steps clipped")
+    ax_frac.set_title("How often does clipping act?")
+    ax_cos.set_ylim(0, 1.05)
+    ax_cos.set_ylabel("mean cos(raw, clipped gradient)")
+    ax_cos.set_title("Does clipping keep the direction?")
+    fig.suptitle(f"Median (bar) and range (whiskers) over {len(sweep.seeds)} seeds")
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
-# Figures of the experiment
-
-_LOSS_YLIM = (5e-3, 1e3)
-_NORM_YLIM = (1e-2, 1e4)
-_LOSS_CEIL = _LOSS_YLIM[1] * 0.6  # curves that leave the axes run along here, just under the top
-_NORM_CEIL = _NORM_YLIM[1] * 0.6
+# A 2-D loss surface with a cliff
 
 
-def _draw_loss(ax, run: Run, **style) -> None:
-    """The smoothed loss of ``run``, held just under the top edge once it leaves the axes, and a
-    cross where it overflowed (became inf or NaN)."""
-    steps = np.arange(len(run.losses))
-    ceiling = _LOSS_CEIL
-    (line,) = ax.plot(steps, np.clip(_ema(run.losses), None, ceiling), **style)
-    if run.diverged_at is not None:
-        last = run.diverged_at
-        ax.plot([last], [ceiling], marker="X", ms=10, color=line.get_color(), ls="none")
-        ax.annotate(f"inf/NaN at step {last}", (last, ceiling), xytext=(9, -3), textcoords="offset points",
-                    fontsize=9, color=line.get_color(), va="top")
+def cliff_loss(xy: Tensor, height: float = 20.0, sharpness: float = 30.0) -> Tensor:
+    r"""A 2-D loss with a cliff: a gentle bowl around :math:`(4, 0)` plus a plateau of ``height``
+    that ends in a steep drop along the line :math:`x + 0.5y = 2`.
 
+    .. math:: L(x, y) = 0.05(x-4)^2 + 0.5y^2 + H\,\bigl(1 - \sigma(k(x + 0.5y - 2))\bigr)
 
-def _style_loss_axes(ax) -> None:
-    ax.axhline(BASELINE_LOSS, color="0.5", lw=1, ls=":")
-    ax.annotate("predicting the mean", (0.99, BASELINE_LOSS * 0.95), xycoords=("axes fraction", "data"),
-                ha="right", va="top", fontsize=8, color="0.4")
-    ax.set_yscale("log")
-    ax.set_ylim(*_LOSS_YLIM)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (MSE, smoothed)")
-    ax.grid(True, which="major", alpha=0.3)
-
-
-def plot_loss_and_norms(runs: Sequence[Run], max_norm: float | None = None,
-                        norm_kinds: Sequence[str] = ("none", "norm")) -> Figure:
-    """Two panels: the smoothed loss of each run, and the gradient norm before clipping per step.
-
-    The right panel shows the runs whose kind is in ``norm_kinds`` (by default no clipping and
-    norm clipping, so the picture stays readable); ``max_norm`` draws the threshold there.
+    ``xy`` has shape ``(..., 2)``. On the edge the gradient is about :math:`Hk/4 = 150` times
+    larger than on the plateau.
     """
-    fig = Figure(figsize=(12.5, 4.4), layout="constrained")
-    ax_loss, ax_norm = fig.subplots(1, 2)
-    for run in runs:
-        _draw_loss(ax_loss, run, color=COLORS[run.kind], lw=2.0, label=run.label)
-        if run.kind in norm_kinds:
-            ax_norm.plot(np.arange(len(run.raw_norms)), np.clip(run.raw_norms, None, _NORM_CEIL), lw=1.3,
-                         color=COLORS[run.kind], alpha=0.9, label=run.label)
-    _style_loss_axes(ax_loss)
-    ax_loss.set_title("Loss: without clipping, training blows up")
-    ax_loss.legend(fontsize=9, frameon=False, loc="upper right", bbox_to_anchor=(1.0, 0.9))
-    if max_norm is not None:
-        ax_norm.axhline(max_norm, color="black", ls="--", lw=1.3, label=f"max_norm = {max_norm:g}")
-    ax_norm.set_yscale("log")
-    ax_norm.set_ylim(*_NORM_YLIM)
-    ax_norm.set_xlabel("step")
-    ax_norm.set_ylabel(r"gradient norm before clipping, $\|g\|_2$")
-    ax_norm.set_title("Gradient norm per step (what clip_grad_norm_ returns)")
-    ax_norm.legend(fontsize=9, frameon=False, loc="upper right")
-    ax_norm.grid(True, which="major", alpha=0.3)
+    x, y = xy[..., 0], xy[..., 1]
+    return 0.05 * (x - 4) ** 2 + 0.5 * y**2 + height * (1 - torch.sigmoid(sharpness * (x + 0.5 * y - 2)))
+
+
+def cliff_trajectory(max_norm: float | None, start: Sequence[float] = (0.0, 1.5), lr: float = 0.5,
+                     steps: int = 60) -> np.ndarray:
+    """Plain gradient descent on :func:`cliff_loss` from ``start``, with norm clipping at ``max_norm``
+    (None: without). Returns the points visited, shape ``(steps + 1, 2)``."""
+    p = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    points = [p.detach().clone()]
+    for _ in range(steps):
+        p.grad = None
+        cliff_loss(p).backward()
+        if max_norm is not None:
+            st.clip_grad_norm_([p], max_norm)
+        with torch.no_grad():
+            p -= lr * p.grad
+        points.append(p.detach().clone())
+    return torch.stack(points).numpy()
+
+
+@styled
+def plot_cliff(trajectories: dict[str, np.ndarray]) -> Figure:
+    """Contours of :func:`cliff_loss` and the trajectories (``{label: points}``). Points outside the
+    drawn window are marked by an arrow at the edge with their coordinates, not cut silently."""
+    fig = Figure(figsize=(10.0, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    xs, ys = np.linspace(-1, 6, 300), np.linspace(-2.5, 2.5, 200)
+    grid = torch.tensor(np.stack(np.meshgrid(xs, ys), -1))
+    z = cliff_loss(grid).numpy()
+    cs = ax.contourf(xs, ys, np.log10(z + 1e-3), levels=20, cmap="Greys", alpha=0.6)
+    fig.colorbar(cs, ax=ax, label=r"$\log_{10} L$")
+    for i, (label, pts) in enumerate(trajectories.items()):
+        kind = "none" if i == 0 else "norm"
+        inside = (pts[:, 0] >= xs[0]) & (pts[:, 0] <= xs[-1]) & (pts[:, 1] >= ys[0]) & (pts[:, 1] <= ys[-1])
+        first_out = np.argmin(inside) if not inside.all() else len(pts)
+        shown = pts[:first_out]
+        ax.plot(shown[:, 0], shown[:, 1], marker=style.MARKERS[i], ms=5, lw=2, label=label, **_kind_style(kind))
+        if first_out < len(pts):
+            end = pts[first_out]
+            edge = (np.clip(end[0], xs[0], xs[-1]), np.clip(end[1], ys[0], ys[-1]))
+            ax.annotate(f"step {first_out}: thrown to ({end[0]:.0f}, {end[1]:.0f}), off the plot",
+                        xy=edge, xytext=(-260, -40), textcoords="offset points", color=COLORS[kind],
+                        arrowprops={"arrowstyle": "->", "color": COLORS[kind], "lw": 1.5})
+    ax.plot([4], [0], marker="*", ms=16, color="black", ls="none", label="minimum")
+    ax.set_xlim(xs[0], xs[-1])
+    ax.set_ylim(ys[0], ys[-1])
+    ax.set_xlabel("$x$")
+    ax.set_ylabel("$y$")
+    ax.set_title("Gradient descent at a cliff, with and without norm clipping")
+    ax.legend(loc="lower left")
     return fig
 
 
-def plot_clipping_stats(runs: Sequence[Run]) -> Figure:
-    """Two panels: the fraction of steps each run clipped, and the cosine between raw and clipped gradients."""
-    fig = Figure(figsize=(12.5, 4.2), layout="constrained")
-    ax_frac, ax_cos = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
-    names = [run.label.replace(", ", "\n") for run in runs]
-    fractions = [run.clipped_fraction for run in runs]
-    bars = ax_frac.bar(range(len(runs)), fractions, color=[COLORS[r.kind] for r in runs])
-    for bar, frac in zip(bars, fractions):
-        ax_frac.annotate(f"{frac:.0%}", (bar.get_x() + bar.get_width() / 2, frac), xytext=(0, 3),
-                         textcoords="offset points", ha="center", fontsize=10)
-    ax_frac.set_xticks(range(len(runs)), names, fontsize=8.5)
-    ax_frac.set_ylim(0, 1.12)
-    ax_frac.set_ylabel("fraction of steps clipped")
-    ax_frac.set_title("How often does clipping act?")
-    for run in runs:
-        ax_cos.plot(np.arange(len(run.cosines)), run.cosines, color=COLORS[run.kind], lw=1.3, alpha=0.9,
-                    label=f"{run.label}: mean {np.nanmean(run.cosines):.3f}")
-    ax_cos.set_ylim(-0.05, 1.05)
-    ax_cos.set_xlabel("step")
-    ax_cos.set_ylabel("cos(raw gradient, clipped gradient)")
-    ax_cos.set_title("Does clipping keep the gradient's direction?")
-    ax_cos.legend(fontsize=9, frameon=False, loc="lower left")
-    ax_cos.grid(True, alpha=0.3)
-    return fig
+# ----------------------------------------------------------------------------------------------
+# Clipping with momentum and Adam
 
 
-def plot_threshold_sweep(grid: Grid) -> Figure:
-    """Final loss against the threshold: max_norm for value and norm clipping (left), λ for AGC (right).
+def momentum_and_adam_numbers(lr: float = 0.1, max_norm: float = 1.0, spike: float = 1000.0) -> dict[str, float]:
+    r"""The numbers of the momentum-and-Adam section.
 
-    A run that overflowed is drawn as a cross at the top edge; so is the unclipped run's level
-    when it overflowed (a dashed line otherwise).
+    - ``sgd_step``: the step of plain SGD on a clipped gradient, at most ``lr * max_norm``.
+    - ``momentum_step``: SGD with momentum 0.9 after 100 steps whose clipped gradient always points
+      the same way: the velocity sums a geometric series, so the step approaches
+      ``lr * max_norm / (1 - 0.9)``, ten times the plain bound.
+    - ``adam_rescale_rel``: the largest relative difference between Adam's updates on a gradient
+      sequence and on the same sequence multiplied by 1e-3 (a uniform rescale, which clipping at a
+      fixed ratio would be): Adam divides it out.
+    - ``adam_spike_raw`` / ``adam_spike_clipped``: the norm of Adam's update on a step whose
+      gradient is ``spike`` times the 50 gradients of norm 1 before it, without and with clipping
+      at ``max_norm``, relative to ``lr`` (a 10-entry parameter); ``adam_typical`` the median
+      update before; ``adam_after_raw`` / ``adam_after_clipped`` the mean update over the 20
+      ordinary steps after the spike: the spike's square sits in Adam's second moment and
+      shrinks them, unless it was clipped.
     """
-    fig = Figure(figsize=(12.5, 4.2), layout="constrained")
-    ax_m, ax_l = fig.subplots(1, 2, sharey=True)
-    top = _LOSS_CEIL
+    out: dict[str, float] = {}
+    g = torch.ones(4, dtype=torch.float64) * 2.5  # norm 5, clipped to max_norm every step
+    clipped = g * min(1.0, max_norm / (g.norm().item() + _NORM_EPS))
+    out["sgd_step"] = lr * clipped.norm().item()
+    v = torch.zeros_like(g)
+    for _ in range(100):
+        v = 0.9 * v + clipped
+    out["momentum_step"] = lr * v.norm().item()
+    out["momentum_bound"] = lr * max_norm / (1 - 0.9)
 
-    def draw(ax, xs, kind):
-        finals = np.array([grid[kind, x].final_loss for x in xs])
-        shown = np.minimum(finals, top)
-        ax.plot(xs, shown, "-o", color=COLORS[kind], lw=2, ms=6, label=LABELS[kind])
-        overflowed = ~np.isfinite(finals)
-        if overflowed.any():
-            ax.plot(np.array(xs)[overflowed], shown[overflowed], "X", color=COLORS[kind], ms=11, ls="none")
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(10, generator=gen, dtype=torch.float64) for _ in range(50)]
+    grads = [gr / gr.norm() for gr in grads]
 
-    for kind in ("value", "norm"):
-        draw(ax_m, grid.max_norms, kind)
-    draw(ax_l, grid.clip_factors, "agc")
-    none = grid.none
-    for ax in (ax_m, ax_l):
-        ax.set_xscale("log")
-        ax.axhline(BASELINE_LOSS, color="0.5", lw=1, ls=":")
-        ax.annotate("predicting the mean", (0.99, BASELINE_LOSS * 0.95), xycoords=("axes fraction", "data"),
-                    ha="right", va="top", fontsize=8, color="0.4")
-        if none.diverged_at is None:
-            ax.axhline(none.final_loss, color=COLORS["none"], lw=1.2, ls="--", label=LABELS["none"])
-        else:
-            ax.annotate(f"no clipping: inf/NaN at step {none.diverged_at}", (0.02, 0.95), xycoords="axes fraction",
-                        va="top", fontsize=9, color=COLORS["none"])
-        ax.set_yscale("log")
-        ax.set_ylim(*_LOSS_YLIM)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=9, frameon=False, loc="upper left", bbox_to_anchor=(0.0, 0.88))
-    ax_m.set_xlabel("max_norm (value clipping at max_norm / √P)")
-    ax_m.set_ylabel(f"final loss (mean of the last {_TAIL} steps)")
-    ax_m.set_title("Final loss against max_norm")
-    ax_l.set_xlabel("AGC clip factor λ")
-    ax_l.set_title("Final loss against λ (AGC)")
-    return fig
+    def adam_updates(seq):
+        p = torch.zeros(10, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([p], lr=lr)
+        ups = []
+        for gr in seq:
+            before = p.detach().clone()
+            p.grad = gr.clone()
+            opt.step()
+            ups.append(p.detach() - before)
+        return ups
+
+    a, b = adam_updates(grads), adam_updates([1e-3 * gr for gr in grads])
+    out["adam_rescale_rel"] = max(((x - y).norm() / x.norm()).item() for x, y in zip(a, b))
+    spike_grad = spike * grads[0]
+    clipped_spike = spike_grad * min(1.0, max_norm / (spike_grad.norm().item() + _NORM_EPS))
+    after = grads[1:21]  # the next 20 ordinary gradients
+    raw_run = adam_updates(grads + [spike_grad] + after)
+    clip_run = adam_updates(grads + [clipped_spike] + after)
+    typical = np.median([u.norm().item() for u in a[10:]]) / lr
+    out.update(adam_spike_raw=raw_run[50].norm().item() / lr, adam_spike_clipped=clip_run[50].norm().item() / lr,
+               adam_typical=float(typical),
+               adam_after_raw=float(np.mean([u.norm().item() for u in raw_run[51:]]) / lr),
+               adam_after_clipped=float(np.mean([u.norm().item() for u in clip_run[51:]]) / lr))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -807,7 +1129,7 @@ def plot_threshold_sweep(grid: Grid) -> Figure:
 
 
 class ClippingExplorer:
-    """An ipywidgets explorer over a precomputed :class:`Grid`: pick a clipping kind and a threshold.
+    """An ipywidgets explorer over a precomputed :class:`Sweep`: pick a seed, a clipping kind and a threshold.
 
     Every update only redraws (the runs are already trained): the three panels' line data are
     replaced, and the figure, laid out once at construction, is drawn with Agg and encoded as PNG
@@ -815,66 +1137,82 @@ class ClippingExplorer:
     holds the duration of the latest update. Display it with ``display(explorer.widget)`` or by
     leaving ``explorer.widget`` as a cell's last expression.
 
-    Panels: the smoothed loss (the unclipped run in grey for reference), the gradient norm per
-    step before and after clipping (with max_norm for norm clipping), and the cosine between the
-    raw and the clipped gradient.
+    Panels: the smoothed loss (the unclipped run and the control for reference), the gradient norm
+    per step before and after clipping (with max_norm for norm clipping), and the cosine between
+    the raw and the clipped gradient. The axes' limits cover every run of the sweep: no line is
+    ever cut off at the top. The figure is drawn in the course style (fonts of 12 pt and more).
     """
 
-    def __init__(self, grid: Grid, kind: str = "norm", max_norm: float = 1.0, clip_factor: float = 0.1,
-                 dpi: int = 80) -> None:
+    def __init__(self, sweep: Sweep, kind: str = "norm", max_norm: float = MAX_NORM, clip_factor: float = 0.05,
+                 seed: int | None = None, dpi: int = 72) -> None:
         import ipywidgets as widgets
 
+        self.sweep = sweep
+        self.grids = {s: sweep.grid(s) for s in sweep.seeds}
+        grid = self.grids[sweep.seeds[0]]
         self.grid = grid
         self.dpi = dpi
-        style = {"description_width": "initial"}
+        wstyle = {"description_width": "initial"}
+        self.seed = widgets.Dropdown(options=list(sweep.seeds), value=sweep.seeds[0] if seed is None else seed,
+                                     description="seed", style=wstyle, layout={"width": "130px"})
         self.kind = widgets.Dropdown(options=[(LABELS[k], k) for k in KINDS], value=kind, description="clipping",
-                                     style=style)
+                                     style=wstyle)
         self.max_norm = widgets.SelectionSlider(options=[(f"{m:g}", m) for m in grid.max_norms],
                                                 value=grid["norm", max_norm].threshold, description="max_norm",
-                                                continuous_update=True, style=style)
+                                                continuous_update=True, style=wstyle)
         self.clip_factor = widgets.SelectionSlider(options=[(f"{c:g}", c) for c in grid.clip_factors],
                                                    value=grid["agc", clip_factor].threshold, description="λ (AGC)",
-                                                   continuous_update=True, style=style)
+                                                   continuous_update=True, style=wstyle)
         self.image = widgets.Image(format="png")
         self.summary = widgets.HTML()
-        controls = widgets.HBox([self.kind, self.max_norm, self.clip_factor])
+        controls = widgets.HBox([self.seed, self.kind, self.max_norm, self.clip_factor])
         self.widget = widgets.VBox([controls, self.image, self.summary])
         self.last_update_s = math.nan
-        self._build_figure()
-        for control in (self.kind, self.max_norm, self.clip_factor):
+        with style.course_style():
+            self._build_figure()
+        for control in (self.seed, self.kind, self.max_norm, self.clip_factor):
             control.observe(lambda _change: self.update(), names="value")
         self.update()
 
+    def _limits(self, arrays: list[np.ndarray]) -> tuple[float, float]:
+        values = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays])
+        return float(values.min()) / 1.5, float(values.max()) * 1.5
+
     def _build_figure(self) -> None:
-        fig = Figure(figsize=(13.0, 3.8), dpi=self.dpi, layout="constrained")
+        sw = self.sweep
+        fig = Figure(figsize=(16.0, 4.6), dpi=self.dpi, layout="constrained")
         ax_loss, ax_norm, ax_cos = fig.subplots(1, 3)
-        steps = np.arange(self.grid.cfg.steps)
-        none = self.grid.none
-        _draw_loss(ax_loss, none, color=COLORS["none"], lw=1.5, alpha=0.6, label=LABELS["none"])
-        self._reference = ax_loss.lines[0]
-        (self._loss,) = ax_loss.plot(steps, np.full(len(steps), np.nan), lw=2.2)
-        self._diverged = ax_loss.plot([], [], marker="X", ms=11, ls="none", clip_on=False)[0]
-        _style_loss_axes(ax_loss)
+        steps = np.arange(sw.cfg.steps)
+        nan = np.full(len(steps), np.nan)
+        (self._reference,) = ax_loss.plot(steps, nan, lw=1.5, alpha=0.8, label=LABELS["none"], **_kind_style("none"))
+        (self._control,) = ax_loss.plot(steps, nan, lw=1.5, alpha=0.8, label=f"control (lr = {CONTROL_LR:g})",
+                                        **_kind_style("control"))
+        (self._loss,) = ax_loss.plot(steps, nan, lw=2.4)
+        _baseline(ax_loss)
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylim(*self._limits([np.array([_ema(v) for v in sw.losses.reshape(-1, sw.cfg.steps)])]))
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("loss (smoothed)")
         ax_loss.set_title("training loss")
-        (self._raw,) = ax_norm.plot(steps, np.full(len(steps), np.nan), color="0.55", lw=1, label="before clipping")
-        (self._clipped,) = ax_norm.plot(steps, np.full(len(steps), np.nan), lw=1.4, label="after clipping")
+        (self._raw,) = ax_norm.plot(steps, nan, color="0.55", lw=1.2, label="before clipping")
+        (self._clipped,) = ax_norm.plot(steps, nan, lw=1.6, label="after clipping")
         self._threshold = ax_norm.axhline(1.0, color="black", ls="--", lw=1.3, label="max_norm")
         ax_norm.set_yscale("log")
-        ax_norm.set_ylim(*_NORM_YLIM)
+        ax_norm.set_ylim(*self._limits([sw.raw_norms, sw.clipped_norms]))
         ax_norm.set_xlabel("step")
         ax_norm.set_ylabel(r"$\|g\|_2$")
         ax_norm.set_title("gradient norm per step")
-        ax_norm.grid(True, which="major", alpha=0.3)
-        (self._cos,) = ax_cos.plot(steps, np.full(len(steps), np.nan), lw=1.3)
+        (self._cos,) = ax_cos.plot(steps, nan, lw=1.3)
         ax_cos.set_ylim(-0.05, 1.05)
         ax_cos.set_xlabel("step")
         ax_cos.set_ylabel("cos(raw, clipped)")
         ax_cos.set_title("direction kept?")
-        ax_cos.grid(True, alpha=0.3)
         for ax in (ax_loss, ax_norm, ax_cos):
             ax.set_xlim(-0.02 * len(steps), 1.02 * len(steps))
         # Lay the figure out once (with room for a title), then freeze it: redraws skip the layout.
-        fig.suptitle("placeholder", fontsize=12)
+        fig.suptitle("placeholder")
+        ax_loss.legend(loc="lower left")
+        ax_norm.legend(loc="upper right")
         fig.draw_without_rendering()
         fig.set_layout_engine("none")
         self.figure = fig
@@ -895,46 +1233,42 @@ class ClippingExplorer:
         """The run that the controls select."""
         kind = self.kind.value
         threshold = self.clip_factor.value if kind == "agc" else self.max_norm.value
-        return self.grid[kind, threshold]
+        return self.grids[self.seed.value][kind, threshold]
 
     def update(self) -> float:
         """Redraw for the current controls; return (and store in ``last_update_s``) the seconds it took."""
         start = time.perf_counter()
         run = self.current_run()
         kind = run.kind
+        self.grid = self.grids[self.seed.value]
         self.max_norm.disabled = kind not in ("value", "norm")
         self.clip_factor.disabled = kind != "agc"
-        color = COLORS[kind]
-        self._loss.set_ydata(np.clip(_ema(run.losses), None, _LOSS_CEIL))
+        color, dash = COLORS[kind], LINESTYLES[kind]
+        self._reference.set_ydata(_ema(self.grid.none.losses))
+        control = self.sweep.run(self.seed.value, "none", None, CONTROL_LR)
+        self._control.set_ydata(_ema(control.losses))
+        self._loss.set_ydata(_ema(run.losses))
         self._loss.set_color(color)
-        self._loss.set_label(run.label)
-        if run.diverged_at is not None:
-            self._diverged.set_data([run.diverged_at], [_LOSS_CEIL])
-            self._diverged.set_color(color)
-        else:
-            self._diverged.set_data([], [])
-        self._raw.set_ydata(np.clip(run.raw_norms, None, _NORM_CEIL))
-        self._clipped.set_ydata(np.clip(run.clipped_norms, None, _NORM_CEIL))
+        self._loss.set_linestyle(dash)
+        self._raw.set_ydata(run.raw_norms)
+        self._clipped.set_ydata(run.clipped_norms)
         self._clipped.set_color(color)
         self._threshold.set_visible(kind in ("value", "norm"))
         if kind in ("value", "norm"):
             self._threshold.set_ydata([run.threshold, run.threshold])
         self._cos.set_ydata(run.cosines)
         self._cos.set_color(color)
-        ax_loss, ax_norm = self.figure.axes[:2]
-        ax_loss.legend(handles=[self._reference, self._loss], fontsize=8.5, frameon=False, loc="lower left")
-        handles = [self._raw, self._clipped] + ([self._threshold] if kind in ("value", "norm") else [])
-        ax_norm.legend(handles=handles, fontsize=8.5, frameon=False, loc="upper right")
         extra = ""
         if kind == "value":
             extra = f", so clip_value = max_norm/√P = {value_clip_for(run.threshold, self.grid.n_params):.3g}"
-        self.figure.suptitle(run.label + extra, fontsize=12)
+        self.figure.suptitle(f"seed {self.seed.value}: {run.label}{extra}")
         self.image.value = self._render_png()
         final = "diverged at step %d" % run.diverged_at if run.diverged_at is not None else f"{run.final_loss:.4f}"
         self.summary.value = (
-            f"<b>{run.label}</b>: final loss {final} &nbsp;|&nbsp; steps clipped "
+            f"<b>seed {self.seed.value}, {run.label}</b>: final loss {final} &nbsp;|&nbsp; steps clipped "
             f"{run.clipped_fraction:.0%} &nbsp;|&nbsp; mean cos(raw, clipped) {np.nanmean(run.cosines):.3f}"
-            f" &nbsp;|&nbsp; <i>predicting the mean: {BASELINE_LOSS:.3f}</i>"
+            f" &nbsp;|&nbsp; largest ‖W_rec‖₂ {np.nanmax(run.w_rec_norms):.3g}"
+            f" &nbsp;|&nbsp; <i>control: {control.final_loss:.4f}; predicting the mean: {BASELINE_LOSS:.3f}</i>"
         )
         self.last_update_s = time.perf_counter() - start
         return self.last_update_s
