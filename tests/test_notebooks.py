@@ -1,8 +1,9 @@
-"""Every lesson runs top to bottom: the instructor version without errors, the student version
-with errors only where the exercises are still unanswered."""
+"""Every lesson runs top to bottom: the instructor version and the untouched student version, both
+without errors (an unanswered exercise's check prints one line and lets Run All continue)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import nbformat
@@ -40,11 +41,14 @@ def test_instructor_notebook_runs_top_to_bottom(lesson, tmp_path):
 
 
 @pytest.mark.parametrize("lesson", lesson_ids())
-def test_student_notebook_fails_only_in_unanswered_exercises(lesson, tmp_path):
+def test_student_notebook_runs_top_to_bottom_and_says_not_answered_yet(lesson, tmp_path):
+    """Run All on the untouched student notebook: no error anywhere (every experiment and explorer
+    runs), and each exercise's visible check says, in one line, that it is not answered yet."""
     nb, _ = _execute(REPO_ROOT / "course" / lesson / f"{lesson}.ipynb", tmp_path)
-    errors = _errors(nb)
-    assert errors, "the student notebook should fail its checks before the exercises are done"
-    for index, ename, evalue in errors:
-        cell = nb.cells[index]
-        assert cell_role(cell) == "test", f"cell {index} ({cell_role(cell)}) failed: {ename}: {evalue}"
-        assert ename in ("NotImplementedError", "ExerciseCheckFailed"), (ename, evalue)
+    assert _errors(nb) == []
+    checked = [(i, name) for i, c in enumerate(nb.cells) if c.cell_type == "code" and cell_role(c) == "test"
+               for name in re.findall(r"""check\(\s*\w+\s*,\s*["']([^"']+)["']\s*\)""", c.source)]
+    assert checked, "no visible check(fn, name) found in the test cells"
+    for index, name in checked:
+        text = "".join(o.get("text", "") for o in nb.cells[index].outputs)
+        assert f"{name}: not answered yet" in text, (index, name, text)

@@ -728,8 +728,8 @@ fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **From norm clipping to AGC.** The figure shows the relative size of each step on the recurrent
-# weights, $\|\Delta W_\text{rec}\| / \|W_\text{rec}\|$. Typical steps change $W_\text{rec}$ by about
-# 1 %. Without clipping, single steps change it by **more than 100 %** on 2 of the 5 seeds; with norm
+# weights, $\|\Delta W_\text{rec}\| / \|W_\text{rec}\|$. With norm clipping, the median step changes
+# $W_\text{rec}$ by about 1 %. Without clipping, single steps change it by **more than 100 %** on 2 of the 5 seeds; with norm
 # clipping no step exceeds **7 %** on any seed. A rule of thumb (Karpathy's) is to watch this
 # update:data ratio per layer and worry when it leaves the range of about $10^{-3}$ to $10^{-2}$.
 # AGC (Section 4) bounds exactly this ratio, unit by unit, instead of bounding one global norm.
