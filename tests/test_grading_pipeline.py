@@ -46,7 +46,8 @@ def test_failures_and_missing_say_why_and_are_not_zero(graded):
 def test_grades_csv_has_one_column_per_graded_cell(graded):
     _, out, _ = graded
     header = next(csv.reader((out / "grades.csv").open()))
-    cells = [f"{name}_{level}" for name in ("clip_grad_value", "clip_grad_norm", "adaptive_clip_grad")
+    cells = [f"{name}_{level}" for name in ("clip_grad_value", "clip_grad_norm", "adaptive_clip_grad", "train_step",
+                                            "pick_max_norm")
              for level in ("visible", "hidden")]
     assert header[:4] == ["student_id", "lesson", "status", "reason"]
     assert sorted(header[4:-2]) == sorted(cells) and header[-2:] == ["total", "max_total"]
@@ -55,8 +56,8 @@ def test_grades_csv_has_one_column_per_graded_cell(graded):
 def test_messages_explain_the_misconception(graded):
     _, _, results = graded
     partial = {c.grade_id: c for c in results["partial"].cells}
-    assert partial["clip_grad_norm_visible"].points == 1
-    assert "1e-6" in partial["clip_grad_norm_hidden"].message
+    assert partial["clip_grad_norm_visible"].points == pytest.approx(0.75)  # the 1e-6 is now caught visibly
+    assert "1e-6" in partial["clip_grad_norm_visible"].message and "1e-6" in partial["clip_grad_norm_hidden"].message
     cheater = {c.grade_id: c for c in results["cheater"].cells}
     assert "torch.nn.utils" in cheater["clip_grad_norm_visible"].message
     loop = {c.grade_id: c for c in results["infinite_loop"].cells}
@@ -76,7 +77,7 @@ def test_feedback_hides_hidden_tests_and_tracebacks(graded):
         assert "BEGIN HIDDEN TESTS" not in page and 'level="hidden"' not in page
         assert "Traceback" not in page
         assert student in page
-    assert f"Score: <b>{EXPECTED['partial'].total:g}</b> / 9" in (out / "feedback" / "partial" / f"{LESSON}.html").read_text()
+    assert f"Score: <b>{EXPECTED['partial'].total:g}</b> / 14" in (out / "feedback" / "partial" / f"{LESSON}.html").read_text()
 
 
 def test_index_links_every_feedback_page(graded):
@@ -99,7 +100,7 @@ def test_summary_json_counts_and_reasons(graded):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"graded": 10, "failed": 1, "missing": 1}
     by = {s["student"]: s for s in summary["submissions"]}
-    assert by["corrupt"]["reason"] and by["perfect"]["total"] == 9
+    assert by["corrupt"]["reason"] and by["perfect"]["total"] == 14
 
 
 def test_a_second_run_reuses_results_and_gives_the_same_grades(graded, tmp_path):
@@ -116,7 +117,7 @@ def test_a_forced_regrade_gives_the_same_grades_and_keeps_the_earlier_result(gra
         shutil.copytree(submitted / student, subset / student)
     shutil.copytree(out / "results", tmp_path / "out" / "results")
     regraded = grade_folder(subset, tmp_path / "out", RunOptions(jobs=2, limits=LIMITS, quiet=True, force=True))
-    assert {r.student: r.total for r in regraded} == {"perfect": 9, "partial": EXPECTED["partial"].total}
+    assert {r.student: r.total for r in regraded} == {"perfect": 14, "partial": EXPECTED["partial"].total}
     assert (tmp_path / "out" / "results" / "perfect" / f"{LESSON}.previous-1.json").exists()
 
 
@@ -131,6 +132,6 @@ def test_lms_downloads_are_graded_like_the_nbgrader_layout(graded, tmp_path):
         zf.write(submitted / "partial" / LESSON / f"{LESSON}.ipynb", f"s002/{LESSON}.ipynb")
     out = tmp_path / "out"
     results = {r.student: r for r in grade_folder(inbox, out, RunOptions(jobs=2, limits=LIMITS, quiet=True))}
-    assert (results["s001"].total, results["s002"].total) == (9, EXPECTED["partial"].total)
+    assert (results["s001"].total, results["s002"].total) == (14, EXPECTED["partial"].total)
     page = (out / "feedback" / "s002" / f"{LESSON}.html").read_text()
     assert "Your answers" in page and "def clip_grad_norm_(" in page  # answers read from the unzipped copy

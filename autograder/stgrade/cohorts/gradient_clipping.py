@@ -53,20 +53,22 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
 
 
 EXPECTED: dict[str, Expected] = {
-    "perfect": Expected("graded", 9, "the instructor's solutions: full marks"),
+    "perfect": Expected("graded", 14, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
-    "partial": Expected("graded", 4, "clip_grad_value_ right (3); clip_grad_norm_ without the epsilon passes the "
-                                     "visible checks (1) but not the hidden ones; AGC not attempted"),
-    "syntax_error": Expected("graded", 6, "a syntax error in the clip_grad_value_ cell costs that exercise only"),
-    "infinite_loop": Expected("graded", 6, "clip_grad_norm_ never returns: its two cells time out, the rest is graded"),
-    "noisy": Expected("graded", 9, "correct, but prints and warns on stderr: loses nothing"),
-    "cheater": Expected("graded", 6, "clip_grad_norm_ calls torch.nn.utils.clip_grad_norm_: earns nothing for it"),
-    "tamperer": Expected("graded", 6, "deleted the test cells and patched numpy/torch allclose, with a wrong "
-                                      "clip_grad_value_: tests restored, patching useless"),
+    "partial": Expected("graded", 4.95, "clip_grad_value_ right (3); clip_grad_norm_ without the epsilon fails one "
+                                        "visible group of 4 (0.75 of 1) and two hidden groups of 5 — the 1e-6 and "
+                                        "NaN gradients (1.2 of 2); the rest not attempted"),
+    "syntax_error": Expected("graded", 11, "a syntax error in the clip_grad_value_ cell costs that exercise only"),
+    "infinite_loop": Expected("graded", 11, "clip_grad_norm_ never returns: its two cells time out, the rest is "
+                                            "graded"),
+    "noisy": Expected("graded", 14, "correct, but prints and warns on stderr: loses nothing"),
+    "cheater": Expected("graded", 11, "clip_grad_norm_ calls torch.nn.utils.clip_grad_norm_: earns nothing for it"),
+    "tamperer": Expected("graded", 11, "deleted the test cells and patched numpy/torch allclose, with a wrong "
+                                       "clip_grad_value_: tests restored, patching useless"),
     "silencer": Expected("graded", 3, "replaced check() with a function that prints success: no results reach "
                                       "the grader, so every exercise checked after that earns nothing"),
-    "crasher": Expected("graded", 6, "adaptive_clip_grad_ kills the kernel (os._exit): those cells score 0, "
-                                     "the kernel is restarted and the rest is graded"),
+    "crasher": Expected("graded", 11, "adaptive_clip_grad_ kills the kernel (os._exit): those cells score 0, "
+                                      "the kernel is restarted and the rest is graded"),
     "corrupt": Expected("failed", None, "the notebook file is not valid JSON: reported, not scored as 0"),
     "absent": Expected("missing", None, "handed in nothing for the lesson"),
 }
