@@ -233,3 +233,56 @@ def test_momentum_and_adam_claims():
     assert n["adam_spike_raw"] < 3 * n["adam_typical"]
     assert n["adam_spike_clipped"] == pytest.approx(n["adam_typical"], rel=0.1)
     assert n["adam_after_raw"] > n["adam_after_clipped"]
+
+
+def test_the_worst_unclipped_run_is_drawn_orders_of_magnitude_above(sweep):
+    """"The loss axis is logarithmic and not cut: the worst run's smoothed loss leaves the others by
+    orders of magnitude." """
+    j = _col(sweep, "none")
+    peaks = np.array([np.nanmax(lab._ema(sweep.losses[i, j])) for i in range(len(sweep.seeds))])
+    others = np.nanmax(sweep.losses[:, _col(sweep, "none", None, lab.CONTROL_LR)])
+    assert peaks.max() > 100 * others
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 7: the functions in the loop (instructor notes)
+
+
+def _demo_loop(lr, max_norm, micro=1, scaler=None, steps=100):
+    """The notebook's demo_loop with the reference train_step and torch's clip_grad_norm_."""
+    from stabletrain.clipping import train_step
+
+    cfg = lab.CONFIG
+    x, y = lab.make_task(cfg)
+    model = lab.make_model(cfg)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
+    generator = torch.Generator().manual_seed(0)
+    losses, norms = [], []
+    for _ in range(steps):
+        idx = torch.randperm(cfg.n_train, generator=generator)[: cfg.batch_size]
+        batches = list(zip(x[idx].chunk(micro), y[idx].chunk(micro)))
+        with torch.no_grad():
+            losses.append(torch.nn.functional.mse_loss(model(x[idx]), y[idx]).item())
+        norms.append(train_step(model, optimizer, batches, max_norm, torch.nn.utils.clip_grad_norm_,
+                                scaler=scaler).detach())
+    return np.array(losses), torch.stack(norms).numpy()
+
+
+def test_functions_in_the_loop_numbers():
+    """Instructor notes, Section 7: max_norm = 2.627; both runs clip on 5 % of the steps and end at a
+    loss of 0.1766 over the last 20 steps; their norms differ by at most about 1e-5 over the first 20
+    steps."""
+    import math
+
+    with lab.single_thread():
+        _, warmup = _demo_loop(lab.CONTROL_LR, math.inf)
+        threshold = pick_max_norm(warmup, 0.95)
+        plain_losses, plain_norms = _demo_loop(0.1, threshold)
+        amp_losses, amp_norms = _demo_loop(0.1, threshold, micro=4,
+                                           scaler=torch.amp.GradScaler("cpu", init_scale=1024.0))
+    assert threshold == pytest.approx(2.627, abs=0.001)
+    assert np.mean(plain_norms > threshold) == pytest.approx(0.05, abs=0.005)
+    assert np.mean(amp_norms > threshold) == pytest.approx(0.05, abs=0.005)
+    assert plain_losses[-20:].mean() == pytest.approx(0.1766, abs=0.0005)
+    assert amp_losses[-20:].mean() == pytest.approx(0.1766, abs=0.0005)
+    assert np.max(np.abs(plain_norms[:20] - amp_norms[:20]) / plain_norms[:20]) < 5e-5

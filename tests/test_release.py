@@ -83,3 +83,24 @@ def test_instructor_notes_stay_out_of_the_student_notebook(lesson):
 
     student = nbformat.read(REPO_ROOT / "course" / lesson / f"{lesson}.ipynb", as_version=4)
     assert not [c for c in student.cells if INSTRUCTOR_TAG in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_test_cells_call_check_first(lesson):
+    """docs/LESSON_STANDARD.md: a test cell's first statement is check(...), so a failure names the
+    misconception; no hand-written asserts before (or instead of) it."""
+    import ast
+
+    for cell in load_lesson(lesson).test_cells:
+        body = ast.parse(cell.source).body
+        assert body, f"{lesson}: an empty test cell"
+        first = body[0]
+        assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Call) and \
+            getattr(first.value.func, "id", None) == "check", f"{lesson}: a test cell starts with {ast.dump(first)[:80]}"
+        assert not any(isinstance(node, ast.Assert) for node in ast.walk(ast.Module(body=body, type_ignores=[])))
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_claims_are_tested(lesson):
+    """docs/LESSON_STANDARD.md: every quantitative sentence is checked in tests/test_claims_<id>.py."""
+    assert (REPO_ROOT / "tests" / f"test_claims_{lesson}.py").exists()
