@@ -172,7 +172,8 @@ fig
 # **Question.** Without clipping, the thrown-off point does come back eventually (the bowl is
 # convex). Why is that no comfort in a real network?
 #
-# Gradient clipping does not change *where* the cliffs are; it caps how far one step can go.
+# Gradient clipping does not change *where* the cliffs are; it caps the length of the gradient the
+# optimizer receives — with plain SGD, how far one step can go (Section 6: with momentum and Adam).
 # It does nothing for **vanishing** gradients — initialization (Lesson 3), normalization
 # (Lesson 5) and residual connections (Lesson 6) deal with those.
 
@@ -794,9 +795,9 @@ print(f"Adam, the 20 steps after the spike: mean update {n['adam_after_raw']:.2f
 # the usual gradient moves the weights by **less than 3 times** a typical update even without
 # clipping, and by about a typical update with it; over the 20 steps after the spike, the unclipped
 # run's updates are **larger** on average than the clipped run's — it keeps moving the way the spike
-# pointed. So with Adam, a threshold far below the typical
-# gradient norm does nothing useful — it rescales almost every step, which Adam undoes — and
-# clipping matters through the spikes it keeps out of the moment estimates.
+# pointed. So with Adam, a threshold far below the typical gradient norm buys little — it rescales
+# almost every step, and Adam divides rescaling out (exactly, when the factor is the same at every
+# step) — and clipping matters through the spikes it keeps out of the moment estimates.
 #
 # **Question.** You switch a model from SGD with momentum 0.9 to plain SGD and keep `lr` and
 # `max_norm`. What happens to the longest possible step?
@@ -825,8 +826,8 @@ print(f"Adam, the 20 steps after the spike: mean update {n['adam_after_raw']:.2f
 #   $S$ times too large. Call `scaler.unscale_(optimizer)` **before clipping**, then
 #   `scaler.step(optimizer)` (which skips the step when the gradients overflowed to inf or NaN)
 #   and `scaler.update()` (which lowers $S$ after an overflow). Clip without unscaling and
-#   `max_norm` applies to gradients $S$ times too large: every step is clipped, to a step $S$ times
-#   too short. The `GradScaler` works on CPU too: `torch.amp.GradScaler("cpu")`.
+#   `max_norm` applies to gradients $S$ times too large: almost every step is clipped, and after
+#   unscaling its gradient has norm `max_norm`$/S$ — thousands of times too short. The `GradScaler` works on CPU too: `torch.amp.GradScaler("cpu")`.
 #
 # ```python
 # optimizer.zero_grad()
