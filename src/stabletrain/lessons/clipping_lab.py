@@ -952,10 +952,13 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
         for kind, lr in (("none", None), ("control", CONTROL_LR)):
             med, lo, hi = _final_stats(sweep, "none", None, lr)
             ax.axhline(med, lw=1.5, **_kind_style(kind),
-                       label=setting_label(sweep, sweep.index("none", None, lr)) + " (median)")
+                       label=setting_label(sweep, sweep.index("none", None, lr)) + f": median (range {lo:.3g}–{hi:.3g})")
         _baseline(ax)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.minorticks_off()
+    ax_m.set_xticks(max_norms, [f"{m:g}" for m in max_norms])
+    ax_l.set_xticks(factors, [f"{f:g}" for f in factors])
     ax_m.set_xlabel("max_norm (value clipping at max_norm / √P)")
     ax_m.set_ylabel(f"final loss (mean of the last {_TAIL} steps)")
     ax_m.set_title("Against max_norm")
