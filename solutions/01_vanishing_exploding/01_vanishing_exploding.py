@@ -599,7 +599,9 @@ lab.plot_jacobian_spectra(spectra)
 # Write `grad_norm_monitor(model, low=1e-4, high=1e2)`:
 #
 # - the layers are the `torch.nn.Linear` modules of `model`, **at any nesting depth, in the
-#   order `model.modules()` yields them** (for an `nn.Sequential`, the order they are applied);
+#   order `model.named_modules()` yields them** (for an `nn.Sequential`, the order they are
+#   applied): `for name, module in model.named_modules(): ...` visits every submodule, nested ones
+#   included (`model.children()` sees only the top level);
 # - return `(norms, flags)`: `norms` a float array with one entry per Linear layer, the
 #   Frobenius norm of its **weight gradient** `layer.weight.grad` (the bias is not included;
 #   use 0.0 if the gradient is None); `flags` a list of strings, `"vanishing"` where the norm is
@@ -616,7 +618,8 @@ def grad_norm_monitor(model, low=1e-4, high=1e2):
     """Per-layer weight-gradient norms of a model after backward(), with a flag per layer.
 
     Args:
-        model: a torch.nn.Module; its layers are its nn.Linear submodules in model.modules() order.
+        model: a torch.nn.Module; its layers are its nn.Linear submodules,
+            in model.named_modules() order.
         low, high: thresholds; a norm below low is "vanishing", above high "exploding", else "ok".
 
     Returns:
@@ -625,7 +628,7 @@ def grad_norm_monitor(model, low=1e-4, high=1e2):
     """
     ### BEGIN SOLUTION
     norms = []
-    for module in model.modules():
+    for _name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
             grad = module.weight.grad
             norms.append(0.0 if grad is None else grad.detach().double().norm().item())

@@ -204,8 +204,8 @@ def grad_norm_monitor(model, low: float = 1e-4, high: float = 1e2) -> tuple[np.n
 
     Args:
         model: a ``torch.nn.Module``; its layers are its ``torch.nn.Linear`` submodules, at any
-            nesting depth, in the order of ``model.modules()`` (the order they are applied in for
-            an ``nn.Sequential``).
+            nesting depth, in the order of ``model.named_modules()`` (the order they are applied
+            in for an ``nn.Sequential``).
         low, high: the thresholds of the flags.
 
     Returns:

@@ -366,7 +366,7 @@ def _mon_normalises(model, low=1e-4, high=1e2):
 
 MONITOR: dict[str, Mutant] = {
     "reversed_layer_order": Mutant(_mon_reversed, "report the layers in the order the model applies them "
-                                   "(model.modules()), first layer first."),
+                                   "(model.named_modules()), first layer first."),
     "weight_norms": Mutant(_mon_weights, "the monitor measures the gradients, layer.weight.grad, not the weights "
                            "themselves."),
     "weight_and_bias": Mutant(_mon_with_bias, "the norm is of the weight gradient only; the bias's gradient is "
@@ -375,7 +375,7 @@ MONITOR: dict[str, Mutant] = {
     "max_abs": Mutant(_mon_max_abs, "the Frobenius (2-)norm sums the squares of every entry; the largest entry "
                       "alone is the max-norm."),
     "top_level_only": Mutant(_mon_top_level, "model.children() sees only the top level: Linear layers nested in "
-                             "Sequentials are found by model.modules()."),
+                             "Sequentials are found by model.named_modules()."),
     "flags_swapped": Mutant(_mon_swapped, "a norm below `low` is vanishing, above `high` exploding."),
     "every_parameter": Mutant(_mon_every_parameter, "one entry per Linear layer (its weight gradient), not one per "
                               "parameter tensor (weights and biases)."),
