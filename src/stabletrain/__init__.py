@@ -81,6 +81,7 @@ _export(
     "measure_gradient_variance",
 )
 _export("gradcheck", "rel_error", "numerical_gradient")
+_export("vanishing", "backprop_grad_norms", "log_grad_slope", "jacobian_singular_values", "grad_norm_monitor")
 _export(
     "diagnostics",
     "ActivationStats",

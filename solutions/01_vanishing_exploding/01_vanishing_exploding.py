@@ -1,0 +1,833 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Lesson 1 — Vanishing and exploding gradients
+#
+# Backpropagation multiplies. The gradient that reaches the first layer of a deep network is the
+# gradient at the output multiplied by one factor per layer — a weight matrix and an activation's
+# slope. A product of fifty factors is almost never of moderate size: if the typical factor is
+# 0.8 the product is $0.8^{50} \approx 10^{-5}$, if it is 1.2 the product is $10^{4}$. The first
+# layers then either stop learning (**vanishing** gradients) or take wild steps (**exploding**
+# gradients). This lesson measures that product, predicts it from a formula, and shows which
+# knob — weight scale, activation, depth — sets it.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Learning goals
+#
+# By the end of this lesson you can
+#
+# 1. backpropagate through a deep MLP **by hand** in numpy and report the gradient norm at every
+#    layer — and say which mistakes (a forgotten $f'$, $f'$ at the wrong place, a transposed
+#    matrix) change which numbers;
+# 2. explain why the sigmoid's slope $\sigma' \le 1/4$ makes 20 sigmoid layers at the usual
+#    weight scale shrink a gradient by more than $4^{-20} \approx 10^{-12}$;
+# 3. treat $\ln\|g\|$ through random layers as a **random walk** and predict its drift and spread;
+# 4. predict the **slope of $\ln\|g\|$ per layer** from the per-layer gain
+#    $n\,\sigma_w^2\,\mathbb E[f'(z)^2]$, and check the prediction against measurements over
+#    depth × activation × weight scale;
+# 5. compute the **singular values of the input–output Jacobian**, the full picture of what a deep
+#    network does to every direction of a gradient;
+# 6. monitor per-layer gradient norms **inside a training loop** and pick a weight scale that trains.
+#
+# **How this notebook works.** You implement four functions: `backprop_grad_norms`,
+# `log_grad_slope`, `jacobian_singular_values` and `grad_norm_monitor`. After each, a test cell
+# runs visible checks that explain what went wrong (expected, got, and the likely misconception);
+# hidden checks grade more cases — run them yourself with `check(fn, "name", level="hidden")`
+# before handing in. The experiments use the course's reference implementations, so they run even
+# before you have finished the exercises.
+
+# %% slideshow={"slide_type": "skip"}
+# %matplotlib inline
+import math
+
+import numpy as np
+import torch
+
+import stabletrain
+from stabletrain.exercises import check
+from stabletrain.lessons import vanishing_lab as lab
+
+torch.manual_seed(0)  # fixed seeds: every number in this notebook is reproducible
+torch.set_num_threads(1)  # the tensors here are small: one thread is faster than two
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. The sigmoid's slope is at most 1/4
+#
+# The logistic sigmoid $\sigma(z) = 1/(1 + e^{-z})$ has the derivative
+#
+# $$
+# \sigma'(z) = \frac{e^{-z}}{(1 + e^{-z})^2} = \sigma(z)\,\bigl(1 - \sigma(z)\bigr).
+# $$
+#
+# With $s = \sigma(z) \in (0, 1)$, the product $s(1-s)$ is largest at $s = 1/2$, i.e. at $z = 0$:
+# $\sigma'(z) \le \tfrac14$, with equality only at $z = 0$, and it decays like $e^{-|z|}$ on both
+# sides. Every sigmoid layer multiplies the gradient by its slopes — **at most a quarter** —
+# and the cell below checks the bound and the formula numerically.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+z = np.linspace(-10, 10, 200_001)
+s = 1 / (1 + np.exp(-z))
+numerical = np.gradient(s, z)  # centred differences
+print(f"max sigma'(z) on the grid = {numerical.max():.10f} at z = {z[numerical.argmax()]:+.4f}")
+print(f"largest |sigma(1 - sigma) - numerical derivative| = {np.abs(s * (1 - s) - numerical).max():.1e}")
+assert abs(numerical.max() - 0.25) < 1e-9 and np.abs(s * (1 - s) - numerical).max() < 1e-8
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+lab.plot_sigmoid_derivative()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What 20 sigmoid layers do
+#
+# Write the network as $y_l = h_{l-1}W_l^\top$, $h_l = \sigma(y_l)$ (rows are examples), and
+# $g_l = \partial\mathcal L/\partial h_l$. The chain rule gives
+# $g_{l-1} = (g_l \odot \sigma'(y_l))\,W_l$, so
+#
+# $$
+# \|g_{l-1}\| \le \tfrac14\,\|W_l\|_2\,\|g_l\|
+# \qquad\Longrightarrow\qquad
+# \frac{\|g_0\|}{\|g_{20}\|} \le \prod_{l=1}^{20} \tfrac14\|W_l\|_2 .
+# $$
+#
+# A gradient can only survive if the weights make up the factor 4 at every layer. With the usual
+# scale $\sigma_w = 1/\sqrt n$, a random $n\times n$ matrix has $\|W\|_2 \approx 2$, so the bound alone
+# allows a shrinkage of $2^{-20} \approx 10^{-6}$. The truth is far worse: most slopes are well below
+# 1/4, and a random matrix stretches most directions by much less than its largest singular value.
+# The cell backpropagates a random gradient through 20 sigmoid layers of width 64 for 8 seeds.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+chain = lab.sigmoid_chain(depth=20)
+print("||g_0|| / ||g_20|| per seed:", np.array2string(chain["ratio"], precision=2))
+print("bound prod ||W_l||/4:       ", np.array2string(chain["bound"], precision=2))
+print(f"(1/4)^20 = {0.25 ** 20:.2e}")
+assert np.all(chain["ratio"] <= chain["bound"])
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# On every seed the gradient at the input is below $4^{-20} \approx 9\times10^{-13}$ of the
+# gradient at the output, though the bound allows about $10^{-6}$. The first layers of a 20-layer
+# sigmoid network do not learn.
+#
+# **Question 1.** Could larger weights rescue the sigmoid network? (Think about what larger
+# weights do to the pre-activations $y_l$, and where $\sigma'$ is small.)
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 1.** The grid check prints max σ′ ≈ 0.2499999998 at z = 0 (the
+# centred difference's own error) and an agreement of the closed form with it to about 2e-9. The 20-layer chain gives
+# ‖g₀‖/‖g₂₀‖ ≈ 2–3·10⁻¹³ on all 8 seeds, against a bound ∏‖W_l‖/4 ≈ 5·10⁻⁷ and (1/4)²⁰ ≈ 9.1·10⁻¹³.
+# *Answer to Question 1:* only partly. Larger weights make ‖W‖₂ larger but also spread the
+# pre-activations, so more units sit in the flat tails where σ′ ≈ 0; the sweep of Section 4 shows
+# the sigmoid's slope per layer stays negative at every scale tried (from −2.1 at c = 0.5 to
+# −0.5 at c = 4 per layer). The fix is a different activation (lesson 2) or a normalization that
+# keeps y_l near 0 (lesson 5).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. Backpropagation by hand
+#
+# The network of this lesson: weights $W_l$ of shape $(n_l, n_{l-1})$ — PyTorch's `(out, in)` —,
+# biases $b_l$, an activation $f$ applied elementwise, and a batch of inputs $x$ of shape
+# $(B, n_0)$:
+#
+# $$
+# h_0 = x, \qquad y_l = h_{l-1} W_l^\top + b_l, \qquad h_l = f(y_l), \qquad l = 1, \dots, L.
+# $$
+#
+# $y_l$ is the **pre-activation**, $h_l$ the **post-activation**. The gradient at the output,
+# $G = \partial\mathcal L/\partial h_L$ of shape $(B, n_L)$, is given. Backward, with $g_L = G$,
+# for $l = L, L-1, \dots, 1$:
+#
+# $$
+# \delta_l = \frac{\partial\mathcal L}{\partial y_l} = g_l \odot f'(y_l), \qquad
+# \frac{\partial\mathcal L}{\partial W_l} = \delta_l^\top h_{l-1}, \qquad
+# g_{l-1} = \frac{\partial\mathcal L}{\partial h_{l-1}} = \delta_l\, W_l .
+# $$
+#
+# Three places to go wrong: $f'$ is taken at the **pre**-activation $y_l$ (or written with the
+# output, $\sigma' = h(1-h)$, $\tanh' = 1 - h^2$, which is the same number); the weight gradient
+# pairs $\delta_l$ with the layer's **input** $h_{l-1}$; and in this row convention the backward
+# product is $\delta_l W_l$, not $\delta_l W_l^\top$ (check the shapes: $(B, n_l)\,@\,(n_l, n_{l-1})$).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 1 — `backprop_grad_norms` (3 points)
+#
+# Write `backprop_grad_norms(weights, biases, x, grad_output, activation)` in numpy:
+#
+# - `weights`: a list of $L$ arrays, `weights[l-1]` of shape $(n_l, n_{l-1})$; `biases`: a list of
+#   $L$ arrays of shape $(n_l,)$; `x`: $(B, n_0)$; `grad_output`: $G$, $(B, n_L)$;
+#   `activation`: `"linear"`, `"sigmoid"`, `"tanh"` or `"relu"` (with $\mathrm{relu}'(0) = 0$);
+# - return a pair of float arrays of shape $(L,)$, **in layer order** (entry $l-1$ is layer $l$):
+#   `input_grad_norms[l-1]` $= \|\partial\mathcal L/\partial h_{l-1}\|_F$, the gradient arriving at
+#   layer $l$'s input (entry 0: the gradient with respect to $x$), and
+#   `weight_grad_norms[l-1]` $= \|\partial\mathcal L/\partial W_l\|_F$;
+# - the loss is $\mathcal L = \sum G \odot h_L$: sum over the batch, do not average.
+#
+# Use numpy only (torch's autograd would be the answer key); `np.linalg.norm` of a matrix is its
+# Frobenius norm.
+
+# %% nbgrader={"grade": false, "grade_id": "backprop_grad_norms", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def backprop_grad_norms(weights, biases, x, grad_output, activation):
+    """Gradient norms at every layer of an MLP, by manual backpropagation.
+
+    Args:
+        weights: list of L arrays, weights[l-1] of shape (n_l, n_{l-1}).
+        biases: list of L arrays, biases[l-1] of shape (n_l,).
+        x: input batch, shape (B, n_0).
+        grad_output: dL/dh_L, shape (B, n_L).
+        activation: "linear", "sigmoid", "tanh" or "relu".
+
+    Returns:
+        (input_grad_norms, weight_grad_norms): two arrays of shape (L,), layer order;
+        input_grad_norms[l-1] = ||dL/dh_{l-1}||_F, weight_grad_norms[l-1] = ||dL/dW_l||_F.
+    """
+    ### BEGIN SOLUTION
+    def f_and_fprime(y):
+        if activation == "sigmoid":
+            s = 1 / (1 + np.exp(-y))
+            return s, s * (1 - s)
+        if activation == "tanh":
+            t = np.tanh(y)
+            return t, 1 - t**2
+        if activation == "relu":
+            return np.maximum(y, 0), (y > 0).astype(float)
+        return y, np.ones_like(y)
+
+    hs, fprimes = [np.asarray(x, dtype=float)], []
+    for W, b in zip(weights, biases):
+        h, d = f_and_fprime(hs[-1] @ W.T + b)
+        hs.append(h)
+        fprimes.append(d)
+    L = len(weights)
+    input_norms, weight_norms = np.zeros(L), np.zeros(L)
+    g = np.asarray(grad_output, dtype=float)
+    for l in range(L, 0, -1):
+        delta = g * fprimes[l - 1]
+        weight_norms[l - 1] = np.linalg.norm(delta.T @ hs[l - 1])
+        g = delta @ weights[l - 1]
+        input_norms[l - 1] = np.linalg.norm(g)
+    return input_norms, weight_norms
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "backprop_grad_norms_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(backprop_grad_norms, "backprop_grad_norms")
+
+# %% nbgrader={"grade": true, "grade_id": "backprop_grad_norms_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: deep sigmoid and tanh networks, ReLU and linear networks, layers of different
+# widths, saturated units (large biases and weights), one layer with one example.
+### BEGIN HIDDEN TESTS
+check(backprop_grad_norms, "backprop_grad_norms", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Does the hand-written backward pass agree with autograd? The cell runs the course's reference
+# `stabletrain.backprop_grad_norms` and PyTorch's autograd on the same 6-layer tanh network
+# (replace it with your own function to test yours the same way).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+rng = np.random.default_rng(0)
+widths = [5, 8, 8, 8, 8, 8, 3]
+Ws = [rng.normal(0, 1 / math.sqrt(a), size=(b, a)) for a, b in zip(widths[:-1], widths[1:])]
+bs = [rng.normal(0, 0.1, size=b) for b in widths[1:]]
+x, G = rng.normal(size=(4, widths[0])), rng.normal(size=(4, widths[-1]))
+
+tW = [torch.tensor(W, requires_grad=True) for W in Ws]
+hs = [torch.tensor(x, requires_grad=True)]
+for W, b in zip(tW, bs):
+    hs.append(torch.tanh(hs[-1] @ W.T + torch.tensor(b)))
+    hs[-1].retain_grad()
+hs[-1].backward(torch.tensor(G))
+autograd_inputs = np.array([h.grad.norm().item() for h in hs[:-1]])
+autograd_weights = np.array([W.grad.norm().item() for W in tW])
+
+mine_inputs, mine_weights = stabletrain.backprop_grad_norms(Ws, bs, x, G, "tanh")
+print("||dL/dh_(l-1)||:", np.array2string(mine_inputs, precision=4))
+print("rel_error vs autograd: inputs", stabletrain.rel_error(mine_inputs, autograd_inputs),
+      " weights", stabletrain.rel_error(mine_weights, autograd_weights))
+assert stabletrain.rel_error(mine_inputs, autograd_inputs) < 1e-12
+assert stabletrain.rel_error(mine_weights, autograd_weights) < 1e-12
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. Products of random matrices: the log-norm is a random walk
+#
+# Leave the activation out for a moment: $v_l = W_l v_{l-1}$ with Gaussian $W_l$, entries of variance
+# $\sigma_w^2$. Because a Gaussian matrix looks the same in every rotated basis, $\|W u\|^2$ for
+# any unit vector $u$ is $\sigma_w^2$ times a chi-squared variable with $n$ degrees of freedom, and
+# it is independent of everything before. So
+#
+# $$
+# \ln\|v_L\| = \ln\|v_0\| + \sum_{l=1}^{L} \xi_l, \qquad
+# \xi_l = \tfrac12\ln\!\left(\sigma_w^2\chi^2_n\right) \ \text{iid}:
+# $$
+#
+# **the log-norm is a random walk.** Its steps have mean and variance (digamma $\psi$, trigamma
+# $\psi'$, from $\mathbb E\ln\chi^2_n = \psi(n/2) + \ln 2$ and $\operatorname{Var}\ln\chi^2_n = \psi'(n/2)$)
+#
+# $$
+# \mu = \tfrac12\bigl(\ln(2\sigma_w^2) + \psi(n/2)\bigr) \approx \tfrac12\ln(n\sigma_w^2) - \frac{1}{2n},
+# \qquad s^2 = \tfrac14\psi'(n/2) \approx \frac{1}{2n} .
+# $$
+#
+# After $L$ layers: mean $L\mu$, standard deviation $s\sqrt L$. Two lessons in one formula. The
+# drift $\tfrac12\ln(n\sigma_w^2)$ is zero exactly when $\sigma_w^2 = 1/n$ — the *scale* decides
+# between vanishing and exploding. And even at that scale, a single network's gradient wanders
+# by $\sqrt{L/(2n)}$ in log-space: deep **and** narrow networks are lottery tickets.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+walks = lab.random_walk(width=16, depth=50, samples=1000, scale=1.0, seed=0)
+mu, s2 = lab.random_walk_prediction(width=16, scale=1.0)
+steps = np.diff(walks, axis=1)
+print(f"per layer: predicted mean {mu:+.4f}, measured {steps.mean():+.4f};  "
+      f"predicted variance {s2:.4f}, measured {steps.var():.4f}")
+print(f"after 50 layers: predicted mean {50 * mu:+.2f} and std {math.sqrt(50 * s2):.2f}; "
+      f"measured {walks[:, -1].mean():+.2f} and {walks[:, -1].std():.2f}")
+assert abs(steps.mean() - mu) < 4 * math.sqrt(s2 / steps.size) and abs(steps.var() / s2 - 1) < 0.05
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+lab.plot_random_walk(walks, width=16, scale=1.0)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With $n = 16$ the drift is $-0.032$ per layer — from the $-1/(2n)$ term alone — and the spread
+# after 50 layers is about $\pm 1.3$ in $\ln$, a factor of $e^{1.3} \approx 3.7$ either way for one
+# network. The median path follows the predicted line, and the band widens like $\sqrt l$.
+#
+# **Question 2.** By how much does the width $n$ have to grow to halve the spread after 50 layers?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 3.** With n = 16, 1000 draws: predicted step mean −0.0319 and
+# variance 0.0333; measured within 4 standard errors and 5 % (the cell asserts it). After 50
+# layers: predicted mean −1.60 and std 1.29. *Answer to Question 2:* the standard deviation is
+# $\sqrt{L\,\psi'(n/2)/4} \approx \sqrt{L/(2n)}$, so halving it takes a 4× wider network (n = 64).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. The per-layer gain, and the slope of $\ln\|g\|$
+#
+# Now put the activation back, with iid weights of variance $\sigma_w^2$ in a network of width
+# $n$. One backward step is $g_{l-1} = (g_l \odot f'(y_l))\,W_l$; each entry of $g_{l-1}$ sums $n$
+# terms $W_{ij}\,\delta_i$. Treating the weights of the backward pass as independent of the
+# forward quantities (exact for wide networks, the usual "gradient independence" assumption),
+#
+# $$
+# \mathbb E\|g_{l-1}\|^2 = \underbrace{n\,\sigma_w^2\,\mathbb E\!\left[f'(z)^2\right]}_{r_l,\ \text{the per-layer gain}}\,\mathbb E\|g_l\|^2,
+# \qquad z \sim \mathcal N(0, q_l),
+# $$
+#
+# where $q_l = \operatorname{Var} y_l$ is the variance of the layer's pre-activations. The *norm*
+# changes by $\sqrt{r_l}$, so $\ln\|g\|$ changes per layer travelled backward by
+#
+# $$
+# \boxed{\;s_l = \tfrac12\ln\!\left(n\,\sigma_w^2\,\mathbb E[f'(z)^2]\right),\quad z\sim\mathcal N(0,q_l)\;}
+# \qquad
+# \ln\|g_{L-k}\| \approx \ln\|g_L\| + \sum_{\text{the } k \text{ layers}} s_l .
+# $$
+#
+# Negative $s$: vanishing; positive: exploding. The factor $\mathbb E[f'(z)^2]$ is where the
+# activation enters: 1 for a linear layer, exactly $\tfrac12$ for ReLU (half the units pass the
+# gradient unchanged, half block it — whatever $q$), and for tanh and sigmoid it depends on how
+# spread out $z$ is: near 1 and near $1/16$ respectively for small $q$, smaller for large $q$.
+# With $\sigma_w = c/\sqrt n$ the gain is $c^2\,\mathbb E[f'(z)^2]$: **ReLU is flat at $c = \sqrt2$**
+# (Kaiming's scale, lesson 3), tanh near $c = 1$ for small $q$, and the sigmoid would need
+# $c \approx 4$ — where its pre-activations are so spread that $\mathbb E[\sigma'^2]$ has dropped.
+# Below, $q_l$ comes from the forward recursion $q_l = c^2\,\mathbb E[f(z)^2]$,
+# $z\sim\mathcal N(0, q_{l-1})$ (Section 5 uses it; lesson 3 derives it).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 2 — `log_grad_slope` (2 points)
+#
+# Write `log_grad_slope(weight_std, width, activation, preact_var=1.0)` returning the float
+# $s = \tfrac12\ln\bigl(n\,\sigma_w^2\,\mathbb E[f'(z)^2]\bigr)$ with $z\sim\mathcal N(0, q)$,
+# $n$ = `width`, $\sigma_w$ = `weight_std`, $q$ = `preact_var` — natural log, the change of
+# $\ln\|g\|$ per layer going backward. For `"linear"` and `"relu"` use the closed forms; for
+# `"sigmoid"` and `"tanh"` compute the expectation numerically, accurate to about $10^{-4}$:
+# Gauss–Hermite quadrature is the tool (`x, w = np.polynomial.hermite_e.hermegauss(100)` gives
+# $\mathbb E[u(z)] \approx \sum_i w_i\,u(\sqrt q\,x_i)/\sqrt{2\pi}$), or a fine grid over the
+# Gaussian density. (A Monte-Carlo average needs about $10^6$ draws for that accuracy.)
+
+# %% nbgrader={"grade": false, "grade_id": "log_grad_slope", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def log_grad_slope(weight_std, width, activation, preact_var=1.0):
+    """Predicted change of ln||g|| per layer going backward: 0.5 * ln(n * sigma_w^2 * E[f'(z)^2]).
+
+    Args:
+        weight_std: sigma_w, the standard deviation of the weights.
+        width: n, the number of units per layer.
+        activation: "linear", "sigmoid", "tanh" or "relu".
+        preact_var: q, the variance of the pre-activations z ~ N(0, q).
+
+    Returns:
+        A float: negative when gradients vanish, positive when they explode.
+    """
+    ### BEGIN SOLUTION
+    if activation == "linear":
+        mean_square = 1.0
+    elif activation == "relu":
+        mean_square = 0.5
+    else:
+        nodes, weights = np.polynomial.hermite_e.hermegauss(150)
+        z = math.sqrt(preact_var) * nodes
+        if activation == "sigmoid":
+            s = 1 / (1 + np.exp(-z))
+            fprime = s * (1 - s)
+        else:
+            fprime = 1 - np.tanh(z) ** 2
+        mean_square = np.sum(weights * fprime**2) / math.sqrt(2 * math.pi)
+    return 0.5 * math.log(width * weight_std**2 * mean_square)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "log_grad_slope_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(log_grad_slope, "log_grad_slope")
+
+# %% nbgrader={"grade": true, "grade_id": "log_grad_slope_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: linear and ReLU at any q, tanh and sigmoid at small and large q, exploding settings.
+### BEGIN HIDDEN TESTS
+check(log_grad_slope, "log_grad_slope", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The formula against a measurement. Inside a real network $q$ changes from layer to layer, so
+# for a clean check we backpropagate through 40 random layers of width 256 at $c = 1$ (a batch of
+# 64) and give every layer fresh pre-activations with exactly $q = 1$; the average change of
+# $\ln\|g\|$ per backward step is compared with `stabletrain.log_grad_slope` (the reference).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+n, layers, q = 256, 40, 1.0
+gen = torch.Generator().manual_seed(0)
+for activation in ("linear", "sigmoid", "tanh", "relu"):
+    changes = []
+    g = torch.randn(64, n, generator=gen, dtype=torch.float64)
+    for _ in range(layers):
+        W = torch.randn(n, n, generator=gen, dtype=torch.float64) / math.sqrt(n)
+        y = math.sqrt(q) * torch.randn(64, n, generator=gen, dtype=torch.float64)  # z ~ N(0, q)
+        g_new = (g * lab.derivative(activation, y)) @ W
+        changes.append(math.log(g_new.norm() / g.norm()))
+        g = g_new / g_new.norm() * g.norm()  # keep the scale: only the ratios matter
+    predicted = stabletrain.log_grad_slope(1 / math.sqrt(n), n, activation, q)
+    print(f"{activation:8s} predicted slope {predicted:+.4f}   measured {np.mean(changes):+.4f}")
+    assert abs(np.mean(changes) - predicted) < 0.01
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 4.** At c = 1, q = 1 the predicted slopes are 0 (linear),
+# −1.55 (sigmoid: E[σ′²] ≈ 0.045), −0.38 (tanh: E[tanh′²] ≈ 0.46) and −0.35 (ReLU: ½ ln ½);
+# measured agree within 0.01 (asserted). Typical student errors the checks catch: log10 instead
+# of ln (slopes 2.3× too small), σ_w for σ_w² (the visible sigmoid case already fails),
+# (E f′)² for E[f′²], E[f²] (the forward gain) for E[f′²], f′(0)² ignoring q, forgetting ½.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. The sweep: depth × activation × weight scale
+#
+# Now real networks: bias-free MLPs of width 64, depths 5, 20 and 50, sigmoid, tanh and ReLU, and
+# weight scales $\sigma_w = c/\sqrt{64}$ for $c \in \{0.5, 1, 1.5, 2, 3, 4\}$. For each setting,
+# 8 seeds: random weights, a batch of 32 Gaussian inputs and a random upstream gradient $G$, and
+# we record $\ln\|\partial\mathcal L/\partial h_l\|$ at every layer. All settings share the same random
+# draws (only $c$ and the activation change), and the **control** is a *linear* network at
+# $c = 1$, where the gain is 1 up to the random walk's tiny drift. `lab.gradient_sweep` computes
+# every setting at once, all seeds batched.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+sweep = lab.gradient_sweep()
+print(f"{len(sweep.log_norms)} settings x {sweep.seeds} seeds in {sweep.seconds:.1f} s")
+lab.plot_sweep(sweep, depth=50)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Reading the plot** (log base 10, relative to the output layer; median and range over 8 seeds).
+# The sigmoid's gradient vanishes at every scale tried: at 50 layers, by more than 10 orders of
+# magnitude even at the best scale, $c = 4$. Tanh and ReLU each have one scale near which the line
+# is nearly flat — tanh at $c = 1$ to $1.5$, ReLU at $c = 1.5$, next to Kaiming's $\sqrt2$ — and on
+# either side of it the gradient vanishes or explodes geometrically with depth: a straight line on
+# a log axis. The linear control stays flat within a factor of 3 at every depth. The next figure
+# compares every measured slope with the formula of Section 4 (the predicted slope averaged over
+# the 50 layers, using the $q_l$ of each layer).
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+lab.plot_slopes(sweep, depth=50)
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+worst = max(abs((v[:, 0] - v[:, -1]).mean() / 50 - lab.predicted_log_norms(50, a, c)[0] / 50)
+            for (d, a, c), v in sweep.log_norms.items() if d == 50)
+print(f"largest |measured - predicted| slope per layer at depth 50: {worst:.3f}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Every measured slope lies within 0.03 per layer of the prediction (mean over the seeds), for
+# every activation and scale — the mean-field formula is not an approximation you have to
+# squint at. Small per-layer numbers compound: a slope of $-0.35$ (ReLU at $c = 1$) is
+# $e^{-0.35\cdot 50} \approx 10^{-7.6}$ after 50 layers.
+#
+# **Question 3.** For tanh at $c = 1$ the slope is close to 0 at depth 50 but clearly negative at
+# depth 5 (look at the explorer below). Why does the depth change the *per-layer* slope? (Hint:
+# what happens to $q_l$ as $l$ grows?)
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 5.** Measured slopes per layer at depth 50 (median of 8 seeds):
+# sigmoid −2.10 (c = 0.5) … −0.49 (c = 4); tanh −0.70, −0.04, +0.06, +0.15, +0.30, +0.42;
+# ReLU −1.03, −0.34, +0.06, +0.35, +0.76, +1.05 for c = 0.5, 1, 1.5, 2, 3, 4. The sweep takes
+# about 1.5 s. *Answer to Question 3:* at c = 1, tanh shrinks the forward signal slowly
+# (q_l ≈ 1/l far from the input), so the deep layers see small z where tanh′ ≈ 1 and the gain
+# c²E[tanh′²] → 1; in the first layers q ≈ 1 and E[tanh′²] ≈ 0.46. Averaged over 5 layers the
+# slope is about −0.2, over 50 layers −0.04. ReLU's slope does not depend on q, so it is the same
+# at every depth.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. The singular values of the input–output Jacobian
+#
+# A norm is one number. The full story of what the network does to a gradient is the
+# **input–output Jacobian** of one input $x$ (now a vector of $n_0$ numbers),
+#
+# $$
+# J = \frac{\partial h_L}{\partial x} = D_L W_L\, D_{L-1} W_{L-1} \cdots D_1 W_1,
+# \qquad D_l = \operatorname{diag}\bigl(f'(y_l)\bigr),
+# $$
+#
+# a product with the newest layer on the left (the chain rule for $h_l = f(W_l h_{l-1} + b_l)$).
+# Backpropagation computes $g_0 = J^\top g_L$, so $\sigma_{\min}(J)\,\|g_L\| \le \|g_0\| \le \sigma_{\max}(J)\,\|g_L\|$:
+# the **singular values** of $J$ are the factors by which every direction of a gradient is
+# stretched. A well-trainable network keeps them all near 1 ("dynamical isometry", Saxe et al.
+# 2014, Pennington et al. 2017).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 3 — `jacobian_singular_values` (2 points)
+#
+# Write `jacobian_singular_values(weights, biases, x, activation)`: the same network as in
+# Exercise 1, but `x` is **one** input of shape $(n_0,)$. Build $J$ as the product
+# $D_L W_L \cdots D_1 W_1$ (shape $(n_L, n_0)$) in numpy and return its singular values, largest
+# first, as an array of shape $(\min(n_L, n_0),)$ — `np.linalg.svd(J, compute_uv=False)` returns
+# exactly that. (`torch.autograd.functional.jacobian` is the answer key, and off while grading.)
+
+# %% nbgrader={"grade": false, "grade_id": "jacobian_singular_values", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def jacobian_singular_values(weights, biases, x, activation):
+    """Singular values of the input-output Jacobian dh_L/dx of an MLP at one input x.
+
+    Args:
+        weights: list of L arrays, weights[l-1] of shape (n_l, n_{l-1}).
+        biases: list of L arrays, biases[l-1] of shape (n_l,).
+        x: one input, shape (n_0,).
+        activation: "linear", "sigmoid", "tanh" or "relu".
+
+    Returns:
+        Array of shape (min(n_L, n_0),): the singular values of J = D_L W_L ... D_1 W_1, largest first.
+    """
+    ### BEGIN SOLUTION
+    h = np.asarray(x, dtype=float)
+    J = np.eye(len(h))
+    for W, b in zip(weights, biases):
+        y = W @ h + b
+        if activation == "sigmoid":
+            h = 1 / (1 + np.exp(-y))
+            d = h * (1 - h)
+        elif activation == "tanh":
+            h = np.tanh(y)
+            d = 1 - h**2
+        elif activation == "relu":
+            h = np.maximum(y, 0)
+            d = (y > 0).astype(float)
+        else:
+            h, d = y, np.ones_like(y)
+        J = d[:, None] * (W @ J)
+    return np.linalg.svd(J, compute_uv=False)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "jacobian_singular_values_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(jacobian_singular_values, "jacobian_singular_values")
+
+# %% nbgrader={"grade": true, "grade_id": "jacobian_singular_values_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: deep tanh and sigmoid networks, ReLU and linear networks, wide-to-narrow and
+# narrow-to-wide layers, a single layer.
+### BEGIN HIDDEN TESTS
+check(jacobian_singular_values, "jacobian_singular_values", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The manual product against autograd: the reference's singular values and numpy's SVD of
+# autograd's Jacobian, on the tanh network of Section 2 (first input).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+def network(v):
+    for W, b in zip(Ws, bs):
+        v = torch.tanh(torch.tensor(W) @ v + torch.tensor(b))
+    return v
+
+
+J_autograd = torch.autograd.functional.jacobian(network, torch.tensor(x[0])).numpy()
+from_autograd = np.linalg.svd(J_autograd, compute_uv=False)
+manual = stabletrain.jacobian_singular_values(Ws, bs, x[0], "tanh")
+print("singular values:", np.array2string(manual, precision=5))
+print("rel_error vs SVD of autograd's Jacobian:", stabletrain.rel_error(manual, from_autograd))
+assert stabletrain.rel_error(manual, from_autograd) < 1e-10
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# Three setups at their "flat" scales, width 32, 5 seeds, depths 5, 20 and 50: a **linear**
+# network with **orthogonal** weights (the control: $J$ is a product of orthogonal matrices, so
+# every singular value is exactly 1), tanh with Gaussian weights at $c = 1$, and ReLU with
+# Gaussian weights at Kaiming's $c = \sqrt2$.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+spectra = lab.jacobian_spectra()
+lab.plot_jacobian_spectra(spectra)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Flat on average is not flat in every direction. The orthogonal linear network keeps every
+# singular value at 1 (to $10^{-12}$) at every depth. With Gaussian weights, even at the scales
+# where the *norm* of a random gradient is preserved, the spectrum spreads with depth: at 50
+# layers the largest and smallest singular values of the tanh network differ by more than 12
+# orders of magnitude, and ReLU's Jacobian has singular values that are zero to rounding (units
+# that are off for this input block every direction through them). Gradients along most directions vanish even when the
+# average does not — one reason orthogonal initialization (lesson 3) helps very deep networks.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 6.** The manual and autograd singular values agree to ~1e-15.
+# Median largest singular value at depths 5/20/50: tanh 1.3/0.63/0.21, ReLU 3.8/2.4/0.24;
+# smallest: tanh ~5e-9 already at depth 5, ~1e-18 at depth 50; ReLU exactly 0 (dead units) at
+# every depth. The log10 ratio largest/smallest for tanh at depth 50 is about 17–18.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. In a real training loop: a gradient-norm monitor
+#
+# In practice you do not know $q_l$ or the Jacobian; you look at the gradients. After
+# `loss.backward()`, every `nn.Linear` layer holds `layer.weight.grad`, and its norm per layer,
+# step after step, is the first diagnostic of vanishing and exploding gradients (lesson 0 builds
+# the full dashboard). A monitor reports those norms and flags the layers outside a healthy
+# range; a training loop can act on the flags.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 4 — `grad_norm_monitor` (3 points)
+#
+# Write `grad_norm_monitor(model, low=1e-4, high=1e2)`:
+#
+# - the layers are the `torch.nn.Linear` modules of `model`, **at any nesting depth, in the
+#   order `model.named_modules()` yields them** (for an `nn.Sequential`, the order they are
+#   applied): `for name, module in model.named_modules(): ...` visits every submodule, nested ones
+#   included (`model.children()` sees only the top level);
+# - return `(norms, flags)`: `norms` a float array with one entry per Linear layer, the
+#   Frobenius norm of its **weight gradient** `layer.weight.grad` (the bias is not included;
+#   use 0.0 if the gradient is None); `flags` a list of strings, `"vanishing"` where the norm is
+#   below `low`, `"exploding"` where it is above `high`, `"ok"` otherwise;
+# - only read the gradients: the training loop steps with them afterwards.
+#
+# It is graded **in a training loop**: the checks train small models with SGD, call your monitor
+# after every `backward()`, and — where it flags a layer as exploding — rescale that layer's
+# gradient to norm `high` using your norm before the step. The norms, the flags and the whole
+# loss curve must match the reference's.
+
+# %% nbgrader={"grade": false, "grade_id": "grad_norm_monitor", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def grad_norm_monitor(model, low=1e-4, high=1e2):
+    """Per-layer weight-gradient norms of a model after backward(), with a flag per layer.
+
+    Args:
+        model: a torch.nn.Module; its layers are its nn.Linear submodules,
+            in model.named_modules() order.
+        low, high: thresholds; a norm below low is "vanishing", above high "exploding", else "ok".
+
+    Returns:
+        (norms, flags): a float array of shape (number of Linear layers,) of ||layer.weight.grad||_F,
+        and a list of flags of the same length.
+    """
+    ### BEGIN SOLUTION
+    norms = []
+    for _name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            grad = module.weight.grad
+            norms.append(0.0 if grad is None else grad.detach().double().norm().item())
+    flags = ["vanishing" if n < low else "exploding" if n > high else "ok" for n in norms]
+    return np.array(norms), flags
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "grad_norm_monitor_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(grad_norm_monitor, "grad_norm_monitor")
+
+# %% nbgrader={"grade": true, "grade_id": "grad_norm_monitor_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: norms per layer in order (tanh and sigmoid networks, different widths), vanishing
+# and exploding flags and the rescaling they trigger, Linear layers nested in Sequentials and
+# layers without bias.
+### BEGIN HIDDEN TESTS
+check(grad_norm_monitor, "grad_norm_monitor", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The monitor in a loop: picking a weight scale
+#
+# A 20-layer ReLU MLP (width 32) on the three-class spirals, full-batch SGD at learning rate 0.1,
+# at three weight scales: $c = 1$ (slope $-0.35$ per layer: vanishing), Kaiming's $c = \sqrt2$
+# (flat) and $c = 2$ (slope $+0.35$: exploding). The loop below is the whole experiment for one
+# seed; it prints the monitor's flags (with $10^{-3}$ and $10^{2}$ as thresholds) at a few steps.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+from stabletrain.data import make_spirals
+
+points, labels = make_spirals(50, classes=3, seed=0)
+
+
+def relu_mlp(c, depth=20, width=32, seed=0):
+    torch.manual_seed(seed)
+    sizes = [2] + [width] * (depth - 1) + [3]
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        linear = torch.nn.Linear(n_in, n_out)
+        torch.nn.init.normal_(linear.weight, std=c / math.sqrt(n_in))
+        torch.nn.init.zeros_(linear.bias)
+        layers += [linear, torch.nn.ReLU()] if i < depth - 1 else [linear]
+    return torch.nn.Sequential(*layers)
+
+
+monitor = stabletrain.grad_norm_monitor  # the reference; use your own once Exercise 4 passes
+for c in (1.0, math.sqrt(2), 2.0):
+    model = relu_mlp(c)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(100):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(points), labels)
+        loss.backward()
+        norms, flags = monitor(model, low=1e-3, high=1e2)
+        if step in (0, 99) or not math.isfinite(loss.item()):
+            summary = {f: flags.count(f) for f in ("vanishing", "ok", "exploding")}
+            print(f"c = {c:.2f}, step {step:3d}: loss {loss.item():8.4f}, layers {summary}, "
+                  f"first/last-layer norm {norms[0]:.1e} / {norms[-1]:.1e}")
+        if not math.isfinite(loss.item()):
+            break
+        optimizer.step()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The same experiment over 5 seeds, all models trained at once by `lab.train_deep_batch`
+# (median and range over seeds; a loss of $\ln 3 \approx 1.10$ is guessing).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+training = lab.train_deep_batch(activation="relu", scales=(1.0, math.sqrt(2), 2.0), seeds=5, steps=100)
+for c in training.scales:
+    print(f"c = {c:.3f}: final loss per seed {np.array2string(training.final_loss(c), precision=3)}")
+lab.plot_training(training)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The weight scale decides. At $c = 1$ every layer's gradient is tiny — both the forward signal
+# and the backward gradient shrink by $e^{-0.35}$ per layer — and after 100 steps the loss has
+# barely left $\ln 3$. At $c = 2$ the gradients grow toward the input, the first steps are far too
+# long, and every seed diverges to NaN. At Kaiming's $c = \sqrt2$, where $\ln\|g\|$ is flat, the
+# loss of every seed falls below 0.95 within 100 steps. The flat scale is not "nice to have": at
+# this depth it is the difference between training and not.
+#
+# **Question 4.** The loop of the graded check rescales exploding layers to norm `high`. Would
+# that rescue the $c = 2$ network? Would anything rescue the $c = 1$ network without changing its
+# weights?
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Your `grad_norm_monitor` in the loop
+#
+# This cell runs the $c = \sqrt 2$ model with **your** monitor and with the reference; a correct
+# monitor gives the same norms at every step.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+try:
+    model = relu_mlp(math.sqrt(2))
+    torch.nn.functional.cross_entropy(model(points), labels).backward()
+    yours, your_flags = grad_norm_monitor(model, low=1e-3, high=1e2)
+except NotImplementedError:
+    print("Finish Exercise 4 first: grad_norm_monitor still raises NotImplementedError.")
+else:
+    reference, reference_flags = stabletrain.grad_norm_monitor(model, low=1e-3, high=1e2)
+    print("your norms:     ", np.array2string(np.asarray(yours)[:6], precision=4), "...")
+    print("reference norms:", np.array2string(reference[:6], precision=4), "...")
+    print("same flags:", list(your_flags) == reference_flags)
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 7.** One seed (the loop): at c = 1 all 20 layers are flagged
+# vanishing at step 0 (norms 7e-5 to 2.5e-4); by step 99 they have grown past 1e-3 ("ok") but the
+# loss is still 1.094. At c = √2 every layer is "ok" and the loss falls from 1.12 to 0.91. At
+# c = 2 the first loss is 81, 19 of the 20 layers are flagged exploding (norms 65 to 230), and
+# the loss is NaN at step 2. Over 5 seeds (the batch): final losses 1.08–1.10 at c = 1,
+# 0.58–0.90 at c = √2, NaN for every seed at c = 2. *Answer to Question 4:* rescaling exploding layers is
+# per-layer clipping (lesson 4): it bounds the steps and usually prevents the NaN, but the
+# gradient directions of the early layers are still dominated by a few stretched directions, so
+# training is slow. Nothing rescales the c = 1 network's vanishing gradients usefully: a larger
+# learning rate multiplies every layer alike, while the problem is the ratio between layers. The
+# fixes change the network: the init (lesson 3), normalization (lesson 5), residuals (lesson 6).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. Explore
+#
+# Every setting of the sweep is precomputed; the explorer only redraws. Pick a depth, an
+# activation and a weight scale $c$ ($\sigma_w = c/\sqrt{64}$): the plot shows the measured
+# $\log_{10}\|g_l\|/\|g_L\|$ (median and range over 8 seeds), the prediction from Section 4
+# (dotted) and the linear control. Questions:
+#
+# - For each activation, which $c$ is closest to flat at depth 50? Is it the same at depth 5?
+# - How many orders of magnitude does ReLU lose over 50 layers at $c = 1$? Gain at $c = 2$?
+# - For which settings does the range over seeds get wide, and why (Section 3)?
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+explorer = lab.VanishingExplorer(sweep, depth=20, activation="tanh", scale=1.0)
+explorer.widget
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Explorer.** Closest to flat at depth 50: tanh c = 1 (−0.04 per layer;
+# c = 1.5 gives +0.06), ReLU c = 1.5 (+0.06, near √2 where it is exactly 0), sigmoid none (best
+# c = 4 at −0.49). At depth 5 tanh's best is c = 1.5 (−0.005) because q is still large. ReLU at
+# c = 1 loses about 7.5 orders of magnitude over 50 layers; at c = 2 it gains about 7.6. The range
+# over seeds is widest for ReLU (its log-norm wanders most, Section 3 with n = 64 and correlated
+# inputs) and for large c with tanh. A redraw takes well under 0.1 s (`explorer.last_update_s`).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 9. The bridge: which fix does what
+#
+# Everything above says one thing: $\ln\|g\|$ changes by $\tfrac12\ln(n\sigma_w^2\,\mathbb E[f'^2])$
+# per layer, and small per-layer numbers compound over depth. Each of the next lessons changes
+# one term of that product:
+#
+# | lesson | fix | what it changes in the product | what it cannot do |
+# |---|---|---|---|
+# | 2 — activations | ReLU-like, GELU, SiLU instead of sigmoid | $\mathbb E[f'(z)^2]$: ½ for ReLU at any $q$ instead of $\le 1/16$ | fix a wrong weight scale; dead ReLUs |
+# | 3 — initialization | Xavier, Kaiming, orthogonal, LSUV | $n\sigma_w^2$: chosen so the gain is 1 (Kaiming: $2/n$ for ReLU); orthogonal also flattens the Jacobian's spectrum | keep the gain at 1 once training moves the weights |
+# | 4 — gradient clipping | clip by norm or value, AGC | caps the step when $\|g\|$ explodes | anything for vanishing gradients |
+# | 5 — batch norm | normalize each layer's pre-activations | keeps $q_l$ fixed, so $\mathbb E[f'^2]$ stays where it should, at any weight scale | remove the dependence on batch statistics |
+# | 6 — layer norm, residuals | $h_l = h_{l-1} + F(h_{l-1})$ | the Jacobian becomes $I + \partial F/\partial h$: an identity path that carries the gradient through any depth | stop the residual stream's variance from growing (it needs scaling) |
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Recap
+#
+# - The gradient at layer $l$ is the output gradient times a product of per-layer factors
+#   $D_l W_l$; its log-norm is a sum, and through random layers a **random walk** with drift
+#   $\tfrac12\ln(n\sigma_w^2) - \tfrac1{2n}$ (linear layers) and spread $\sqrt{L/(2n)}$.
+# - The **per-layer gain** $r = n\sigma_w^2\,\mathbb E[f'(z)^2]$, $z\sim\mathcal N(0, q)$, predicts the
+#   slope $\tfrac12\ln r$ of $\ln\|g\|$ per layer: negative vanishes, positive explodes, and the
+#   measurement follows the formula closely.
+# - $\sigma' \le 1/4$: sigmoid networks vanish at every weight scale; ReLU is flat at
+#   $\sigma_w^2 = 2/n$; tanh near $1/n$.
+# - The **Jacobian's singular values** tell the whole story, direction by direction: a flat
+#   *average* can hide directions that vanish; orthogonal weights keep them all at 1 in a linear
+#   network.
+# - In training, **monitor the per-layer gradient norms**; the weight scale alone decides between
+#   no learning, learning and divergence in a 20-layer ReLU network.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Common mistakes
+#
+# - **$f'$ at the wrong place**: the derivative is taken at the pre-activation $y_l$; $\sigma(1-\sigma)$
+#   and $1-\tanh^2$ are that derivative written with the output $h_l$ — applying $f'$ to $h_l$, or
+#   $h(1-h)$ to $y_l$, gives another number.
+# - **Forgetting the activation's derivative** in the backward pass (it is what makes sigmoid
+#   networks vanish).
+# - **A transposed weight matrix**: with rows as examples ($y = hW^\top$), the backward step is
+#   $\delta W$; check every shape.
+# - **Off by one layer**: $\partial\mathcal L/\partial W_l = \delta_l^\top h_{l-1}$ uses the layer's input;
+#   the gradient "at layer $l$" must say whether it means $h_{l-1}$, $y_l$ or $h_l$.
+# - **Results in the wrong order**: backprop visits layers backward; report them forward.
+# - **$\sigma_w$ for $\sigma_w^2$, or log10 for ln**, in the gain and the slope.
+# - **$(\mathbb E f')^2$ for $\mathbb E[f'^2]$**, or $f'(0)^2$ ignoring the spread of the pre-activations.
+# - **Multiplying the layers' singular values** instead of the matrices: the singular values of
+#   a product are not the products of singular values.
+# - **Monitoring the weights instead of their gradients**, or only `model.children()` (nested
+#   layers are missed).
+# - **Trusting one seed**: the log-norm is a random walk; look at several networks.
+#
+# **References.** S. Hochreiter, *Untersuchungen zu dynamischen neuronalen Netzen*, 1991;
+# Y. Bengio, P. Simard, P. Frasconi, *Learning long-term dependencies with gradient descent is
+# difficult*, 1994; X. Glorot, Y. Bengio, *Understanding the difficulty of training deep
+# feedforward neural networks*, AISTATS 2010; K. He et al., *Delving deep into rectifiers*, ICCV
+# 2015; A. Saxe, J. McClelland, S. Ganguli, *Exact solutions to the nonlinear dynamics of learning
+# in deep linear neural networks*, ICLR 2014; J. Pennington, S. Schoenholz, S. Ganguli,
+# *Resurrecting the sigmoid in deep learning through dynamical isometry*, NeurIPS 2017;
+# B. Hanin, D. Rolnick, *How to start training: the effect of initialization and architecture*,
+# NeurIPS 2018.
