@@ -648,10 +648,10 @@ def _model_cases(level: str, seed: int) -> list[Case]:
             _model_case("a tanh MLP", [["linear", 256, 32], ["linear", 32, 256]], "tanh",
                         "tanh: Var[w] = (5/3)²/fan_in"),
             _model_case("a conv net: conv layers are initialised too", [["conv2d", 16, 32, 4], ["flatten"],
-                        ["linear", 128, 64]], "relu", "conv layers and nested models (walk model.modules())"),
+                        ["linear", 128, 64]], "relu", "conv layers and nested models (visit every submodule)"),
             _model_case("a nested model with a LayerNorm, which keeps its own parameters",
                         [["linear", 64, 128], ["layernorm", 128], ["linear", 128, 128], ["linear", 128, 64]],
-                        "leaky_relu", "conv layers and nested models (walk model.modules())", nested=True),
+                        "leaky_relu", "conv layers and nested models (visit every submodule)", nested=True),
             _model_case("SELU: LeCun's Var[w] = 1/fan_in", [["linear", 128, 128], ["linear", 128, 64]], "selu",
                         "SELU: Var[w] = 1/fan_in (LeCun)"),
         ]

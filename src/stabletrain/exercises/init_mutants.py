@@ -370,8 +370,8 @@ SCALING: dict[str, Mutant] = {
                           "(fan_in + fan_out)/2, not their sum."),
     "truncated_uncorrected": Mutant(_scaling(trunc="uncorrected"), "cutting a normal at ±2σ removes its tails and "
                                     "shrinks the std to 0.8796·σ: draw with σ = std/0.87962566 so that the "
-                                    "truncated values have the intended variance (Keras corrects it since 2.3; "
-                                    "older code and tf.truncated_normal_initializer do not)."),
+                                    "truncated values have the intended variance (Keras's VarianceScaling does; "
+                                    "TensorFlow 1's truncated_normal_initializer does not)."),
     "truncated_by_clamping": Mutant(_scaling(trunc="clamp"), "truncating means redrawing values beyond ±2σ (or "
                                     "sampling the truncated distribution directly, e.g. by inverse CDF); clamping "
                                     "piles 4.6% of the mass onto the two edges."),
@@ -397,7 +397,7 @@ _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def _model(*, modules="all", types=_LAYERS, var="kaiming", bias=True, fan="in", returns=True, every_param=False):
     def init_model_(model, nonlinearity):
-        walk = model.modules() if modules == "all" else model.children()
+        walk = [m for _, m in model.named_modules()] if modules == "all" else model.children()
         gain2 = 1.0 if nonlinearity == "selu" else reference.calculate_gain(nonlinearity) ** 2
         if var == "selu_gain":
             gain2 = reference.calculate_gain(nonlinearity) ** 2
@@ -433,7 +433,8 @@ MODEL: dict[str, Mutant] = {
     "fan_out": Mutant(_model(fan="out"), "keep the forward signal: divide by fan_in (the inputs each unit sums), "
                       "not fan_out."),
     "children_only": Mutant(_model(modules="children"), "model.children() lists only the top level; "
-                            "model.modules() walks every nested module, so nested Linear layers are found."),
+                            "model.apply(fn) and model.named_modules() visit every nested module, so nested "
+                            "Linear layers are found."),
     "linear_only": Mutant(_model(types=(nn.Linear,)), "Conv layers need the same treatment: their fan_in counts "
                           "the receptive field (in·kh·kw)."),
     "bias_kept": Mutant(_model(bias=False), "set every bias to 0: PyTorch's default bias is random, "
