@@ -266,3 +266,29 @@ def test_explorer_answers_too_large_depth_to_1e10():
         first = int(np.argmax(np.median(p.act_std, axis=0) > 1e10)) + 1
         assert abs(first - layer) <= 2
         assert round(20 / math.log10(width / 2)) == estimate
+
+
+# ----------------------------------------------------------------------------------------------
+# Inline questions' instructor answers
+
+
+def test_xavier_compromise_factors():
+    fan_out = 10
+    fan_in = 3 * fan_out
+    forward, backward = fan_in * 2 / (fan_in + fan_out), fan_out * 2 / (fan_in + fan_out)
+    assert math.isclose(forward, 1.5) and math.isclose(backward, 0.5) and math.isclose(forward * backward, 0.75)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_raw_qr_trace_statistics(seed):
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(500, 32, 32, generator=gen, dtype=torch.float64))
+    traces = torch.diagonal(q, dim1=-2, dim2=-1).sum(-1)
+    assert abs(traces.mean().item() + 3.4) < 0.2 and abs(traces.var().item() - 0.6) < 0.15
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_keras_bound_and_pytorch_largest_normal(seed):
+    assert abs(2 / 0.87962566103423978 - 2.27) < 0.005
+    z = torch.randn(1_000_000, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    assert 4.5 < z.abs().max().item() < 6

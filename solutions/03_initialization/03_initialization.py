@@ -148,7 +148,7 @@ assert abs(y.var().item() / (n * var_w * var_x) - 1) < 0.05
 # \operatorname{Var}[w] = \frac{1}{\text{fan\_out}} \quad\text{(backward)} .
 # $$
 #
-# Both hold only for square layers. Glorot and Bengio (2010) took the harmonic-style compromise
+# Both hold only for square layers. Glorot and Bengio (2010) took the compromise
 # $\operatorname{Var}[w] = 2/(\text{fan\_in} + \text{fan\_out})$, one over the **average** fan — **Xavier**
 # (or Glorot) initialization. LeCun et al. (1998) had used the forward condition alone,
 # $1/\text{fan\_in}$. The cell checks both directions on a layer with fan_in = 128 and fan_out = 512.
@@ -166,6 +166,15 @@ for name, var_w in (("forward, 1/fan_in", 1 / fan_in), ("backward, 1/fan_out", 1
           f"(predicted {fan_out * var_w:.3f})")
     assert abs(y.var().item() / x.var().item() / (fan_in * var_w) - 1) < 0.05
     assert abs(grad_x.var().item() / (fan_out * var_w) - 1) < 0.05
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* a layer has fan_in = 3·fan_out. By what factor does Xavier's init multiply the
+# variance of the forward signal, and of the backward gradient?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Xavier's compromise.** Forward factor fan_in·2/(fan_in + fan_out) =
+# 2·3/4 = 1.5, backward fan_out·2/(fan_in + fan_out) = 2/4 = 0.5: neither is kept, and the product
+# of the two factors is 0.75. The cell above shows the same for fan_out = 4·fan_in (0.4 and 1.6).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Fans of conv weights
@@ -518,6 +527,20 @@ for name, q in (("raw QR", Q), ("sign-corrected", Q_fixed)):
           f"Q[0,0] < 0 in {(q[:, 0, 0] < 0).float().mean():.0%} of draws")
 print("max |QᵀQ - I| =", f"{(Q_fixed.transpose(1, 2) @ Q_fixed - torch.eye(32, dtype=torch.float64)).abs().max():.1e}")
 
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* the cell printed the trace's variance for the raw QR too. Why is a biased $Q$ a
+# problem for initialization, when every $Q$ is orthogonal anyway? And does an orthogonal matrix
+# alone keep a ReLU net's signal?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — orthogonal.** The raw QR's traces average about −3.4 with variance about
+# 0.6 (every $Q_{11}$ negative); the corrected ones about 0 and 1. A biased $Q$ is still norm-
+# preserving, so a *linear* net would not notice; but the bias is a systematic correlation between
+# the weights of a layer (each column leans against the matching basis vector), which an init
+# should not impose — and tests that compare with Haar statistics, like the grader's, see it. No:
+# ReLU still halves the second moment at every layer (Section 3), so the orthogonal matrix needs
+# the gain √2 (Section 9 shows orthogonal × √2 keeping ReLU activations of order one).
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # A weight that is not square is made orthogonal in the only way it can: a tall matrix
 # (rows ≥ cols) gets orthonormal columns, $Q^\top Q = I$; a wide one orthonormal rows, $QQ^\top = I$
@@ -613,6 +636,17 @@ formula = math.sqrt(1 - 4 * phi2 / math.erf(2 / math.sqrt(2)))
 print(f"std of N(0,1) cut at ±2: Monte Carlo {kept.std():.5f}, formula {formula:.5f}; "
       f"variance without the correction: {kept.var():.4f} of the target")
 assert abs(kept.std().item() - 0.8796256610342398) < 1e-3
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* Keras's `HeNormal` and PyTorch's `kaiming_normal_(w, nonlinearity="relu")` on the same
+# Linear weight: is the variance the same? The largest weight?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — HeNormal vs kaiming_normal_.** The same variance, 2/fan_in (Keras divides
+# σ by 0.8796 to get it). Keras's weights never exceed 2σ = 2/0.8796 ≈ 2.27 standard deviations;
+# PyTorch's are unbounded — among a million draws the largest lies between 4.5 and 6 standard
+# deviations. For a 1024 × 1024 layer (a million weights) that is the difference between a largest
+# weight around 5 std and none beyond 2.27.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 8 — `variance_scaling_` (3 points)
