@@ -277,3 +277,20 @@ def test_explorer_redraws_in_under_half_a_second():
     started = time.perf_counter()
     explorer.width.value = 64  # cached now
     assert time.perf_counter() - started < 0.5
+
+
+def test_init_model_reference_matches_kaiming_normal_and_leaves_other_layers():
+    from torch import nn
+
+    import stabletrain.init as ref
+
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(8, 64, 3), nn.ReLU()), nn.Flatten(), nn.LayerNorm(256),
+                          nn.Sequential(nn.Sequential(nn.Linear(256, 512))))
+    assert ref.init_model_(model, "tanh") is model
+    conv, norm, linear = model[0][0], model[2], model[3][0][0]
+    assert abs(conv.weight.var().item() / ((5 / 3) ** 2 / 72) - 1) < 0.05
+    assert abs(linear.weight.var().item() / ((5 / 3) ** 2 / 256) - 1) < 0.05
+    assert torch.all(conv.bias == 0) and torch.all(linear.bias == 0)
+    assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+    ref.init_model_(model, "selu")
+    assert abs(linear.weight.var().item() * 256 - 1) < 0.05
