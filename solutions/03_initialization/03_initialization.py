@@ -369,7 +369,10 @@ assert abs(u.var() / (b * b / 3) - 1) < 0.01 and w.abs().max() <= math.sqrt(6 / 
 # - draw every random number from `generator` (it may be None: then the global generator is used)
 #   — `tensor.uniform_(a, b, generator=generator)`, `tensor.normal_(mean, std, generator=generator)`,
 #   or `torch.rand(..., generator=generator)` followed by `tensor.copy_(...)`;
-# - keep the tensor's shape and dtype; use your `fan_in_and_fan_out` (a 1-D tensor raises ValueError).
+# - keep the tensor's shape and dtype; use your `fan_in_and_fan_out` (a 1-D tensor raises ValueError);
+# - build on tensor operations: `torch.nn.init`'s initializers (`xavier_*`, `kaiming_*`,
+#   `orthogonal_`, `trunc_normal_`, `calculate_gain`) and `stabletrain`'s are the answer key and are
+#   switched off while grading.
 #
 # How you draw is up to you: the checks look only at properties — the values' mean, their variance
 # within a band a correct draw leaves less than once in $10^8$, whether they are bounded by $b$ and
