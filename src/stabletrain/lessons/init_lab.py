@@ -464,6 +464,7 @@ class InitExplorer:
     """
 
     WIDTHS = (8, 16, 32, 64)
+    BATCH = 32  # inputs per seed: 5 seeds × 32 inputs × width values per layer are plenty for a std
 
     def __init__(self, init: str = "kaiming", act: str = "relu", depth: int = 50, width: int = 32,
                  seeds: int = 5, dpi: int = 80) -> None:
@@ -490,7 +491,7 @@ class InitExplorer:
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 — one explorer per notebook; the cache is the point
     def _profile(self, init: str, act: str, depth: int, width: int) -> Profile:
-        return profile(init, act, depth, width, batch=64, seeds=self.seeds)
+        return profile(init, act, depth, width, batch=self.BATCH, seeds=self.seeds)
 
     def _build_figure(self) -> None:
         with_style = styled(lambda: Figure(figsize=(12.0, 4.0), dpi=self.dpi, layout="constrained"))
