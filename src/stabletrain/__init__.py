@@ -42,6 +42,7 @@ _export(
     "lecun_normal_",
     "orthogonal_",
     "variance_scaling_",
+    "init_model_",
 )
 _export(
     "normalization",

@@ -314,3 +314,24 @@ def variance_scaling_(
     if distribution == "truncated_normal":
         return _fill_truncated_normal_(tensor, std, generator)
     return _fill_normal_(tensor, std, generator)
+
+
+def init_model_(model: torch.nn.Module, nonlinearity: str = "relu") -> torch.nn.Module:
+    """Initialise every Linear and Conv layer of ``model`` for the activation ``nonlinearity``.
+
+    Each weight gets N(0, gain²/fan_in) — ``kaiming_normal_(w, mode="fan_in",
+    nonlinearity=nonlinearity)`` — except for "selu", which needs LeCun's Var = 1/fan_in (torch's
+    ``calculate_gain("selu") = 3/4`` is for other uses; its docs ask for "linear" with SELU). Every
+    bias is set to 0. Nested modules are included (``model.modules()``); other layers (norms,
+    embeddings) keep their parameters. Returns ``model``.
+    """
+    gain2 = 1.0 if nonlinearity == "selu" else calculate_gain(nonlinearity) ** 2
+    layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+    for module in model.modules():
+        if isinstance(module, layers):
+            fan_in, _ = fan_in_and_fan_out(module.weight)
+            _fill_normal_(module.weight, math.sqrt(gain2 / fan_in), None)
+            if module.bias is not None:
+                with torch.no_grad():
+                    module.bias.zero_()
+    return model

@@ -1,0 +1,1010 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Lesson 3 — Initialization: the variance math
+#
+# Before the first step of training, every weight of a network has to have *some* value. Choose
+# them badly and the signal that flows forward through the layers shrinks to nothing or blows up,
+# the gradient that flows backward does the same, and training never starts — however good the
+# optimizer. Choose them well and a 50-layer network trains from the first step. The difference is
+# a single number per layer, the **variance** of its weights, and the whole lesson is about
+# computing that number.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Learning goals
+#
+# By the end of this lesson you can
+#
+# 1. explain why weights must be **random** (zero or constant weights keep hidden units identical
+#    for ever);
+# 2. derive $\operatorname{Var}[y] = n\,\operatorname{Var}[w]\,\operatorname{Var}[x]$ for a linear layer, the
+#    forward (fan_in) and backward (fan_out) conditions, and **Xavier's** compromise between them;
+# 3. derive the **gain** an activation needs — ReLU's $\sqrt 2$ from
+#    $\mathbb E[\mathrm{relu}(z)^2] = \operatorname{Var}[z]/2$, tanh's 5/3 — and compute fans of conv weights;
+# 4. implement `calculate_gain`, the Xavier, Kaiming and orthogonal initializers with PyTorch's exact
+#    signatures, and `variance_scaling_`, the general form every one of them is a case of (with
+#    Keras's names and where the frameworks differ);
+# 5. predict the variance of activations and gradients through depth, check the prediction by
+#    measurement, and read the per-layer statistics of a deep network to diagnose its init.
+#
+# **How this notebook works.** You implement nine functions. After each one, a test cell runs
+# visible checks that say what was expected, what came back and the likely misconception; hidden
+# tests grade more cases — run them yourself with `check(fn, "name", level="hidden")`. Random
+# initializers are graded by **properties** (in place, the variance within a band that a correct
+# implementation leaves less than once in a million gradings, bounded or not, orthogonal…), never by
+# comparing random draws, so draw your numbers however you like. Every formula is followed by a
+# cell that checks it by Monte Carlo. Experiments use the course's reference implementation, so
+# they run before you finish the exercises.
+
+# %% slideshow={"slide_type": "skip"}
+# %matplotlib inline
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+import stabletrain
+from stabletrain.exercises import check
+from stabletrain.lessons import init_lab as lab
+
+torch.manual_seed(0)  # fixed seeds: every number in this notebook is reproducible
+torch.set_num_threads(1)  # the tensors here are small: one thread is faster than two
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. Why random? The symmetry of zero and constant init
+#
+# Take a hidden layer $h = \tanh(W_1 x + b_1)$ followed by $\hat y = W_2 h + b_2$. If every weight
+# starts at the same value $c$, every hidden unit computes the same function of the input, so
+# $h_1 = h_2 = \dots$ — and by the chain rule their gradients are the same too:
+#
+# $$
+# \frac{\partial L}{\partial W_{1,i\cdot}} = \frac{\partial L}{\partial h_i}\,\tanh'(\cdot)\,x^\top,
+# \qquad \frac{\partial L}{\partial h_i} = \sum_k \frac{\partial L}{\partial \hat y_k} W_{2,ki} = \sum_k \frac{\partial L}{\partial \hat y_k}\, c ,
+# $$
+#
+# the same for every unit $i$. A gradient step changes all rows of $W_1$ by the same amount, so
+# they stay equal **for ever**: the layer has the capacity of a single unit. With $c = 0$ it is
+# worse still: $\partial L/\partial h_i = 0$, so $W_1$ never moves at all. Random weights **break the
+# symmetry**. Below, a 2 → 8 → 3 tanh network is trained on three interleaved spirals from zero,
+# constant (0.5) and random (Xavier) weights, with five seeds (different data) each.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+SEEDS = range(5)
+symmetry = {init: [lab.symmetry_run(init, steps=100, seed=s) for s in SEEDS] for init in ("zero", "constant", "random")}
+for init, runs in symmetry.items():
+    spread = max(r["spread"].max() for r in runs)
+    final = np.median([r["loss"][-1] for r in runs])
+    print(f"{init:9s} largest difference between two hidden units over 100 steps: {spread:.2e}; "
+          f"median final loss {final:.3f}")
+lab.plot_symmetry(symmetry)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The difference between any two hidden units stays **exactly** 0 for zero and constant init,
+# at every step and every seed, while random init separates them from the start; with zero init
+# $W_1$ does not move at all. The loss confirms it: with zero or constant weights the network stays
+# a one-unit network and ends above the random-init loss on every seed. (Biases do not help: they
+# start equal too.)
+#
+# *Question:* dropout also makes units different during training. Would it break the symmetry of a
+# constant init?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — symmetry.** The cell prints a largest spread of 0.00e+00 for zero and
+# constant init and about 2 for random init. Median final losses over the 5 seeds: zero 1.10 (ln 3:
+# only the output bias learns), constant 0.90, random 0.73 (`tests/test_claims_03_initialization.py`
+# checks these to ±0.03, the ordering on every seed and the exact zeros). Answer to the question: yes, partly — dropout masks differ between units, so the
+# gradients differ and the units drift apart; it is a poor substitute (the units start identical and
+# separate only by noise). Zero init of the *last* layer alone is fine and common (e.g. the final
+# projection of a residual branch): the layers below are random, so the symmetry is already broken.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. The variance of a linear layer
+#
+# One unit of a linear layer computes $y = \sum_{j=1}^{n} w_j x_j$ over its $n$ inputs. Assume the
+# $w_j$ are independent with mean 0 and variance $\operatorname{Var}[w]$, independent of the inputs, and
+# the $x_j$ are independent with mean 0. Each product has mean 0, so
+#
+# $$
+# \operatorname{Var}[y] = \sum_{j=1}^{n} \mathbb E[w_j^2]\,\mathbb E[x_j^2]
+#   = n\,\operatorname{Var}[w]\,\operatorname{Var}[x].
+# $$
+#
+# (Cross terms vanish: $\mathbb E[w_j x_j w_k x_k] = \mathbb E[w_j]\,\mathbb E[w_k]\cdots = 0$ for
+# $j \ne k$.) The output variance is the input variance times the factor $n\operatorname{Var}[w]$. Stack
+# $L$ layers and the factors multiply: $\operatorname{Var}[y_L] = (n\operatorname{Var}[w])^L \operatorname{Var}[x]$. With
+# $n = 256$ and the popular "small random numbers" $w \sim \mathcal N(0, 0.01^2)$ the factor is
+# $0.0256$: after 10 layers the signal's variance is $10^{-16}$ of what it was.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+gen = torch.Generator().manual_seed(0)
+n, var_w, var_x = 256, 0.01**2, 3.0
+W = torch.randn(512, n, generator=gen, dtype=torch.float64) * math.sqrt(var_w)  # 512 units
+x = torch.randn(4000, n, generator=gen, dtype=torch.float64) * math.sqrt(var_x)  # 4000 inputs
+y = x @ W.T
+print(f"measured Var[y] = {y.var():.5f}    n·Var[w]·Var[x] = {n * var_w * var_x:.5f}")
+assert abs(y.var().item() / (n * var_w * var_x) - 1) < 0.05
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Forward and backward conditions, and Xavier's compromise
+#
+# A weight matrix $W$ of shape (fan_out, fan_in) is used twice. **Forward**, each output sums
+# fan_in products: $\operatorname{Var}[y] = \text{fan\_in}\cdot\operatorname{Var}[w]\cdot\operatorname{Var}[x]$. **Backward**, the
+# gradient $\partial L/\partial x = W^\top\,\partial L/\partial y$ sums, for each input, over the fan_out
+# outputs it feeds: $\operatorname{Var}[\partial L/\partial x] = \text{fan\_out}\cdot\operatorname{Var}[w]\cdot\operatorname{Var}[\partial L/\partial y]$.
+# Keeping both variances unchanged asks for
+#
+# $$
+# \operatorname{Var}[w] = \frac{1}{\text{fan\_in}} \quad\text{(forward)}
+# \qquad\text{and}\qquad
+# \operatorname{Var}[w] = \frac{1}{\text{fan\_out}} \quad\text{(backward)} .
+# $$
+#
+# Both hold only for square layers. Glorot and Bengio (2010) took the compromise
+# $\operatorname{Var}[w] = 2/(\text{fan\_in} + \text{fan\_out})$, one over the **average** fan — **Xavier**
+# (or Glorot) initialization. LeCun et al. (1998) had used the forward condition alone,
+# $1/\text{fan\_in}$. The cell checks both directions on a layer with fan_in = 128 and fan_out = 512.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+fan_in, fan_out = 128, 512
+x = torch.randn(2000, fan_in, generator=gen, dtype=torch.float64, requires_grad=True)
+for name, var_w in (("forward, 1/fan_in", 1 / fan_in), ("backward, 1/fan_out", 1 / fan_out),
+                    ("Xavier, 2/(in+out)", 2 / (fan_in + fan_out))):
+    W = torch.randn(fan_out, fan_in, generator=gen, dtype=torch.float64) * math.sqrt(var_w)
+    y = x @ W.T
+    (grad_x,) = torch.autograd.grad(y, x, torch.randn(y.shape, generator=gen, dtype=torch.float64))
+    print(f"{name:20s} Var[y]/Var[x] = {y.var().item() / x.var().item():.3f} "
+          f"(predicted {fan_in * var_w:.3f});  Var[dL/dx]/Var[dL/dy] = {grad_x.var().item():.3f} "
+          f"(predicted {fan_out * var_w:.3f})")
+    assert abs(y.var().item() / x.var().item() / (fan_in * var_w) - 1) < 0.05
+    assert abs(grad_x.var().item() / (fan_out * var_w) - 1) < 0.05
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* a layer has fan_in = 3·fan_out. By what factor does Xavier's init multiply the
+# variance of the forward signal, and of the backward gradient?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Xavier's compromise.** Forward factor fan_in·2/(fan_in + fan_out) =
+# 2·3/4 = 1.5, backward fan_out·2/(fan_in + fan_out) = 2/4 = 0.5: neither is kept, and the product
+# of the two factors is 0.75. The cell above shows the same for fan_out = 4·fan_in (0.4 and 1.6).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Fans of conv weights
+#
+# A Conv2d weight has shape (out_channels, in_channels, kh, kw). Each output value sums over
+# in_channels × kh × kw inputs, and each input value feeds out_channels × kh × kw outputs, so both
+# fans carry the **receptive field** $kh\cdot kw$ (the product of all kernel dimensions):
+#
+# $$
+# \text{fan\_in} = \text{in} \cdot \prod_k k, \qquad \text{fan\_out} = \text{out} \cdot \prod_k k .
+# $$
+#
+# A Linear weight (out, in) is the case with no kernel dimensions.
+#
+# ### Exercise 1 — `fan_in_and_fan_out` (3 points)
+#
+# Write `fan_in_and_fan_out(tensor_or_shape)`, torch's `_calculate_fan_in_and_fan_out` made
+# public: it takes a tensor **or** a shape (`torch.Size`, tuple, list) of a weight laid out as
+# (out, in, *kernel), returns `(fan_in, fan_out)` as ints, and raises `ValueError` for fewer than
+# two dimensions (a bias has no fans).
+
+# %% nbgrader={"grade": false, "grade_id": "fan_in_and_fan_out", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def fan_in_and_fan_out(tensor_or_shape):
+    """(fan_in, fan_out) of a weight of shape (out, in, *kernel).
+
+    Args:
+        tensor_or_shape: a tensor, a torch.Size, or a tuple/list of ints.
+
+    Returns:
+        (fan_in, fan_out), two ints.
+
+    Raises:
+        ValueError: for fewer than 2 dimensions.
+    """
+    ### BEGIN SOLUTION
+    shape = tuple(tensor_or_shape.shape) if isinstance(tensor_or_shape, torch.Tensor) else tuple(tensor_or_shape)
+    if len(shape) < 2:
+        raise ValueError(f"fan_in and fan_out need at least 2 dimensions, got shape {shape}")
+    receptive_field = math.prod(shape[2:])
+    return shape[1] * receptive_field, shape[0] * receptive_field
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "fan_in_and_fan_out_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(fan_in_and_fan_out, "fan_in_and_fan_out")
+
+# %% nbgrader={"grade": true, "grade_id": "fan_in_and_fan_out_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: tall Linear, Conv1d and Conv3d weights, a torch.Size, a tuple and a list, and the
+# ValueError for a bias and a scalar shape.
+### BEGIN HIDDEN TESTS
+check(fan_in_and_fan_out, "fan_in_and_fan_out", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. Activations change the variance: the gain
+#
+# Between two linear layers sits an activation $f$. What the next layer's formula needs is the
+# **second moment** $\mathbb E[f(z)^2]$ of its input (the derivation above used $\mathbb E[x_j^2]$; for
+# zero-mean $x$ that is the variance). With $z \sim \mathcal N(0, q)$ the pre-activation, a layer's
+# recursion is $q_{l} = n\operatorname{Var}[w]\cdot\mathbb E[f(z_{l-1})^2]$. The **gain** $g$ of an activation
+# is the factor that makes up for $f$: choose $\operatorname{Var}[w] = g^2/\text{fan\_in}$.
+#
+# **ReLU.** $z$ is symmetric, and relu keeps the positive half and zeroes the rest, so
+#
+# $$
+# \mathbb E[\mathrm{relu}(z)^2] = \int_0^\infty z^2\,p(z)\,dz = \tfrac12\,\mathbb E[z^2] = \tfrac12\operatorname{Var}[z].
+# $$
+#
+# ReLU halves the second moment: $g^2 = 2$, $g = \sqrt 2$ — **Kaiming** (He et al., 2015)
+# initialization, $\operatorname{Var}[w] = 2/\text{fan\_in}$. The same argument on the backward pass
+# ($\mathrm{relu}'(z) \in \{0, 1\}$, each with probability ½) gives $2/\text{fan\_out}$.
+#
+# **Leaky ReLU** with negative slope $s$ keeps $s z$ for $z < 0$: $\mathbb E[f(z)^2] = \tfrac{1 + s^2}{2}\operatorname{Var}[z]$,
+# so $g = \sqrt{2/(1 + s^2)}$.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+z = torch.randn(1_000_000, generator=gen, dtype=torch.float64) * 1.7  # Var[z] = 2.89
+s = 0.2
+print(f"E[relu(z)^2] = {torch.relu(z).pow(2).mean():.4f}   Var[z]/2 = {z.var() / 2:.4f}")
+print(f"E[leaky_relu(z)^2] = {nn.functional.leaky_relu(z, s).pow(2).mean():.4f}   "
+      f"(1+s²)/2·Var[z] = {(1 + s**2) / 2 * z.var():.4f}")
+assert abs(torch.relu(z).pow(2).mean() / (z.var() / 2) - 1) < 0.01
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **tanh** is the identity near 0 and saturates at ±1, so $\mathbb E[\tanh(z)^2] < \operatorname{Var}[z]$: a
+# tanh net with $g = 1$ loses variance at every layer. There is no exact gain — the loss depends on
+# $q$ — so PyTorch uses $g = 5/3$, an empirical choice: with it the recursion
+# $q \mapsto g^2\,\mathbb E[\tanh(\sqrt q\,\xi)^2]$, $\xi \sim \mathcal N(0,1)$, has a **fixed point** near 1, so the
+# pre-activations keep a variance of order one (neither vanishing nor deep in saturation). The cell
+# iterates the recursion for $g = 1$ and $g = 5/3$:
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+for g in (1.0, 5 / 3):
+    q = stabletrain.predicted_activation_variance(50, 64, g**2 / 64, "tanh", which="pre")
+    print(f"gain {g:.3f}: pre-activation variance at layers 1, 10, 50 = {q[0]:.3f}, {q[9]:.3f}, {q[49]:.4f}")
+xi = torch.randn(1_000_000, generator=gen, dtype=torch.float64)
+q_star = stabletrain.predicted_activation_variance(200, 64, (5 / 3) ** 2 / 64, "tanh", which="pre")[-1]
+mc = (5 / 3) ** 2 * torch.tanh(math.sqrt(q_star) * xi).pow(2).mean().item()
+print(f"fixed point q* = {q_star:.4f}; Monte Carlo (5/3)²·E[tanh(√q*·ξ)²] = {mc:.4f}")
+assert abs(mc / q_star - 1) < 0.01
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With $g = 1$ the variance drains away slowly (about like $1/l$), with $g = 5/3$ it settles at
+# $q^* \approx 1.18$ within a few layers. **SELU** (Klambauer et al., 2017) was built the other way
+# round: its constants make $\operatorname{Var}[w] = 1/\text{fan\_in}$ (LeCun) a stable fixed point with mean 0 and
+# variance 1. PyTorch's `calculate_gain("selu")` returns 3/4, but its documentation says to
+# initialize SELU networks with `nonlinearity="linear"` (gain 1) — a trap we come back to in
+# Exercise 9.
+#
+# ### Exercise 2 — `calculate_gain` (3 points)
+#
+# Write `calculate_gain(nonlinearity, param=None)` with the semantics of
+# `torch.nn.init.calculate_gain`: gain 1 for "linear", "conv1d/2d/3d", "conv_transpose1d/2d/3d" and
+# "sigmoid"; 5/3 for "tanh"; √2 for "relu"; √(2/(1 + s²)) for "leaky_relu" with slope `param`
+# (0.01 when `param` is None); 3/4 for "selu". Names are case-sensitive; an unknown name raises
+# `ValueError`.
+
+# %% nbgrader={"grade": false, "grade_id": "calculate_gain", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def calculate_gain(nonlinearity, param=None):
+    """The recommended gain for an activation (torch.nn.init.calculate_gain).
+
+    Args:
+        nonlinearity: the activation's name, e.g. "relu", "tanh", "leaky_relu", "conv2d".
+        param: leaky_relu's negative slope (default 0.01); ignored otherwise.
+
+    Returns:
+        The gain, a float.
+    """
+    ### BEGIN SOLUTION
+    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+              "sigmoid")
+    if nonlinearity in linear:
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise ValueError(f"negative_slope {param!r} not a valid number")
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity!r}")
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "calculate_gain_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(calculate_gain, "calculate_gain")
+
+# %% nbgrader={"grade": true, "grade_id": "calculate_gain_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: conv and transposed-conv names, sigmoid, selu, leaky_relu with several slopes
+# (float, int, None), relu with a param, and ValueError for unknown or wrongly capitalised names.
+### BEGIN HIDDEN TESTS
+check(calculate_gain, "calculate_gain", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. Xavier initialization, uniform and normal
+#
+# Any zero-mean distribution with the right variance will do; two are used. A uniform
+# $U(-b, b)$ has variance $b^2/3$ (its density is $1/2b$, so $\int_{-b}^{b} w^2/2b\,dw = b^2/3$). For a
+# target std $\sigma$ the bound is therefore $b = \sqrt3\,\sigma$, and Xavier's uniform bound is
+#
+# $$
+# b = g\sqrt{3}\sqrt{\frac{2}{\text{fan\_in} + \text{fan\_out}}} = g\sqrt{\frac{6}{\text{fan\_in} + \text{fan\_out}}},
+# \qquad\text{Xavier normal: } \mathcal N\!\left(0,\ g^2\,\frac{2}{\text{fan\_in} + \text{fan\_out}}\right).
+# $$
+#
+# The gain argument $g$ multiplies the **std**; pass `calculate_gain("tanh")` for tanh.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+b = 0.7
+u = torch.empty(1_000_000, dtype=torch.float64).uniform_(-b, b, generator=gen)
+print(f"Var[U(-b, b)] = {u.var():.5f}   b²/3 = {b * b / 3:.5f}")
+w = stabletrain.xavier_uniform_(torch.empty(300, 200), generator=gen)  # the reference, for comparison
+print(f"xavier_uniform_ on (300, 200): max |w| = {w.abs().max():.4f} <= √(6/500) = {math.sqrt(6 / 500):.4f}, "
+      f"Var = {w.var():.6f} vs 2/500 = {2 / 500:.6f}")
+assert abs(u.var() / (b * b / 3) - 1) < 0.01 and w.abs().max() <= math.sqrt(6 / 500)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercises 3 and 4 — `xavier_uniform_`, `xavier_normal_` (3 points each)
+#
+# Write `xavier_uniform_(tensor, gain=1.0, generator=None)` and
+# `xavier_normal_(tensor, gain=1.0, generator=None)` with the semantics of `torch.nn.init`:
+#
+# - fill `tensor` **in place** and return that same tensor (a model holds a reference to its
+#   weight; a new tensor would never reach it);
+# - do it inside `with torch.no_grad():` — a layer's weight is an `nn.Parameter` that requires grad,
+#   and autograd refuses to change such a leaf in place;
+# - draw every random number from `generator` (it may be None: then the global generator is used)
+#   — `tensor.uniform_(a, b, generator=generator)`, `tensor.normal_(mean, std, generator=generator)`,
+#   or `torch.rand(..., generator=generator)` followed by `tensor.copy_(...)`;
+# - keep the tensor's shape and dtype; use your `fan_in_and_fan_out` (a 1-D tensor raises ValueError);
+# - build on tensor operations: `torch.nn.init`'s initializers (`xavier_*`, `kaiming_*`,
+#   `orthogonal_`, `trunc_normal_`, `calculate_gain`) and `stabletrain`'s are the answer key and are
+#   switched off while grading.
+#
+# How you draw is up to you: the checks look only at properties — the values' mean, their variance
+# within a band a correct draw leaves less than once in $10^8$, whether they are bounded by $b$ and
+# reach it (uniform) or have normal tails (normal), reproducibility with a seeded generator.
+
+# %% nbgrader={"grade": false, "grade_id": "xavier_uniform", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def xavier_uniform_(tensor, gain=1.0, generator=None):
+    """Fill tensor in place with U(-b, b), b = gain·√(6/(fan_in + fan_out)); return it."""
+    ### BEGIN SOLUTION
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound, generator=generator)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "xavier_uniform_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(xavier_uniform_, "xavier_uniform_")
+
+# %% nbgrader={"grade": true, "grade_id": "xavier_uniform_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a wide Linear and a Conv1d weight, gain 2 and 5/3 (positional and keyword), an
+# nn.Parameter that requires grad, float64, a seeded generator, and a 1-D tensor.
+### BEGIN HIDDEN TESTS
+check(xavier_uniform_, "xavier_uniform_", level="hidden")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "xavier_normal", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "subslide"}
+def xavier_normal_(tensor, gain=1.0, generator=None):
+    """Fill tensor in place with N(0, std²), std = gain·√(2/(fan_in + fan_out)); return it."""
+    ### BEGIN SOLUTION
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        return tensor.normal_(0.0, std, generator=generator)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "xavier_normal_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(xavier_normal_, "xavier_normal_")
+
+# %% nbgrader={"grade": true, "grade_id": "xavier_normal_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: as for xavier_uniform_.
+### BEGIN HIDDEN TESTS
+check(xavier_normal_, "xavier_normal_", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Kaiming initialization, and PyTorch's default
+#
+# Kaiming initialization keeps one direction exactly: $\operatorname{Var}[w] = g^2/\text{fan}$ with
+# fan = fan_in (`mode="fan_in"`, the forward signal) or fan_out (`mode="fan_out"`, the backward
+# gradient), $g$ = `calculate_gain(nonlinearity, a)`. `kaiming_uniform_` draws
+# $U(-b, b)$ with $b = g\sqrt{3/\text{fan}}$, `kaiming_normal_` draws $\mathcal N(0, g^2/\text{fan})$. The
+# defaults are `a=0, mode="fan_in", nonlinearity="leaky_relu"` — leaky_relu with slope 0, i.e. ReLU.
+#
+# **PyTorch's default.** `nn.Linear` and `nn.Conv2d` initialize their weights with
+# `kaiming_uniform_(w, a=math.sqrt(5))`. With $a = \sqrt5$ the gain is $\sqrt{2/(1 + 5)} = 1/\sqrt3$, so
+#
+# $$
+# b = \frac{1}{\sqrt3}\sqrt{\frac{3}{\text{fan\_in}}} = \frac{1}{\sqrt{\text{fan\_in}}}, \qquad
+# \operatorname{Var}[w] = \frac{b^2}{3} = \frac{1}{3\,\text{fan\_in}} .
+# $$
+#
+# That is a third of LeCun's variance and a sixth of what ReLU needs: in a deep ReLU net with
+# the default init the variance shrinks by a factor $n\operatorname{Var}[w]/2 = 1/6$ at every layer.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+layer = nn.Linear(256, 256)
+print(f"nn.Linear(256, 256).weight: max |w| = {layer.weight.abs().max():.5f} vs 1/√256 = {1 / 16:.5f}; "
+      f"Var = {layer.weight.var():.3e} vs 1/(3·256) = {1 / (3 * 256):.3e}")
+q = stabletrain.predicted_activation_variance(20, 256, 1 / (3 * 256), "relu", which="pre")
+print(f"ReLU net with the default init: predicted Var[y_l] / Var[y_(l-1)] = {q[5] / q[4]:.4f} (1/6 = {1 / 6:.4f}); "
+      f"after 20 layers Var = {q[-1]:.1e}")
+assert abs(layer.weight.var().item() * 3 * 256 - 1) < 0.02 and abs(q[5] / q[4] - 1 / 6) < 1e-12
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercises 5 and 6 — `kaiming_uniform_`, `kaiming_normal_` (3 points each)
+#
+# Write `kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None)`
+# and `kaiming_normal_` with the same signature, as in `torch.nn.init`: use your `calculate_gain`
+# (with `a` as the param) and `fan_in_and_fan_out`; `mode` is "fan_in" or "fan_out" in any case
+# (`mode.lower()`), anything else raises `ValueError`. The same rules as before: in place, under
+# `torch.no_grad()`, every random number from `generator`, the same tensor returned.
+
+# %% nbgrader={"grade": false, "grade_id": "kaiming_uniform", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """Fill tensor in place with U(-b, b), b = gain·√(3/fan); return it."""
+    ### BEGIN SOLUTION
+    if mode.lower() not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    fan = fan_in if mode.lower() == "fan_in" else fan_out
+    bound = calculate_gain(nonlinearity, a) * math.sqrt(3.0 / fan)
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound, generator=generator)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "kaiming_uniform_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(kaiming_uniform_, "kaiming_uniform_")
+
+# %% nbgrader={"grade": true, "grade_id": "kaiming_uniform_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: fan_out with and without relu, tanh, leaky_relu with a = √5 and a = 1, linear,
+# a Conv1d weight, an nn.Parameter, float64, a seeded generator, and an unknown mode.
+### BEGIN HIDDEN TESTS
+check(kaiming_uniform_, "kaiming_uniform_", level="hidden")
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": false, "grade_id": "kaiming_normal", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "subslide"}
+def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """Fill tensor in place with N(0, std²), std = gain/√fan; return it."""
+    ### BEGIN SOLUTION
+    if mode.lower() not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    fan = fan_in if mode.lower() == "fan_in" else fan_out
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    with torch.no_grad():
+        return tensor.normal_(0.0, std, generator=generator)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "kaiming_normal_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(kaiming_normal_, "kaiming_normal_")
+
+# %% nbgrader={"grade": true, "grade_id": "kaiming_normal_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: as for kaiming_uniform_.
+### BEGIN HIDDEN TESTS
+check(kaiming_normal_, "kaiming_normal_", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Orthogonal initialization
+#
+# Variance arguments hold on average. An **orthogonal** matrix $Q$ ($Q^\top Q = I$) does better: it
+# preserves the length of *every* vector, $\|Qx\| = \|x\|$, because all its singular values are 1.
+# In a deep linear network the product of orthogonal matrices is orthogonal, so signals keep their
+# norm exactly at any depth (Saxe et al., 2014); with a nonlinearity, the gain scales
+# $Q$ as before.
+#
+# To draw one, take a Gaussian matrix $A$ and its QR decomposition $A = QR$. $Q$ is orthogonal, but
+# not *uniformly* distributed: QR routines fix the signs of $R$'s diagonal by a convention, and
+# that convention leaks into $Q$ (with LAPACK's Householder QR, $Q_{11}$ is always negative). The
+# fix (Mezzadri, 2007): multiply column $i$ of $Q$ by $\operatorname{sign}(R_{ii})$. The result is **Haar**
+# distributed — as likely to be any orthogonal matrix as any other. One consequence we can test:
+# the trace of a Haar-distributed orthogonal matrix has mean 0 and variance 1.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+A = torch.randn(500, 32, 32, generator=gen, dtype=torch.float64)
+Q, R = torch.linalg.qr(A)
+Q_fixed = Q * torch.diagonal(R, dim1=-2, dim2=-1).sign().unsqueeze(-2)
+for name, q in (("raw QR", Q), ("sign-corrected", Q_fixed)):
+    traces = torch.diagonal(q, dim1=-2, dim2=-1).sum(-1)
+    print(f"{name:15s} trace over 500 draws: mean {traces.mean():+.3f}, variance {traces.var():.3f}; "
+          f"Q[0,0] < 0 in {(q[:, 0, 0] < 0).float().mean():.0%} of draws")
+print("max |QᵀQ - I| =", f"{(Q_fixed.transpose(1, 2) @ Q_fixed - torch.eye(32, dtype=torch.float64)).abs().max():.1e}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* the cell printed the trace's variance for the raw QR too. Why is a biased $Q$ a
+# problem for initialization, when every $Q$ is orthogonal anyway? And does an orthogonal matrix
+# alone keep a ReLU net's signal?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — orthogonal.** The raw QR's traces average about −3.4 with variance about
+# 0.6 (every $Q_{11}$ negative); the corrected ones about 0 and 1. A biased $Q$ is still norm-
+# preserving, so a *linear* net would not notice; but the bias is a systematic correlation between
+# the weights of a layer (each column leans against the matching basis vector), which an init
+# should not impose — and tests that compare with Haar statistics, like the grader's, see it. No:
+# ReLU still halves the second moment at every layer (Section 3), so the orthogonal matrix needs
+# the gain √2 (Section 9 shows orthogonal × √2 keeping ReLU activations of order one).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# A weight that is not square is made orthogonal in the only way it can: a tall matrix
+# (rows ≥ cols) gets orthonormal columns, $Q^\top Q = I$; a wide one orthonormal rows, $QQ^\top = I$
+# (draw the transposed, tall matrix, decompose, transpose back). A conv weight is viewed as a
+# matrix of shape (out, in·kh·kw).
+#
+# ### Exercise 7 — `orthogonal_` (3 points)
+#
+# Write `orthogonal_(tensor, gain=1.0, generator=None)` as `torch.nn.init.orthogonal_`: view the
+# tensor as rows = `tensor.shape[0]` by cols = numel / rows; draw $A \sim \mathcal N(0, 1)$ of that shape
+# from `generator`, transposed if rows < cols; `torch.linalg.qr`; the sign correction; transpose
+# back; copy into the tensor (in place, under `torch.no_grad()`) and multiply by `gain`. Raise
+# `ValueError` for fewer than 2 dimensions. The checks test $Q^\top Q = g^2 I$ (or $QQ^\top$) and the
+# Haar property through the traces of 32 draws.
+
+# %% nbgrader={"grade": false, "grade_id": "orthogonal", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def orthogonal_(tensor, gain=1.0, generator=None):
+    """Fill tensor in place with a Haar-distributed (semi-)orthogonal matrix times gain; return it."""
+    ### BEGIN SOLUTION
+    if tensor.ndim < 2:
+        raise ValueError("Only tensors with 2 or more dimensions are supported")
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    with torch.no_grad():
+        a = tensor.new_empty((rows, cols)).normal_(0.0, 1.0, generator=generator)
+        if rows < cols:
+            a = a.T
+        q, r = torch.linalg.qr(a)
+        q = q * torch.diagonal(r).sign()
+        if rows < cols:
+            q = q.T
+        tensor.view_as(q).copy_(q)
+        tensor.mul_(gain)
+    return tensor
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "orthogonal_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(orthogonal_, "orthogonal_")
+
+# %% nbgrader={"grade": true, "grade_id": "orthogonal_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a wide matrix with gain 2, a Conv2d weight, gain √2, the Haar test (traces of 32
+# draws), an nn.Parameter, float64, a seeded generator, and a 1-D tensor.
+### BEGIN HIDDEN TESTS
+check(orthogonal_, "orthogonal_", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. One formula for all: `variance_scaling_`
+#
+# Every scheme so far draws zero-mean weights with
+#
+# $$
+# \operatorname{Var}[w] = \frac{\text{scale}}{n},\qquad n = \text{fan\_in},\ \text{fan\_out}\ \text{or}\ \tfrac{\text{fan\_in} + \text{fan\_out}}{2}\ (\text{mode "fan\_avg"}),
+# $$
+#
+# from a uniform, a normal or a **truncated normal**. That is Keras's `VarianceScaling`, and the
+# table below reads every named initializer as a case of it ($g$ = gain):
+#
+# | scheme | PyTorch | Keras | `variance_scaling_(scale, mode, distribution)` |
+# |---|---|---|---|
+# | LeCun normal | `kaiming_normal_(w, nonlinearity="linear")` | `LecunNormal` | PyTorch: (1, fan_in, normal); Keras: (1, fan_in, **truncated_normal**) |
+# | LeCun uniform | `kaiming_uniform_(w, nonlinearity="linear")` | `LecunUniform` | (1, fan_in, uniform) |
+# | Xavier / Glorot uniform | `xavier_uniform_(w, g)` | `GlorotUniform` (Keras's default) | ($g^2$, fan_avg, uniform) |
+# | Xavier / Glorot normal | `xavier_normal_(w, g)` | `GlorotNormal` | PyTorch: ($g^2$, fan_avg, normal); Keras: (1, fan_avg, **truncated_normal**) |
+# | Kaiming / He normal | `kaiming_normal_(w, a, mode, f)` | `HeNormal` | PyTorch: ($g^2$, mode, normal); Keras: (2, fan_in, **truncated_normal**) |
+# | Kaiming / He uniform | `kaiming_uniform_(w, a, mode, f)` | `HeUniform` | ($g^2$, mode, uniform) |
+# | PyTorch's Linear/Conv default | `kaiming_uniform_(w, a=√5)` | — | (1/3, fan_in, uniform) |
+# | general | — | `VarianceScaling(scale, mode, distribution)` | the same; Keras's "untruncated_normal" is our "normal" |
+# | orthogonal | `orthogonal_(w, g)` | `Orthogonal(gain)` | not a case: the entries are not independent (for a square $n\times n$ matrix $\operatorname{Var}[w] = g^2/n$ as with (g², fan_in, ·)) |
+#
+# **Where the frameworks differ for the same name.** Keras's `HeNormal`, `GlorotNormal` and
+# `LecunNormal` draw from a *truncated* normal; PyTorch's `kaiming_normal_` and `xavier_normal_` do
+# not. Keras stores a conv kernel as (kh, kw, in, out), so it reads the fans from the last two axes
+# (same numbers); its `Orthogonal` flattens all but the *last* axis into rows, PyTorch all but the
+# *first*. And Keras's default is `GlorotUniform` for every layer, PyTorch's the $1/(3\,\text{fan\_in})$
+# above.
+#
+# ### The truncated normal and its 0.8796
+#
+# Keras's truncated normal draws $\mathcal N(0, \sigma^2)$ and redraws any value beyond $\pm2\sigma$.
+# Cutting the tails shrinks the std: a unit normal truncated to $[-2, 2]$ has std
+# $\sqrt{1 - 4\varphi(2)/(2\Phi(2) - 1)} \approx 0.87962566$. To end with the intended std $s$,
+# draw with $\sigma = s/0.87962566$ (Keras's `VarianceScaling` does; TensorFlow 1's
+# `truncated_normal_initializer(stddev)` does not, so its weights have 77% of the variance the
+# stddev suggests).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+z = torch.randn(2_000_000, generator=gen, dtype=torch.float64)
+kept = z[z.abs() <= 2]
+phi2 = math.exp(-2) / math.sqrt(2 * math.pi)
+formula = math.sqrt(1 - 4 * phi2 / math.erf(2 / math.sqrt(2)))
+print(f"std of N(0,1) cut at ±2: Monte Carlo {kept.std():.5f}, formula {formula:.5f}; "
+      f"variance without the correction: {kept.var():.4f} of the target")
+assert abs(kept.std().item() - 0.8796256610342398) < 1e-3
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# *Question:* Keras's `HeNormal` and PyTorch's `kaiming_normal_(w, nonlinearity="relu")` on the same
+# Linear weight: is the variance the same? The largest weight?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — HeNormal vs kaiming_normal_.** The same variance, 2/fan_in (Keras divides
+# σ by 0.8796 to get it). Keras's weights never exceed 2σ = 2/0.8796 ≈ 2.27 standard deviations;
+# PyTorch's are unbounded — among a million draws the largest lies between 4.5 and 6 standard
+# deviations. For a 1024 × 1024 layer (a million weights) that is the difference between a largest
+# weight around 5 std and none beyond 2.27.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 8 — `variance_scaling_` (3 points)
+#
+# Write `variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="normal", generator=None)`:
+# Var[w] = scale / n as above; `distribution` is "normal" ($\mathcal N(0, \text{scale}/n)$, untruncated),
+# "uniform" ($U(\pm\sqrt{3\,\text{scale}/n})$) or "truncated_normal" (a normal with
+# $\sigma = \sqrt{\text{scale}/n}/0.87962566103423978$, cut at $\pm2\sigma$ — redraw or sample the truncated
+# distribution directly, e.g. by inverse CDF with `torch.special.ndtri` or `erfinv_`; do not
+# clamp). Unknown modes or distributions raise `ValueError` (exact spelling). In place, under
+# `torch.no_grad()`, every random number from `generator`, the same tensor returned.
+
+# %% nbgrader={"grade": false, "grade_id": "variance_scaling", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def variance_scaling_(tensor, scale=1.0, mode="fan_in", distribution="normal", generator=None):
+    """Fill tensor in place with zero-mean weights of variance scale / n; return it."""
+    ### BEGIN SOLUTION
+    if mode not in ("fan_in", "fan_out", "fan_avg"):
+        raise ValueError(f"mode must be fan_in, fan_out or fan_avg, got {mode!r}")
+    if distribution not in ("normal", "truncated_normal", "uniform"):
+        raise ValueError(f"distribution must be normal, truncated_normal or uniform, got {distribution!r}")
+    fan_in, fan_out = fan_in_and_fan_out(tensor)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    std = math.sqrt(scale / n)
+    with torch.no_grad():
+        if distribution == "uniform":
+            bound = math.sqrt(3.0) * std
+            return tensor.uniform_(-bound, bound, generator=generator)
+        if distribution == "normal":
+            return tensor.normal_(0.0, std, generator=generator)
+        sigma = std / 0.87962566103423978
+        edge = math.erf(2 / math.sqrt(2))  # u ~ U(Φ(-2), Φ(2)) mapped to [-edge, edge]
+        tensor.uniform_(-edge, edge, generator=generator)
+        tensor.erfinv_().mul_(math.sqrt(2.0) * sigma)  # Φ⁻¹(u) = √2·erfinv(2u - 1)
+        return tensor.clamp_(-2 * sigma, 2 * sigma)  # guards against rounding only
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "variance_scaling_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(variance_scaling_, "variance_scaling_")
+
+# %% nbgrader={"grade": true, "grade_id": "variance_scaling_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: scale 2 and 3, fan_out and fan_avg (also on conv weights), truncated_normal
+# (Keras's HeNormal and on a Conv2d), uniform with fan_out, an nn.Parameter, float64, a seeded
+# generator, and ValueError for an unknown mode or distribution.
+### BEGIN HIDDEN TESTS
+check(variance_scaling_, "variance_scaling_", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. Through depth: prediction against measurement
+#
+# Chain the one-layer result through $L$ layers of width $n$ (Poole et al., 2016; the module
+# `stabletrain.variance` writes it out). Forward, the pre-activation variance follows
+# $q_l = n\operatorname{Var}[w]\,\mathbb E[f(z)^2]$, $z \sim \mathcal N(0, q_{l-1})$; backward, with the usual assumption
+# that the backward weights act independently of the forward ones,
+#
+# $$
+# \operatorname{Var}\!\left[\frac{\partial L}{\partial h_{l-1}}\right] = n\operatorname{Var}[w]\;\mathbb E\!\left[f'(z_l)^2\right]\operatorname{Var}\!\left[\frac{\partial L}{\partial h_l}\right].
+# $$
+#
+# `stabletrain.predicted_activation_variance` and `predicted_gradient_variance` iterate both. The
+# experiment measures them on 50-layer MLPs of width 64 (5 seeds at once, a batch of 64 Gaussian
+# inputs, a Gaussian output gradient) with `lab.profile` and compares.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+settings = {"ReLU, Kaiming": ("kaiming", "relu"), "ReLU, PyTorch default": ("pytorch default", "relu"),
+            "tanh, Xavier": ("xavier", "tanh"), "tanh, 5/3 (Kaiming)": ("kaiming", "tanh")}
+measured = {name: lab.profile(init, act, depth=50, width=64) for name, (init, act) in settings.items()}
+predicted = {}
+for name, (init, act) in settings.items():
+    var_w = lab.weight_variance(init, act, 64)
+    predicted[name] = (stabletrain.predicted_activation_variance(50, 64, var_w, act),
+                       stabletrain.predicted_gradient_variance(50, 64, var_w, act))
+    ratio = np.median(measured[name].act_var[:, -1]) / predicted[name][0][-1]
+    grad_ratio = np.median(measured[name].grad_var[:, 0]) / predicted[name][1][0]
+    print(f"{name:22s} layer 50 Var[h]: measured/predicted = {ratio:.2f};  layer 1 gradient: {grad_ratio:.2f}")
+lab.plot_prediction(measured, predicted)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Reading the plot.** The prediction follows the measurement over many orders of magnitude: with
+# PyTorch's default, the ReLU net's activation variance falls by a factor 6 per layer — about
+# 39 orders of magnitude from the input to layer 50 — and the gradient falls with it; tanh with 5/3 holds its forward variance but its
+# gradient *grows* backward by about 1.21 per layer (at the fixed point $g^2\,\mathbb E[\tanh'(z)^2] > 1$):
+# no gain keeps both directions of a tanh net exactly. For ReLU with Kaiming the median sits below
+# the prediction and the seeds spread widely: at finite width the per-layer factor fluctuates by
+# $O(1/\sqrt n)$, and in a ReLU net these fluctuations compound with depth (Hanin & Rolnick, 2018) —
+# a reason to prefer wide layers, normalization (Lesson 5) or residual connections (Lesson 6).
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — prediction vs measurement.** Ratios measured/predicted printed by the cell
+# (5 seeds, width 64): ReLU+Kaiming layer-50 activations ≈ 0.05 (median; the seeds span more than
+# a factor 10 — the Hanin–Rolnick log-normal spread $\sqrt{5L/n} \approx 2$ in log), ReLU+default
+# ≈ 0.1 (same effect, on top of the $6^{-50}$), tanh+Xavier ≈ 0.6, tanh+5/3 ≈ 1 forward and ≈ 1.1
+# for the gradient. The claims test checks: every measured median within a factor 30 of its
+# prediction at every layer while the default ReLU prediction spans about 39 orders of magnitude,
+# tanh 5/3's per-layer gradient growth between 1.15 and 1.27 on every seed (predicted 1.21), and
+# the ReLU+Kaiming median below its prediction with seeds more than a factor 10 apart.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 9. Experiment: seven inits × three activations in a 50-layer MLP
+#
+# Now the full picture, in the style of Karpathy's *makemore part 3* and the UvA deep learning
+# tutorial 4: per-layer std of the activations and of their gradients for seven initializations,
+# with tanh, ReLU and SELU, in 50-layer MLPs of width 64 (5 seeds each, median and range):
+#
+# - **too small** ($\mathcal N(0, 0.01^2)$) and **too large** ($\mathcal N(0, 1)$): the "small random numbers" folklore and plain `randn`;
+# - **Xavier** ($1/n$ here: the layers are square), **Kaiming** ($g^2/n$: 2/n for ReLU, (5/3)²/n
+#   for tanh, LeCun's 1/n for SELU), **PyTorch's default** ($1/3n$);
+# - **orthogonal** × the gain;
+# - **LSUV** (*layer-sequential unit variance*, Mishkin & Matas, 2016): start orthogonal, then,
+#   layer by layer on one batch, divide each weight matrix by the std of its output, so that every
+#   layer's pre-activation has variance exactly 1 on that batch — an init that *measures* instead of
+#   deriving, and works for any activation.
+#
+# `lab.depth_sweep()` runs all 21 combinations; nothing is clipped (float64 holds $10^{\pm300}$).
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+sweep = lab.depth_sweep()
+print(f"{len(sweep)} settings × 5 seeds in {sum(p.seconds for p in sweep.values()):.1f} s")
+lab.plot_depth_profiles(sweep, "act_std")
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+lab.plot_depth_profiles(sweep, "grad_std")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Reading the plots.** Too small and PyTorch's default vanish for every activation, forward and
+# backward; too large explodes for ReLU and SELU and, for tanh, *saturates*: the activations sit at
+# ±1 (std near 1 — it looks healthy!) while the gradient explodes backward, because the few
+# unsaturated units pass gradients through weights of std 1. Xavier keeps tanh alive but fading
+# and kills ReLU (the factor ½ per layer); Kaiming, orthogonal and LSUV keep the activations of
+# order one with every activation (std between 0.05 and 5 at every layer, on every seed). The
+# gradients tell a different story for tanh: with ReLU, Kaiming, orthogonal and LSUV keep the
+# layer-1 gradient within a factor 10 of the output's (std 1), and so do all four with SELU; with
+# tanh only Xavier does — 5/3 (Kaiming, orthogonal) lets it grow 50- to 200-fold, as Section 8
+# predicted, and LSUV, which pins the forward variance, 40- to 80-fold. The histograms show *where*
+# the activations sit:
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+lab.plot_histograms(sweep, "tanh", ["too large", "xavier", "kaiming"])
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With std-1 weights about three quarters of the tanh units are saturated ($|h| > 0.99$) at every
+# layer from the first on; a gradient of almost 0 passes through a saturated unit (the "dead tanh"
+# of makemore part 3). Xavier's activations concentrate near 0 as depth grows (the std at layer 50
+# is less than a fifth of layer 1's); with 5/3 the shape settles within 10 layers (the std at layers
+# 10, 25 and 50 agrees within 5%), with a mild pile-up near ±1 (under a quarter of the units
+# beyond ±0.9).
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — the sweep.** Numbers from `depth_sweep()` (median over 5 seeds, width 64,
+# batch 64), layer-50 activation std — tanh: too small ≈ 1e-55, too large ≈ 0.94, Xavier ≈ 0.08,
+# Kaiming ≈ 0.65, default ≈ 1e-12, orthogonal ≈ 0.65, LSUV ≈ 0.63; ReLU: too small ≈ 1e-63,
+# too large ≈ 1e37, Xavier ≈ 1e-8, Kaiming ≈ 0.2 (seeds from 0.08 up), default ≈ 1e-20,
+# orthogonal ≈ 0.7, LSUV ≈ 0.6; SELU: Xavier = Kaiming (both 1/n) ≈ 0.97, LSUV ≈ 1.00. The layer-1
+# gradient std for tanh + too large is ≈ 1e15 while its activations look healthy — the best
+# example of why one must look at gradients too. The claims test checks each sentence of the
+# reading (vanish: std < 1e-3 at layer 50 forward and layer 1 backward on every seed; explode:
+# > 1e3; order one: between 0.05 and 5 at every layer and seed; the gradient factors quoted).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 10. What a good init buys: training a deep ReLU net
+#
+# The same question in a real training loop. Ten-layer ReLU MLPs of width 32 (2 → 32 → … → 3,
+# biases 0) learn the three spirals with SGD (learning rate 0.01, momentum 0.9, batches of 128),
+# 250 steps, from PyTorch's default init (the **control**: what you get by doing nothing), Xavier
+# and Kaiming, 5 seeds each. The loop is the ordinary one —
+#
+# ```python
+# for step in range(250):
+#     loss = F.cross_entropy(model(x_batch), y_batch)
+#     optimizer.zero_grad(); loss.backward(); optimizer.step()
+# ```
+#
+# — run for all 15 models at once by `lab.train_sweep`. A second control separates the effect of
+# depth from everything else: the same three inits in a **3-layer** net.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+INIT_CHOICES = ("pytorch default", "xavier", "kaiming")
+deep = lab.train_sweep(INIT_CHOICES, depth=10, steps=250, lr=0.01)
+shallow = lab.train_sweep(INIT_CHOICES, depth=3, steps=250, lr=0.01)
+for name in INIT_CHOICES:
+    print(f"{lab.LABELS[name]:24s} final loss, 10 layers: {np.median(deep.final(name)):.3f} "
+          f"(seeds {deep.final(name).min():.3f}–{deep.final(name).max():.3f});  "
+          f"3 layers: {np.median(shallow.final(name)):.3f}")
+lab.plot_training(deep)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# In 3 layers all three inits train (every final loss is at least 0.3 below ln 3 ≈ 1.10, the loss
+# of guessing); at 10 layers the default-initialized nets do not move from ln 3 in 250 steps
+# (within 0.01 on every seed) — their signal loses a factor 6 of variance at every layer
+# (Section 5) — while Kaiming's reach a loss below 0.1 on every seed and Xavier's land in between
+# (every Xavier seed above every Kaiming seed, and below every default one). Same data, same optimizer, same architecture:
+# the only difference is one number per layer.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 9 — `init_model_` (3 points)
+#
+# Write `init_model_(model, nonlinearity)` that prepares any model for training with the activation
+# `nonlinearity`:
+#
+# - every `nn.Linear`, `nn.Conv1d`, `nn.Conv2d`, `nn.Conv3d` in the model — **nested ones too**:
+#   `model.apply(fn)` calls `fn` on every submodule, as does a loop over `model.named_modules()`,
+#   while `model.children()` lists only the top level — gets weights with mean 0 and
+#   $\operatorname{Var}[w] = g^2/\text{fan\_in}$, $g$ = `calculate_gain(nonlinearity)`, except for "selu",
+#   which needs LeCun's $1/\text{fan\_in}$ (gain 1). Normal or uniform: your choice (your initializers
+#   from above are welcome);
+# - every bias of those layers is set to 0;
+# - every other layer (a `LayerNorm`, say) keeps its parameters;
+# - return the model.
+#
+# It is graded by the per-layer statistics of the model it returns, and you can watch it train
+# right after. (`model.modules()` works as well in your session, but the grader's safety scan
+# refuses any attribute called `modules` — it guards `sys.modules` — so use `apply` or
+# `named_modules` here.)
+
+# %% nbgrader={"grade": false, "grade_id": "init_model", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def init_model_(model, nonlinearity):
+    """Initialise every Linear/Conv layer of model for the activation nonlinearity; return model."""
+    ### BEGIN SOLUTION
+    gain = 1.0 if nonlinearity == "selu" else calculate_gain(nonlinearity)
+
+    def init_layer(module):
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            fan_in, _ = fan_in_and_fan_out(module.weight)
+            with torch.no_grad():
+                module.weight.normal_(0.0, gain / math.sqrt(fan_in))
+                if module.bias is not None:
+                    module.bias.zero_()
+
+    model.apply(init_layer)  # visits every submodule, nested ones included
+    return model
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "init_model_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(init_model_, "init_model_")
+
+# %% nbgrader={"grade": true, "grade_id": "init_model_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a tanh MLP, a conv net, a nested model with a LayerNorm (leaky_relu), and SELU.
+### BEGIN HIDDEN TESTS
+check(init_model_, "init_model_", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Your `init_model_` in the loop
+#
+# This cell builds an ordinary `nn.Sequential` 10-layer ReLU MLP, initialises it with **your**
+# `init_model_` and trains it exactly as above (one model, the plain loop); the same model left at
+# PyTorch's default is the control.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+from stabletrain.data import make_spirals
+
+
+def spiral_mlp(depth=10, width=32, seed=0):
+    torch.manual_seed(seed)
+    sizes = [2] + [width] * (depth - 1) + [3]
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < depth - 1 else [])
+    return nn.Sequential(*layers)
+
+
+def train(model, steps=250, lr=0.01, seed=0):
+    x, y = make_spirals(200, classes=3, seed=0)
+    batches = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for step in range(steps):
+        idx = torch.randint(0, len(x), (128,), generator=batches)
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+print(f"PyTorch default (control): final loss {train(spiral_mlp()):.3f}")
+try:
+    print(f"your init_model_(model, 'relu'): final loss {train(init_model_(spiral_mlp(), 'relu')):.3f}")
+except NotImplementedError:
+    print("Finish Exercise 9 first: init_model_ still raises NotImplementedError.")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 11. Explore
+#
+# The explorer recomputes the 50-layer experiment for any setting (5 seeds, small widths, cached)
+# and redraws in well under half a second. Questions to answer:
+#
+# - With ReLU and Kaiming, how does the spread between seeds at layer 50 change from width 8 to 64?
+# - Which init keeps tanh's *gradients* closest to 1 through 50 layers — and what does it pay in
+#   the forward direction?
+# - With "too large", at which depth does the ReLU net's activation std pass $10^{10}$ at width 8, and
+#   at width 64? Why does width matter for a fixed std but not for Kaiming?
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+explorer = lab.InitExplorer(init="kaiming", act="relu", depth=50, width=32)
+explorer.widget
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — explorer answers.** (1) ReLU + Kaiming, layer-50 activation std over 5
+# seeds spans more than four orders of magnitude at width 8 and about one (0.7 to 1.5 decades) at
+# width 64: the log-variance random walk has a spread $\propto\sqrt{L/n}$. (2) Xavier (gain 1) keeps
+# tanh's gradients closest to 1 (layer-1 gradient std 0.1–0.3 at width 64), paying with activations
+# that fade (layer 50: 0.05–0.12); 5/3 multiplies the gradient by 50–200. (3) Fixed std 1 means
+# $n\operatorname{Var}[w] = n$, a per-layer variance factor $n/2$ for ReLU: the mean-field estimate
+# $20/\log_{10}(n/2)$ says the std passes $10^{10}$ after 13 layers at width 64, and the median
+# does so at layer 14 (±2). At width 8 the estimate says 33 but the median gets there only at
+# layer 49 (±2): narrow ReLU nets fall far from the mean field (see (1)). Kaiming scales the
+# variance by $1/n$, which removes the dependence on width.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Recap
+#
+# - Weights must be random: equal weights make equal units with equal gradients, for ever.
+# - A linear layer multiplies the variance by $n\operatorname{Var}[w]$: forward $n$ = fan_in, backward
+#   $n$ = fan_out; conv fans include the receptive field. Xavier takes $2/(\text{fan\_in} + \text{fan\_out})$.
+# - Activations change the second moment; the gain makes up for it: ReLU $\sqrt2$ (from
+#   $\mathbb E[\mathrm{relu}(z)^2] = \operatorname{Var}[z]/2$), leaky ReLU $\sqrt{2/(1 + s^2)}$, tanh 5/3 (a fixed
+#   point near 1), SELU with LeCun's $1/\text{fan\_in}$.
+# - Uniform or normal: the same variance, $b = \sqrt3\,\sigma$; a truncated normal needs
+#   $\sigma/0.8796$. All of it is `variance_scaling_(scale, mode, distribution)`; Keras's `HeNormal` is
+#   truncated, PyTorch's `kaiming_normal_` is not.
+# - PyTorch's default Linear/Conv init has $\operatorname{Var}[w] = 1/(3\,\text{fan\_in})$: fine for shallow nets,
+#   a vanishing signal in deep ReLU nets.
+# - Orthogonal init preserves every vector's norm; the QR sign correction makes it Haar.
+# - The mean-field recursion predicts activation and gradient variances through depth; measure them
+#   per layer (std and histograms) to diagnose an init — activations alone can look healthy while
+#   gradients explode.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Common mistakes
+#
+# - **Swapping the fans**: `nn.Linear.weight` has shape (out, in), so fan_in is `shape[1]`.
+# - **Forgetting the receptive field** of conv weights: fan_in is in·kh·kw, not in.
+# - **Passing a variance where a std is expected**: `normal_(0, 2 / fan_in)` instead of
+#   `normal_(0, math.sqrt(2 / fan_in))`; and the uniform bound is $\sqrt3$ times the std.
+# - **The wrong gain**: √2 (ReLU) for tanh, ignoring leaky ReLU's slope, or selu's 3/4 for a SELU
+#   net that needs 1.
+# - **Not in place / not under `torch.no_grad()`**: `w = torch.randn(...)` rebinds a name and leaves
+#   the model's weight unchanged; `weight.normal_()` on a Parameter outside `no_grad` raises.
+# - **Ignoring `generator`**: a seeded generator must reproduce the weights.
+# - **Orthogonal without the sign correction**: orthogonal, but biased by the QR convention.
+# - **A truncated normal without the 0.8796 correction**, or "truncating" by clamping.
+# - **Trusting the default init in a deep ReLU net**, and **looking only at activations**: a
+#   saturated tanh net has healthy-looking activation std and exploding gradients.
+# - **`model.children()` instead of `model.apply` / `model.named_modules()`**: nested layers are
+#   missed.
+#
+# **References.** Y. LeCun, L. Bottou, G. Orr, K.-R. Müller, *Efficient BackProp*, 1998. X. Glorot,
+# Y. Bengio, *Understanding the difficulty of training deep feedforward neural networks*, AISTATS
+# 2010. K. He, X. Zhang, S. Ren, J. Sun, *Delving Deep into Rectifiers*, ICCV 2015. A. Saxe,
+# J. McClelland, S. Ganguli, *Exact solutions to the nonlinear dynamics of learning in deep linear
+# neural networks*, ICLR 2014. F. Mezzadri, *How to generate random matrices from the classical
+# compact groups*, Notices AMS 2007. D. Mishkin, J. Matas, *All you need is a good init*, ICLR 2016.
+# G. Klambauer et al., *Self-Normalizing Neural Networks*, NeurIPS 2017. B. Poole et al., *Exponential
+# expressivity in deep neural networks through transient chaos*, NeurIPS 2016. B. Hanin, D. Rolnick,
+# *How to start training: the effect of initialization and architecture*, NeurIPS 2018. A. Karpathy,
+# *Building makemore part 3*; UvA Deep Learning tutorial 4, *Optimization and initialization*.
