@@ -182,3 +182,10 @@ def test_sandbox_stops_a_fork_bomb_and_kills_what_it_left(tmp_path):
         cgroup = k.cgroup
         assert len(cgroup.pids()) >= 40
     assert not cgroup.path.exists()
+
+
+def test_scan_allows_model_modules_but_flags_sys_modules():
+    from stgrade import scan
+
+    assert scan.problems("def f(model):\n    return [m for m in model.modules()]\n") == []
+    assert scan.problems("import sys\nsys.modules.pop('stabletrain.clipping')\n") == ["uses sys.modules"]

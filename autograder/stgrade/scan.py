@@ -16,7 +16,9 @@ from stabletrain.exercises.guard import reference_modules, torch_answer_keys
 
 FORBIDDEN_MODULES = ("stabletrain", "importlib", "gc", "ctypes", "inspect", "torch.nn.utils.clip_grad")
 FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "reload", "globals", "vars")
-FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__", "__closure__", "modules")
+FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__", "__closure__")
+#: attributes forbidden only on a given object: ``sys.modules`` (but ``model.modules()`` is ordinary code)
+FORBIDDEN_QUALIFIED = ("sys.modules",)
 
 
 def answer_key_names() -> frozenset[str]:
@@ -60,7 +62,8 @@ def problems(source: str) -> list[str]:
                       if a.name in keys or a.name == "*" or _module_forbidden(f"{node.module}.{a.name}")]
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
             found.append(f"calls {node.func.id}()")
-        elif isinstance(node, ast.Attribute) and (node.attr in keys or node.attr in FORBIDDEN_ATTRIBUTES):
+        elif isinstance(node, ast.Attribute) and (node.attr in keys or node.attr in FORBIDDEN_ATTRIBUTES
+                                                  or _dotted(node) in FORBIDDEN_QUALIFIED):
             found.append(f"uses {_dotted(node) or node.attr}")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in keys:
             found.append(f"names {node.value!r} in a string")
