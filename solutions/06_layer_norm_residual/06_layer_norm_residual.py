@@ -150,7 +150,8 @@ check(layernorm_forward, "layernorm_forward", level="hidden")
 # The two sums are the **mean term** and the **variance term**. It is batch norm's closed form with
 # the roles of the axes swapped: the sums run over the $D$ features of each row. Two consequences
 # worth checking: if $d\hat x$ is constant along a row (it only shifts the row), $dx = 0$; if
-# $d\hat x \propto \hat x$ (it only rescales the row), $dx = 0$ too — normalization undoes both.
+# $d\hat x \propto \hat x$ (it only rescales the row), $dx = 0$ too, up to a term of order
+# $\varepsilon/\sigma^2$ — normalization undoes both.
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 x = rng.normal(0.5, 2.0, size=(3, 6))
@@ -163,7 +164,7 @@ x_hat = (out - beta) / gamma
 shift, _, _ = stabletrain.layernorm_backward(np.ones((3, 1)) / gamma * np.ones(6), cache)
 scale, _, _ = stabletrain.layernorm_backward(x_hat / gamma, cache)
 print(f"dx when dout only shifts the rows: {np.abs(shift).max():.1e}; when it only rescales them: {np.abs(scale).max():.1e}")
-assert stabletrain.rel_error(dx, numeric) < 1e-7 and np.abs(shift).max() < 1e-9 and np.abs(scale).max() < 1e-9
+assert stabletrain.rel_error(dx, numeric) < 1e-7 and np.abs(shift).max() < 1e-9 and np.abs(scale).max() < 1e-4
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 2 — `layernorm_backward` (3 points)

@@ -64,10 +64,11 @@ def residual_stream_variance(depth, branch_gain=1.0, input_variance=1.0, placeme
 EXPECTED: dict[str, Expected] = {
     "perfect": Expected("graded", 16, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
-    "partial": Expected("graded", 7.25, "layernorm_forward (3) and residual_block (2) right; a backward pass "
-                                        "without the mean term fails every group; a LayerNorm with detached "
-                                        "statistics passes its parameter groups only (0.5 + 0.4); 1/L for GPT-2's "
-                                        "scale loses that group (0.67 + 0.75); capstone not attempted"),
+    "partial": Expected("graded", 7.92, "layernorm_forward (3) and residual_block (2) right; a backward pass "
+                                        "without the mean term fails every group (0); a LayerNorm with detached "
+                                        "statistics keeps the groups that check parameters and outputs only "
+                                        "(0.5 + 1); 1/L for GPT-2's scale loses that group (0.67 + 0.75); "
+                                        "capstone not attempted (0)"),
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -357,9 +358,11 @@ def batchmate_dependence(batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 1
 def _band(ax, x, values: np.ndarray, i: int, label: str, log: bool = True) -> None:
     """Median line and min-max band over the seeds (axis 0)."""
     v = np.where(np.isfinite(values), values, np.nan)
-    med = np.nanmedian(v, axis=0)
+    with warnings.catch_warnings():  # a step after every seed diverged is all NaN: not drawn
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med, lo, hi = np.nanmedian(v, axis=0), np.nanmin(v, axis=0), np.nanmax(v, axis=0)
     ax.plot(x, med, color=COLORS[i], linestyle=LINESTYLES[i], label=label)
-    ax.fill_between(x, np.nanmin(v, axis=0), np.nanmax(v, axis=0), color=COLORS[i], alpha=0.18, lw=0)
+    ax.fill_between(x, lo, hi, color=COLORS[i], alpha=0.18, lw=0)
     if log:
         ax.set_yscale("log")
 
@@ -445,7 +448,7 @@ SCALINGS = ("none", "gpt2", "zero_gamma")
 
 
 def precompute_streams(depths: Sequence[int] = EXPLORER_DEPTHS, seeds: Sequence[int] = SEEDS,
-                       width: int = 64, batch: int = 64) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
+                       width: int = 48, batch: int = 32) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
     """:func:`stream_at_init` for every (depth, placement, scaling) the explorer offers."""
     return {(d, p, s): stream_at_init(d, p, s, seeds, width, batch)
             for d in depths for p in PLACEMENTS for s in SCALINGS}
@@ -488,19 +491,35 @@ class ResidualExplorer:
         (self._grad,) = self.ax_g.plot([], [], color=COLORS[3], marker=".", label="median")
         (self._glo,) = self.ax_g.plot([], [], color=COLORS[3], lw=0.8, ls=":")
         (self._ghi,) = self.ax_g.plot([], [], color=COLORS[3], lw=0.8, ls=":")
+        from matplotlib.ticker import LogLocator, NullFormatter
+
         for ax in (self.ax_v, self.ax_g):
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         self.ax_v.set_xlabel("blocks l")
         self.ax_v.set_ylabel("Var of the stream")
         self.ax_g.set_xlabel("block l")
         self.ax_g.set_ylabel("gradient norm of W_l")
         self.ax_v.legend(loc="upper left", fontsize=9)
+        self.ax_v.set_title("placeholder")
+        self.ax_g.set_title("gradient norm per block at init")
+        for ax in (self.ax_v, self.ax_g):  # room for tick labels of any size, then freeze the layout
+            ax.set_ylim(1e-3, 1e10)
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
         self.figure = fig
         self._canvas = FigureCanvasAgg(fig)
 
     def _png(self) -> bytes:
+        """Draw with Agg and encode with PIL at low compression (faster than savefig)."""
+        from PIL import Image
+
+        self._canvas.draw()
+        width, height = self._canvas.get_width_height()
+        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=self.dpi)
+        image.save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
 
     def update(self) -> float:
@@ -519,15 +538,22 @@ class ResidualExplorer:
         self._grad.set_data(blocks, np.median(gm, axis=0))
         self._glo.set_data(blocks, gm.min(axis=0))
         self._ghi.set_data(blocks, gm.max(axis=0))
-        for ax in (self.ax_v, self.ax_g):
-            ax.relim()
-            ax.autoscale_view()
+        lo = min(v.min(), pred.min())
+        hi = max(v.max(), pred.max())
+        self.ax_v.set_ylim(lo / 2, hi * 2)
+        self.ax_v.set_xlim(-0.5, d + 0.5)
+        self.ax_g.set_xlim(0.5, d + 0.5)
+        positive = g[g > 0]
+        if positive.size:
+            self.ax_g.set_ylim(positive.min() / 2, positive.max() * 2)
+            self.ax_g.set_title("gradient norm per block at init")
+        else:
+            self.ax_g.set_title("zero γ: no gradient reaches W at init")
         self.ax_v.set_title(f"stream variance, norm={p}, scale={s}")
-        self.ax_g.set_title("gradient norm per block at init")
         self.image.value = self._png()
-        ratio = np.median(gm[:, 0] / gm[:, -1])
+        ratio = f"{np.median(g[:, 0] / g[:, -1]):.3g}" if positive.size else "undefined (all 0)"
         self.summary.value = (f"L = {d}: final variance measured {np.median(v[:, -1]):.3g}, predicted {pred[-1]:.3g}; "
-                              f"gradient norm of block 1 / block L = {ratio:.3g}")
+                              f"gradient norm of block 1 / block L = {ratio}")
         self.last_update_s = time.perf_counter() - start
         return self.last_update_s
 
