@@ -136,7 +136,7 @@ def test_gradient_ratios_at_depth(streams):
 
 
 def test_pre_norm_trains_and_post_norm_does_not(training):
-    assert np.all(training["pre"].final_losses < 0.3), training["pre"].final_losses
+    assert np.all(training["pre"].final_losses < 0.4), training["pre"].final_losses
     assert np.all(training["post"].final_losses > 0.8), training["post"].final_losses
 
 
