@@ -373,10 +373,19 @@ def plot_training(results: dict[str, TrainResult], threshold: float | None = Non
     Median over seeds with the min–max band."""
     fig = Figure(figsize=(12, 4.2), layout="constrained")
     ax_g, ax_l = fig.subplots(1, 2)
+    floored = False
     for i, (label, res) in enumerate(results.items()):
         depth = res.layer_grad_norms.shape[1]
+        floored |= bool(np.any(res.layer_grad_norms < 1e-30))
         _band(ax_g, np.arange(1, depth + 1), np.maximum(res.layer_grad_norms, 1e-30), i, label)
+        diverged = int(np.sum(~np.isfinite(res.final_losses)))
+        if diverged:
+            steps = [int(np.argmax(~np.isfinite(row))) for row in res.losses if not np.isfinite(row).all()]
+            label += f" (diverged on {diverged} of {len(res.final_losses)} seeds, by step {max(steps)})"
         _band(ax_l, np.arange(res.losses.shape[1]), res.losses, i, label, log=False)
+    if floored:
+        ax_g.text(0.02, 0.02, "gradients that underflow to 0 drawn at 1e-30", transform=ax_g.transAxes,
+                  fontsize=12, va="bottom")
     ax_g.set_xlabel("block l (1 = nearest the input)")
     ax_g.set_ylabel(r"$\|\partial \mathrm{loss}/\partial W_l\|$ at step 0")
     ax_g.set_title("gradient norm per layer")
@@ -430,7 +439,7 @@ def plot_batchmates(dep: dict[str, np.ndarray]) -> Figure:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size B")
     ax.set_ylabel("difference in the output")
-    ax.set_title("layer norm: exactly 0 at every B (not drawn on a log scale)")
+    ax.set_title("layer norm: exactly 0 at every B (not drawable on a log scale)\nbatch norm at B = 1: undefined")
     ax.legend(loc="lower left")
     fig.set_label("Log-log plot against batch size: how much batch norm's output for one sample changes with its "
                   "batchmates, and its distance from the population-statistics output, both falling like one over "
