@@ -157,3 +157,42 @@ def test_capstone_reference_passes_with_margin_and_needs_clipping(training):
     assert np.all((ref > 0.04) & (ref < 0.15)), ref
     assert training["reference_no_clip"].passed(0.35) < 4
     assert training["residual_clipped"].passed(0.35) >= 4  # the default init's small branches
+
+
+# ---------------------------------------------------------------------------------------------- explorer, notes
+
+
+@pytest.fixture(scope="module")
+def explorer_streams():
+    return lab.precompute_streams()
+
+
+def test_explorer_answers(explorer_streams):
+    st = explorer_streams
+    final = {key: np.median(res["variance"][:, -1]) for key, res in st.items()}
+    for depth in lab.EXPLORER_DEPTHS:
+        for placement, scaling in [("pre", "gpt2"), ("post", "none"), ("pre", "zero_gamma"), ("post", "zero_gamma"),
+                                   ("none", "zero_gamma"), ("none", "gpt2")]:
+            assert final[depth, placement, scaling] < 3, (depth, placement, scaling)
+        assert final[depth, "none", "gpt2"] < 2.9
+    for depth in (32, 64):
+        first = int(np.argmax(np.median(st[depth, "none", "none"]["variance"], axis=0) > 1e6))
+        assert 18 <= first <= 21, first
+    assert np.all(np.median(st[16, "none", "none"]["variance"], axis=0) < 1e6)
+
+    def spread(depth):
+        r = _ratio(st[depth, "post", "none"]["grad_norms"])
+        return r.max() / r.min()
+
+    assert spread(2) < 1.3 and spread(4) < 1.3
+    assert all(spread(d) > 2.5 for d in (16, 32, 64))
+    assert np.median(_ratio(st[2, "pre", "none"]["grad_norms"])) < 1.5
+    assert np.median(_ratio(st[64, "pre", "none"]["grad_norms"])) > 4
+
+
+def test_capstone_reference_on_twenty_further_seeds():
+    """Instructor notes: below 0.25 on seeds 200-219, for 1/sqrt(L) and for zero gamma."""
+    seeds = range(200, 220)
+    assert np.all(lab.train_capstone(C(**capstone_config()), seeds=seeds).final_losses < 0.25)
+    zero = C(**{**capstone_config(), "scaling": "zero_gamma"})
+    assert np.all(lab.train_capstone(zero, seeds=seeds).final_losses < 0.25)
