@@ -64,7 +64,7 @@ def test_capstone_reference_trains_quickly():
 
     res = lab.train_capstone(capstone_config())
     assert res.passed(0.35) == 5
-    assert res.seconds < 20
+    assert res.seconds < 60  # about 1-2 s on an idle core
 
 
 def test_batchmates_shapes_and_layer_norm_independence():

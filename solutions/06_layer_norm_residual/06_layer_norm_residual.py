@@ -709,6 +709,67 @@ else:
     print("Figure:", fig.get_label())
     display(fig)
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The loop, written out
+#
+# `lab.train_capstone` trains five seeds at once with stacked weights. Here is the same training
+# for one seed, built from **your** `LayerNorm` and `residual_block`, with the clipping of Lesson 4
+# in plain sight. It starts from the same weights, so its losses match the batched trainer's seed 0
+# (to rounding at first; the run is chaotic, so later steps drift apart, as in Lesson 4).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+def train_one_seed(config, seed=0, steps=lab.STEPS):
+    cfg = lab.CapstoneConfig(**config)
+    p = {k: v[0].clone().requires_grad_(True) for k, v in lab.init_params(cfg, [seed]).items()}
+    norms = []
+    for l in range(lab.DEPTH):  # one LayerNorm per block, holding the same gamma and beta as the batched run
+        norm = LayerNorm(lab.WIDTH) if cfg.norm == "layer" else torch.nn.Identity()
+        if cfg.norm == "layer":
+            with torch.no_grad():
+                norm.weight.copy_(p["gamma"][l, 0])
+                norm.bias.copy_(p["beta"][l, 0])
+        norms.append(norm)
+    params = list(p.values()) + [q for norm in norms for q in norm.parameters()]
+    params = [q for q in params if not (q is p.get("gamma") or q is p.get("beta"))]
+    optimizer = torch.optim.SGD(params, lr=lab.LR, momentum=lab.MOMENTUM)
+    x, y = lab.make_task()
+    losses = []
+    for step in range(steps):
+        h = x @ p["w_in"] + p["b_in"]
+        for l in range(lab.DEPTH):
+            def branch(z, l=l):
+                out = torch.relu(z) @ p["w"][l] + p["b"][l]
+                return out * p["gain"][l] if "gain" in p else out
+            if cfg.residual:
+                h = residual_block(h, branch, norms[l], cfg.placement if cfg.norm == "layer" else "none")
+            else:
+                h = branch(norms[l](h))
+        loss = torch.nn.functional.cross_entropy(h @ p["w_out"] + p["b_out"], y)
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        if cfg.clip is not None:  # the global gradient norm, clipped as torch.nn.utils.clip_grad_norm_ does
+            total = torch.sqrt(sum(q.grad.square().sum() for q in params if q.grad is not None))
+            for q in params:
+                if q.grad is not None:
+                    q.grad.mul_(torch.clamp(cfg.clip / (total + 1e-6), max=1.0))
+        optimizer.step()
+    return np.array(losses)
+
+
+try:
+    config = capstone_config()
+    by_hand = train_one_seed(config)
+except NotImplementedError:
+    print("Finish Exercises 3, 4 and 6 first: this loop uses your LayerNorm, residual_block and capstone_config.")
+else:
+    batched = lab.train_capstone(config, seeds=[0]).losses[0]
+    n = min(10, len(by_hand))
+    print(f"one seed by hand: final loss {by_hand[-1]:.4f} (batched trainer, seed 0: {batched[len(by_hand) - 1]:.4f}); "
+          f"largest relative difference over the first {n} steps {np.max(np.abs(by_hand[:n] / batched[:n] - 1)):.1e}")
+
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Capstone notes (instructor).** The reference answer — Kaiming initialization, residual
 # connections, pre-norm layer norm, GPT-2's $1/\sqrt L$ branch scaling and clipping at
