@@ -715,7 +715,9 @@ else:
 # `lab.train_capstone` trains five seeds at once with stacked weights. Here is the same training
 # for one seed, built from **your** `LayerNorm` and `residual_block`, with the clipping of Lesson 4
 # in plain sight. It starts from the same weights, so its losses match the batched trainer's seed 0
-# (to rounding at first; the run is chaotic, so later steps drift apart, as in Lesson 4).
+# — to rounding at first. At this learning rate the run is chaotic (clipping acts at almost every
+# step), so rounding differences grow and later steps drift apart, as in Lesson 4; single losses
+# are spiky, so compare the mean over the last steps.
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 def train_one_seed(config, seed=0, steps=lab.STEPS):
@@ -767,8 +769,10 @@ except NotImplementedError:
 else:
     batched = lab.train_capstone(config, seeds=[0]).losses[0]
     n = min(10, len(by_hand))
-    print(f"one seed by hand: final loss {by_hand[-1]:.4f} (batched trainer, seed 0: {batched[len(by_hand) - 1]:.4f}); "
-          f"largest relative difference over the first {n} steps {np.max(np.abs(by_hand[:n] / batched[:n] - 1)):.1e}")
+    print(f"largest relative difference of the losses over the first {n} steps: "
+          f"{np.max(np.abs(by_hand[:n] / batched[:n] - 1)):.1e}")
+    print(f"mean loss over the last 10 steps: by hand {np.mean(by_hand[-10:]):.3f}, "
+          f"batched trainer {np.mean(batched[len(by_hand) - 10:len(by_hand)]):.3f} (chance: {math.log(3):.3f})")
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Capstone notes (instructor).** The reference answer — Kaiming initialization, residual
