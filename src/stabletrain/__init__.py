@@ -53,6 +53,7 @@ _export(
     "layernorm_backward",
 )
 _export("norm_modules", "BatchNorm1d", "LayerNorm")
+_export("residual", "residual_block", "residual_stream_variance", "branch_scale_for", "capstone_config")
 _export(
     "activations",
     "sigmoid",

@@ -1,0 +1,103 @@
+"""Lesson 06's laboratory: the batched trainer agrees with a plain loop, experiments have the
+right shapes, figures follow the course style, and the explorer redraws fast."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stabletrain.lessons import residual_lab as lab
+from stabletrain.style import MIN_FONT_PT, font_sizes
+
+
+def _loop_reference(config: lab.CapstoneConfig, seed: int, steps: int, depth: int, width: int) -> list[float]:
+    """One seed, written as a plain loop over layers with the same parameters."""
+    params = {k: v[0].clone().requires_grad_(True) for k, v in lab.init_params(config, [seed], depth, width).items()}
+    x, y = lab.make_task()
+    vel = {k: torch.zeros_like(p) for k, p in params.items()}
+    losses = []
+    for _ in range(steps):
+        h = x @ params["w_in"] + params["b_in"]
+        for l in range(depth):
+            z = h
+            if config.norm == "layer" and config.placement == "pre":
+                z = lab._layer_norm(h, params["gamma"][l], params["beta"][l])
+            f = torch.relu(z) @ params["w"][l] + params["b"][l]
+            if "gain" in params:
+                f = f * params["gain"][l]
+            h = h + f if config.residual else f
+            if config.norm == "layer" and config.placement == "post" and config.residual:
+                h = lab._layer_norm(h, params["gamma"][l], params["beta"][l])
+        loss = torch.nn.functional.cross_entropy(h @ params["w_out"] + params["b_out"], y)
+        losses.append(loss.item())
+        grads = torch.autograd.grad(loss, list(params.values()))
+        total = math.sqrt(sum(float(g.square().sum()) for g in grads))
+        coef = 1.0 if config.clip is None else min(1.0, config.clip / (total + 1e-6))
+        with torch.no_grad():
+            for (k, p), g in zip(params.items(), grads):
+                vel[k].mul_(lab.MOMENTUM).add_(g * coef)
+                p.sub_(lab.LR * vel[k])
+    return losses
+
+
+@pytest.mark.parametrize("config", [
+    lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", scaling="gpt2", clip=1.0),
+    lab.CapstoneConfig(init="default"),
+    lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", placement="post", scaling="zero_gamma"),
+])
+def test_batched_trainer_matches_a_plain_loop(config):
+    res = lab.train_capstone(config, seeds=(3, 7), steps=6, depth=4, width=8)
+    for i, seed in enumerate((3, 7)):
+        assert np.allclose(res.losses[i], _loop_reference(config, seed, 6, 4, 8), rtol=1e-4, atol=1e-6)
+
+
+def test_a_diverging_seed_stops_and_reports_inf():
+    res = lab.train_capstone(lab.CapstoneConfig(init="kaiming", residual=True), seeds=(0, 1), steps=40)
+    assert np.all(np.isinf(res.final_losses)) and np.isnan(res.losses[:, -1]).all()
+
+
+def test_capstone_reference_trains_quickly():
+    from stabletrain.residual import capstone_config
+
+    res = lab.train_capstone(capstone_config())
+    assert res.passed(0.35) == 5
+    assert res.seconds < 60  # about 1-2 s on an idle core
+
+
+def test_batchmates_shapes_and_layer_norm_independence():
+    dep = lab.batchmate_dependence(batch_sizes=(1, 2, 8), seeds=(0, 1), draws=16)
+    assert dep["bn_spread"].shape == (2, 3) and np.isnan(dep["bn_spread"][:, 0]).all()
+    assert np.all(dep["ln_spread"] == 0)
+
+
+def test_stream_at_init_shapes():
+    res = lab.stream_at_init(5, "pre", seeds=(0, 1, 2), width=16, batch=8)
+    assert res["variance"].shape == (3, 6) and res["grad_norms"].shape == (3, 5)
+
+
+def test_figures_follow_the_course_style():
+    res = lab.train_capstone(lab.CapstoneConfig(), seeds=(0, 1), steps=3, depth=3, width=4)
+    streams = {"pre": lab.stream_at_init(4, "pre", seeds=(0, 1), width=8, batch=8)}
+    from stabletrain.residual import residual_stream_variance
+
+    figs = [lab.plot_training({"a": res}, threshold=0.35),
+            lab.plot_stream(streams, {"pre": residual_stream_variance(4)}),
+            lab.plot_batchmates(lab.batchmate_dependence((1, 2, 4), seeds=(0, 1), draws=4))]
+    for fig in figs:
+        assert min(font_sizes(fig)) >= MIN_FONT_PT
+        assert fig.get_label(), "every figure carries alt text"
+
+
+def test_explorer_redraws_in_under_half_a_second():
+    pytest.importorskip("ipywidgets")
+    from stabletrain.residual import residual_stream_variance
+
+    streams = lab.precompute_streams(depths=(2, 4), seeds=(0, 1), width=8, batch=8)
+    explorer = lab.ResidualExplorer(streams, residual_stream_variance, depth=4)
+    for depth, placement, scaling in [(2, "post", "gpt2"), (4, "none", "zero_gamma"), (4, "pre", "none")]:
+        explorer.depth.value, explorer.placement.value, explorer.scaling.value = depth, placement, scaling
+        assert explorer.last_update_s < 0.5
+    assert explorer.image.value[:4] == b"\x89PNG"
