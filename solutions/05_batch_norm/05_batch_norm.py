@@ -627,7 +627,7 @@ check(fold_batchnorm, "fold_batchnorm", level="hidden")
 # model.train()                      # batch statistics; running statistics updated
 # for step in range(steps):
 #     loss = F.cross_entropy(model(x_batch), y_batch)
-#     optimizer.zero_grad(); loss.backward(); optimizer.step()
+#     optimizer.zero_grad(); loss.backward(); optimizer.step()   # or a hand-written SGD step
 # model.eval()                       # running statistics; nothing updated
 # with torch.no_grad():
 #     test_logits = model(x_test)
@@ -641,10 +641,12 @@ check(fold_batchnorm, "fold_batchnorm", level="hidden")
 # ### Exercise 7 — `train_bn_classifier` (3 points)
 #
 # Write `train_bn_classifier(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0)`:
-# train `model` (a classifier with **your** `BatchNorm1d` layers inside) with plain SGD
-# (`torch.optim.SGD(model.parameters(), lr=lr)`) for exactly `steps` steps, each on one minibatch
-# of `batch_size` training samples drawn at random (use `seed`), with cross-entropy; then return
-# the logits on `x_test` in evaluation mode. It is graded on behaviour: every step in training
+# train `model` (a classifier with **your** `BatchNorm1d` layers inside) with plain SGD for
+# exactly `steps` steps, each on one minibatch of `batch_size` training samples drawn at random
+# (use `seed`), with cross-entropy; then return the logits on `x_test` in evaluation mode. Write
+# the SGD step yourself — reset every `p.grad` to None, `loss.backward()`, then under
+# `torch.no_grad()` update `p -= lr * p.grad` — or use `torch.optim.SGD(model.parameters(), lr=lr)`
+# (the same steps; its first use in a fresh Python process costs a few seconds of imports). It is graded on behaviour: every step in training
 # mode, the loss on the training set below a threshold afterwards, and test outputs equal to what
 # `torch.nn.BatchNorm1d` layers loaded with your trained state give in evaluation mode.
 
@@ -664,14 +666,17 @@ def train_bn_classifier(model, x_train, y_train, x_test, steps=100, lr=0.1, batc
     """
     ### BEGIN SOLUTION
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    params = list(model.parameters())
     model.train()
     for _ in range(steps):
         batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
         loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
-        optimizer.zero_grad()
+        for p in params:
+            p.grad = None  # zero_grad
         loss.backward()
-        optimizer.step()
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad  # the SGD step
     model.eval()
     with torch.no_grad():
         return model(x_test)

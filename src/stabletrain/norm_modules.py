@@ -189,22 +189,25 @@ def train_bn_classifier(model: nn.Module, x_train: Tensor, y_train: Tensor, x_te
     """Train ``model`` (which has batch-norm layers) with plain SGD, then return its test outputs.
 
     The loop that puts the module's two modes in their places: ``model.train()`` for every step
-    (one minibatch of ``batch_size`` samples drawn with ``seed``, cross-entropy, ``zero_grad``,
-    ``backward``, ``step``), then ``model.eval()`` and a forward pass of ``x_test`` without
+    (one minibatch of ``batch_size`` samples drawn with ``seed``, cross-entropy, gradients reset,
+    ``backward``, an SGD step ``p -= lr * p.grad``), then ``model.eval()`` and a forward pass of ``x_test`` without
     autograd, so batch norm uses its running statistics and changes none of them.
 
     Returns:
         the logits on ``x_test``, ``(len(x_test), classes)``, computed in evaluation mode.
     """
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    params = list(model.parameters())
     model.train()
     for _ in range(steps):
         batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
         loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
-        optimizer.zero_grad()
+        for p in params:
+            p.grad = None
         loss.backward()
-        optimizer.step()
+        with torch.no_grad():  # plain SGD, as torch.optim.SGD(params, lr) without its import cost
+            for p in params:
+                p -= lr * p.grad
     model.eval()
     with torch.no_grad():
         return model(x_test)

@@ -59,7 +59,11 @@ class BatchNorm1d(nn.Module):
 EXPECTED: dict[str, Expected] = {
     "perfect": Expected("graded", 20, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
-    "partial": Expected("graded", 0, "placeholder: set from `stgrade demo`"),
+    "partial": Expected("graded", 10.26, "standardization (2) and the graph backward pass (3) right; the forward "
+                                         "pass with CS231n's momentum convention keeps its output and eps groups "
+                                         "but loses the running-statistics ones (1.33 + 1); a BatchNorm1d with "
+                                         "detached statistics fails only its gradient groups (1.5 + 1.43); the "
+                                         "rest not attempted"),
 }
 
 

@@ -481,7 +481,7 @@ _bn = _with("BatchNorm1d", norm_modules.BatchNorm1d)
 def _loop(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0, *, train_mode=True,
           eval_mode=True, zero_grad=True, eval_first=False, train_steps=True):
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    params = list(model.parameters())
     if eval_first:
         model.train()
         with torch.no_grad():
@@ -491,9 +491,12 @@ def _loop(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, see
         batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
         loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
         if zero_grad:
-            optimizer.zero_grad()
+            for p in params:
+                p.grad = None
         loss.backward()
-        optimizer.step()
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
     if eval_mode:
         model.eval()
     with torch.no_grad():
@@ -516,7 +519,8 @@ LOOP: dict[str, Mutant] = {
                                   "call model.train() before the training steps: in evaluation mode batch norm uses "
                                   "running statistics that never get updated."),
     "no_zero_grad": Mutant(_loop_mutant(zero_grad=False),
-                           "gradients accumulate in .grad: call optimizer.zero_grad() at every step."),
+                           "gradients accumulate in .grad: reset them at every step (optimizer.zero_grad(), or p.grad = None "
+                           "for every parameter)."),
     "peeks_in_train_mode": Mutant(_loop_mutant(eval_first=True),
                                   "a forward pass in training mode, even under no_grad, updates the running "
                                   "statistics with that batch: switch to eval before looking at test data."),
