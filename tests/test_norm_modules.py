@@ -438,3 +438,50 @@ def test_layernorm_raises_torchs_errors(shape: tuple[int, ...]) -> None:
 def test_layernorm_rejects_an_empty_normalized_shape() -> None:
     with pytest.raises(ValueError, match=r"at least one dimension, got \(\)"):
         LayerNorm(())
+
+
+# ----------------------------------------------------------------------------------------------
+# Folding batch norm into a Linear, and the training loop (lesson 05)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("module", [nn.BatchNorm1d, BatchNorm1d])
+def test_fold_batchnorm_matches_torch_fusion_and_the_two_layers(bias: bool, module: type) -> None:
+    from torch.nn.utils.fusion import fuse_linear_bn_eval
+
+    from stabletrain import fold_batchnorm
+
+    gen = torch.Generator().manual_seed(0)
+    linear = nn.Linear(5, 4, bias=bias, dtype=torch.float64)
+    bn = module(4, eps=1e-3, dtype=torch.float64)
+    with torch.no_grad():
+        bn.running_mean.normal_(generator=gen)
+        bn.running_var.uniform_(0.1, 3.0, generator=gen)
+        bn.weight.uniform_(0.5, 2.0, generator=gen)
+        bn.bias.normal_(generator=gen)
+    linear.eval(), bn.eval()
+    before = [t.clone() for t in (*linear.parameters(), *bn.parameters(), *bn.buffers())]
+    folded = fold_batchnorm(linear, bn)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=gen)
+    assert isinstance(folded, nn.Linear) and folded is not linear and folded.bias is not None
+    assert folded.weight.dtype == torch.float64
+    assert torch.allclose(folded(x), bn(linear(x)), atol=1e-12)
+    if module is nn.BatchNorm1d:
+        reference = fuse_linear_bn_eval(linear, bn)
+        assert torch.allclose(folded.weight, reference.weight) and torch.allclose(folded.bias, reference.bias)
+    after = [*linear.parameters(), *bn.parameters(), *bn.buffers()]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_train_bn_classifier_trains_and_predicts_in_eval_mode() -> None:
+    from stabletrain import train_bn_classifier
+    from stabletrain.data import make_spirals
+
+    torch.manual_seed(0)
+    x, y = make_spirals(60, classes=3, seed=0)
+    model = nn.Sequential(nn.Linear(2, 32), BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
+    logits = train_bn_classifier(model, x, y, x[:10], steps=150, lr=0.2, batch_size=32)
+    assert not model.training and model[1].num_batches_tracked.item() == 150
+    with torch.no_grad():
+        assert torch.equal(logits, model(x[:10]))
+        assert nn.functional.cross_entropy(model(x), y).item() < 0.9

@@ -427,3 +427,37 @@ def test_layernorm_errors() -> None:
     _, cache = layernorm_forward(np.ones((2, 5)), np.ones(5), np.zeros(5))
     with pytest.raises(ValueError, match=r"\(2, 5\), got \(5, 2\)"):
         layernorm_backward(np.ones((5, 2)), cache)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input standardization (lesson 05)
+
+
+def test_standardize_fit_and_apply_match_the_biased_std_and_use_training_statistics() -> None:
+    from stabletrain import standardize_apply, standardize_fit
+
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(5, 3, size=(50, 4)), rng.normal(-2, 1, size=(7, 4))
+    stats = standardize_fit(train)
+    z = standardize_apply(train, stats)
+    assert np.allclose(z.mean(0), 0) and np.allclose(z.std(0), 1)
+    assert np.allclose(standardize_apply(test, stats), (test - train.mean(0)) / train.std(0))
+    torch_z = torch.nn.functional.batch_norm(torch.tensor(train), None, None, training=True, eps=1e-12)
+    assert np.allclose(z, torch_z.numpy())  # batch norm without gamma, beta and eps is standardization
+
+
+def test_standardize_centres_constant_features_and_keeps_dtype() -> None:
+    from stabletrain import standardize_apply, standardize_fit
+
+    train = np.array([[1.0, 2.5], [3.0, 2.5], [5.0, 2.5]], dtype=np.float32)
+    stats = standardize_fit(train)
+    assert stats["scale"][1] == 1.0
+    out = standardize_apply(np.array([[3.0, 4.5]], dtype=np.float32), stats)
+    assert out.dtype == np.float32 and np.allclose(out, [[0.0, 2.0]])
+    before = train.copy()
+    standardize_apply(train, stats)
+    assert np.array_equal(train, before)
+    with pytest.raises(ValueError):
+        standardize_fit(np.zeros((0, 3)))
+    with pytest.raises(TypeError):
+        standardize_fit(np.ones((3, 2), dtype=np.int64))

@@ -51,8 +51,10 @@ _export(
     "batchnorm_backward_alt",
     "layernorm_forward",
     "layernorm_backward",
+    "standardize_fit",
+    "standardize_apply",
 )
-_export("norm_modules", "BatchNorm1d", "LayerNorm")
+_export("norm_modules", "BatchNorm1d", "LayerNorm", "fold_batchnorm", "train_bn_classifier")
 _export("residual", "residual_block", "residual_stream_variance", "branch_scale_for", "capstone_config")
 _export(
     "activations",

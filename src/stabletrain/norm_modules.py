@@ -144,6 +144,75 @@ class BatchNorm1d(nn.Module):
         )
 
 
+@torch.no_grad()
+def fold_batchnorm(linear: nn.Linear, bn: nn.Module) -> nn.Linear:
+    r"""A new ``Linear`` equal to ``bn(linear(x))`` with ``bn`` in evaluation mode.
+
+    With :math:`s = \gamma / \sqrt{r_{var} + \varepsilon}` per output feature,
+
+    .. math:: W' = \operatorname{diag}(s)\, W, \qquad b' = s\,(b - r_{mean}) + \beta,
+
+    where :math:`b = 0` when ``linear`` has no bias (the folded layer always has one), and
+    :math:`\gamma = 1, \beta = 0` without affine parameters. The inputs are left unchanged, as
+    ``torch.nn.utils.fusion.fuse_linear_bn_eval`` leaves them.
+
+    Args:
+        linear: ``nn.Linear(in, out)``.
+        bn: a batch norm over ``out`` features with running statistics (``torch.nn.BatchNorm1d`` or
+            :class:`BatchNorm1d`).
+
+    Returns:
+        a new ``nn.Linear(in, out, bias=True)`` with ``linear``'s dtype and device.
+    """
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("folding needs running statistics (track_running_stats=True)")
+    if bn.running_mean.shape != (linear.out_features,):
+        raise ValueError(f"bn has {bn.running_mean.shape[0]} features, linear has {linear.out_features} outputs")
+    weight = linear.weight
+    scale = torch.rsqrt(bn.running_var.to(weight.dtype) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(weight.dtype)
+    shift = -bn.running_mean.to(weight.dtype)
+    if linear.bias is not None:
+        shift = shift + linear.bias
+    bias = scale * shift
+    if bn.bias is not None:
+        bias = bias + bn.bias.to(weight.dtype)
+    folded = nn.Linear(linear.in_features, linear.out_features, bias=True, device=weight.device, dtype=weight.dtype)
+    folded.weight.copy_(weight * scale[:, None])
+    folded.bias.copy_(bias)
+    return folded
+
+
+def train_bn_classifier(model: nn.Module, x_train: Tensor, y_train: Tensor, x_test: Tensor, steps: int = 100,
+                       lr: float = 0.1, batch_size: int = 32, seed: int = 0) -> Tensor:
+    """Train ``model`` (which has batch-norm layers) with plain SGD, then return its test outputs.
+
+    The loop that puts the module's two modes in their places: ``model.train()`` for every step
+    (one minibatch of ``batch_size`` samples drawn with ``seed``, cross-entropy, gradients reset,
+    ``backward``, an SGD step ``p -= lr * p.grad``), then ``model.eval()`` and a forward pass of ``x_test`` without
+    autograd, so batch norm uses its running statistics and changes none of them.
+
+    Returns:
+        the logits on ``x_test``, ``(len(x_test), classes)``, computed in evaluation mode.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    params = list(model.parameters())
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
+        loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
+        for p in params:
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():  # plain SGD, as torch.optim.SGD(params, lr) without its import cost
+            for p in params:
+                p -= lr * p.grad
+    model.eval()
+    with torch.no_grad():
+        return model(x_test)
+
+
 class LayerNorm(nn.Module):
     r"""Layer normalization over the trailing ``normalized_shape`` dims, as ``torch.nn.LayerNorm``.
 

@@ -239,6 +239,40 @@ def batchnorm_backward_alt(
     return dx, dgamma, dbeta
 
 
+def standardize_fit(x_train: ArrayLike) -> dict[str, NDArray[np.floating]]:
+    r"""Per-feature statistics of a training set, for :func:`standardize_apply`.
+
+    :math:`\mu = \frac1n \sum_i x_i` and the *biased* standard deviation
+    :math:`\sigma = \sqrt{\frac1n \sum_i (x_i - \mu)^2}` over axis 0, so the standardized training set
+    has mean 0 and variance exactly 1 (as scikit-learn's ``StandardScaler``). A feature that is
+    constant on the training set (:math:`\sigma = 0`) gets the scale 1: it is only centred.
+
+    Args:
+        x_train: ``(n, *features)`` with ``n >= 1``, floating point.
+
+    Returns:
+        ``{"mean": ..., "scale": ...}``, each shaped ``features`` and typed like ``x_train``.
+    """
+    x = _float_array("x_train", x_train)
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"x_train needs at least one sample along axis 0, got shape {x.shape}")
+    mean = x.mean(axis=0)
+    std = np.sqrt(np.mean(np.square(x - mean), axis=0))
+    scale = np.where(std > 0, std, 1).astype(x.dtype)
+    return {"mean": mean, "scale": scale}
+
+
+def standardize_apply(x: ArrayLike, stats: dict[str, NDArray[np.floating]]) -> NDArray[np.floating]:
+    """``(x - mean) / scale`` with the *training* statistics from :func:`standardize_fit`.
+
+    Validation and test data are transformed with the training set's statistics: recomputing them
+    on the evaluation data leaks it into the model and changes what a feature value means.
+    Returns an array shaped and typed like ``x``.
+    """
+    x = _float_array("x", x)
+    return ((x - stats["mean"]) / stats["scale"]).astype(x.dtype, copy=False)
+
+
 def layernorm_forward(
     x: ArrayLike, gamma: ArrayLike, beta: ArrayLike, eps: float = 1e-5
 ) -> tuple[NDArray[np.floating], Cache]:

@@ -1,0 +1,915 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # Lesson 5 — Batch normalization
+#
+# Lessons 1–3 kept the signal in a deep network at a healthy size by choosing the initial weights
+# carefully. That works at step 0 — and then training moves the weights, and the careful scales
+# drift. **Batch normalization** (Ioffe & Szegedy, 2015) re-standardizes every layer's
+# pre-activations on every minibatch, during training, so that each layer sees inputs with mean 0
+# and variance 1 per feature whatever the weights before it did. It made very deep networks
+# trainable at learning rates that used to diverge — and it comes with a list of conventions and
+# traps (two modes, running statistics, a momentum that means the opposite in some courses) that
+# this lesson takes one at a time.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Learning goals
+#
+# By the end of this lesson you can
+#
+# 1. standardize a network's **inputs** with statistics of the training set only, and explain with
+#    a condition number why gradient descent needs it;
+# 2. write the batch-norm forward pass in numpy with **PyTorch's conventions**: biased variance in
+#    the output, unbiased variance and `momentum` as the weight of the new batch in the running
+#    statistics, and an evaluation mode that uses them;
+# 3. derive the backward pass twice — node by node through the computation graph, and as one
+#    closed-form expression — and check both against finite differences;
+# 4. build `BatchNorm1d` as a `torch.nn.Module` with torch's buffers, so it loads a
+#    `torch.nn.BatchNorm1d` state_dict, and **fold** it into the preceding Linear layer for inference;
+# 5. put `model.train()` and `model.eval()` in the right places of a training loop;
+# 6. read experiments: which weight scales and learning rates train with and without BN, what small
+#    batches do to BN, and what BN does to the gradient of every layer.
+#
+# **How this notebook works.** You implement eight functions in seven graded exercises. After each
+# one, a test cell runs the visible checks, which explain what went wrong and name the likely
+# misconception; hidden tests grade more cases. You can run the hidden-level checks yourself with
+# `check(fn, "name", level="hidden")` — do so before handing in. Every formula is followed by a cell
+# that checks it numerically. Experiments use the course's reference implementation, so they run
+# even before you have finished the exercises.
+
+# %% slideshow={"slide_type": "skip"}
+# %matplotlib inline
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import stabletrain
+from stabletrain.exercises import check
+from stabletrain.lessons import batchnorm_lab as lab
+
+torch.manual_seed(0)  # fixed seeds: every number in this notebook is reproducible
+torch.set_num_threads(1)  # the tensors here are tiny: one thread is faster than two
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. Before batch norm: standardize the inputs
+#
+# Take the simplest model, linear least squares: $L(w) = \frac{1}{2n}\|Aw - y\|^2$ with the
+# inputs in the rows of $A$. Its gradient is $\nabla L = H(w - w^\star)$ with the
+# Hessian $H = A^\top A/n$, so one gradient-descent step multiplies the error $w - w^\star$ by
+# $I - \eta H$. Along the eigenvector of eigenvalue $\lambda_i$ the error shrinks by $|1 - \eta\lambda_i|$
+# per step. Stability needs $\eta < 2/\lambda_{\max}$; at $\eta = 1/\lambda_{\max}$ the slowest
+# direction shrinks by
+#
+# $$
+# 1 - \frac{\lambda_{\min}}{\lambda_{\max}} = 1 - \frac{1}{\kappa}, \qquad \kappa = \frac{\lambda_{\max}}{\lambda_{\min}}
+# \ \text{(the condition number)} .
+# $$
+#
+# Features on scales from 1 to 1000 make $\kappa$ huge — the largest scale squared over the
+# smallest, and a constant offset adds a direction of its own. **Standardizing** every feature,
+# $z = (x - \mu)/\sigma$ with the mean and standard deviation of the **training set**, brings
+# $\kappa$ near 1. Test data is transformed with the *same* $\mu, \sigma$: the model has learned
+# what "$z = 1$" means, and a test set standardized with its own statistics would shift that meaning
+# (and leak the test data into the pipeline).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+std_result = lab.standardization_experiment()
+print(f"condition number, raw features:          {np.median(std_result.condition_raw):.2e} (median of 5 seeds)")
+print(f"condition number, standardized features: {np.median(std_result.condition_standardized):.2f}")
+# the formula: the slowest error component shrinks by 1 - 1/kappa per step
+kappa = std_result.condition_standardized[0]
+print(f"predicted slowest shrink factor per step (standardized, seed 0): {1 - 1 / kappa:.3f}")
+lab.plot_standardization(std_result)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With raw features, gradient descent at its largest stable step still holds more than 40 % of its
+# initial excess loss after 100 steps on every seed; standardized, the excess loss is below
+# $10^{-8}$ after 10 steps. The condition number explains it: above $10^9$ raw, below 2
+# standardized, on every seed.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 1 — `standardize_fit` and `standardize_apply` (2 points)
+#
+# Write two functions, in numpy:
+#
+# - `standardize_fit(x_train)` returns the statistics of the training set, `x_train` of shape
+#   `(n, d)`: the mean and the **biased** standard deviation of every feature (over axis 0,
+#   dividing by $n$, so the standardized training set has variance exactly 1). What you return —
+#   a tuple, a dict — is your choice: only your `standardize_apply` reads it.
+# - `standardize_apply(x, stats)` returns `(x - mean) / std` for any `x` of shape `(m, d)`.
+#
+# A feature that is **constant** on the training set has std 0: use the scale 1 for it (it is
+# only centred), as scikit-learn's `StandardScaler` does — never divide by zero, and do not add a
+# tiny eps instead (a test value that differs from the constant would explode). Do not modify the
+# arrays you are given.
+
+# %% nbgrader={"grade": false, "grade_id": "standardize_fit", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def standardize_fit(x_train):
+    """Per-feature mean and biased std of the training set (std 0 replaced by 1).
+
+    Args:
+        x_train: (n, d) array.
+
+    Returns:
+        the statistics, in a form your standardize_apply understands.
+    """
+    ### BEGIN SOLUTION
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)  # biased: divides by n
+    return {"mean": mean, "std": np.where(std > 0, std, 1.0)}
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": false, "grade_id": "standardize_apply", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def standardize_apply(x, stats):
+    """Standardize x with the training statistics from standardize_fit.
+
+    Args:
+        x: (m, d) array (training, validation or test data).
+        stats: what standardize_fit returned.
+
+    Returns:
+        (m, d) array.
+    """
+    ### BEGIN SOLUTION
+    return (x - stats["mean"]) / stats["std"]
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "standardize_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(standardize_apply, "standardize_apply")
+
+# %% nbgrader={"grade": true, "grade_id": "standardize_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a test set of one sample, test data shifted away from the training data, constant
+# and all-zero training features, features spread over six orders of magnitude, inputs unchanged.
+### BEGIN HIDDEN TESTS
+check(standardize_apply, "standardize_apply", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. Batch norm, forward
+#
+# Standardizing the inputs fixes the first layer. Batch norm does the same for the
+# pre-activations of *every* layer, on every minibatch. For a batch $x$ of shape $(N, C)$ and each
+# feature (channel) $c$ separately, over the $M = N$ values of the batch:
+#
+# $$
+# \mu = \frac1M \sum_i x_i, \qquad
+# \sigma^2 = \frac1M \sum_i (x_i - \mu)^2, \qquad
+# \hat x_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \varepsilon}}, \qquad
+# y_i = \gamma\,\hat x_i + \beta .
+# $$
+#
+# The learned $\gamma$ and $\beta$ give the layer back the freedom to choose its own scale and
+# offset — with $\gamma = \sqrt{\sigma^2 + \varepsilon}$, $\beta = \mu$ it could undo the
+# normalization — but now the scale is **one parameter** per feature instead of the product of
+# every weight before it. $\varepsilon$ (default $10^{-5}$) keeps a feature with zero variance from
+# dividing by zero; it goes **inside** the square root.
+#
+# **Two modes.** In training the statistics are the batch's own, so each output depends on the
+# other samples of its batch. At test time there may be one sample, and a prediction must not
+# depend on its neighbours: evaluation uses **running statistics**, averages over the training
+# batches, updated at every training step.
+#
+# **PyTorch's conventions** (the ones graded here; other courses differ):
+#
+# | | PyTorch (this course) | CS231n assignment 2 |
+# |---|---|---|
+# | running update | $r \leftarrow (1 - m)\,r + m\,\text{batch}$ | $r \leftarrow m\,r + (1 - m)\,\text{batch}$ |
+# | default momentum | $m = 0.1$ (weight of the **new** batch) | $m = 0.9$ (weight of the **old** value) |
+# | variance in the output | biased, $\frac1M\sum$ | biased |
+# | variance in the running average | **unbiased**, $\frac{1}{M-1}\sum = \frac{M}{M-1}\sigma^2$ | biased |
+#
+# The cell below checks these formulas against `torch.nn.BatchNorm1d` itself.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+gen = torch.Generator().manual_seed(0)
+x = 3.0 + 2.0 * torch.randn(8, 4, dtype=torch.float64, generator=gen)
+bn = nn.BatchNorm1d(4, dtype=torch.float64)  # gamma = 1, beta = 0, running stats 0 and 1, momentum 0.1
+y = bn(x)  # training mode: batch statistics, and one update of the running statistics
+mu, var_biased, var_unbiased = x.mean(0), x.var(0, correction=0), x.var(0, correction=1)
+assert torch.allclose(y, (x - mu) / torch.sqrt(var_biased + 1e-5))
+assert torch.allclose(bn.running_mean, 0.9 * 0 + 0.1 * mu)
+assert torch.allclose(bn.running_var, 0.9 * 1 + 0.1 * var_unbiased)
+bn.eval()
+assert torch.allclose(bn(x), (x - bn.running_mean) / torch.sqrt(bn.running_var + 1e-5))
+print("torch.nn.BatchNorm1d: output with the biased variance, running_var with the unbiased one,")
+print(f"new = 0.9 old + 0.1 batch. running_mean = {bn.running_mean.numpy().round(3)}, "
+      f"num_batches_tracked = {bn.num_batches_tracked.item()}")
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **A batch of two.** With $M = 2$ values $a, b$ and $d = a - b$: $\mu = (a+b)/2$,
+# $\sigma^2 = d^2/4$, and $\hat x = \pm \frac{d/2}{\sqrt{d^2/4 + \varepsilon}} \approx \pm 1$.
+# Whatever the two inputs, training-mode batch norm outputs $\gamma \pm \gamma + \beta$ — only *which*
+# sample is larger survives. Keep it in mind for Section 7.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+pair = np.array([[0.3, -20.0, 5.0], [7.1, -19.0, 5.001]])
+out, _ = stabletrain.batchnorm_forward(pair, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3))
+print("x_hat of a batch of two:\n", out.round(4))
+assert np.allclose(np.abs(out[:, :2]), 1.0, atol=1e-4)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 2 — `batchnorm_forward` (4 points)
+#
+# Write `batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5)`
+# in numpy, for `x` of shape `(N, C)`:
+#
+# - **training**: normalize with the batch mean and the **biased** batch variance (`x.var(axis=0)`),
+#   then scale and shift; update the running statistics **in place** —
+#   `running_mean` ← `(1 - momentum) * running_mean + momentum * mean`, and `running_var` the same
+#   with the **unbiased** variance (`x.var(axis=0, ddof=1)`). In place means the arrays the caller
+#   passed in change: `running_mean *= 1 - momentum; running_mean += momentum * mean`, or
+#   `running_mean[:] = ...`. A plain `running_mean = ...` only rebinds your local name.
+# - **evaluation** (`training=False`): normalize with `running_mean` and `running_var`; change nothing.
+# - return `(out, cache)`: `cache` is whatever your `batchnorm_backward` will need — your design.
+
+# %% nbgrader={"grade": false, "grade_id": "batchnorm_forward", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+    """Batch norm over axis 0 with PyTorch's conventions.
+
+    Args:
+        x: (N, C) array.
+        gamma, beta: (C,) scale and shift.
+        running_mean, running_var: (C,) arrays, updated in place in training.
+        training: use batch statistics (and update the running ones) or the running ones.
+        momentum: weight of the new batch in the running averages.
+        eps: added to the variance inside the square root.
+
+    Returns:
+        (out, cache): out of shape (N, C); cache for your backward pass.
+    """
+    ### BEGIN SOLUTION
+    if training:
+        mean = x.mean(axis=0)
+        var = x.var(axis=0)
+        n = x.shape[0]
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * var * n / (n - 1)
+    else:
+        mean, var = running_mean.copy(), running_var.copy()
+    inv_std = 1.0 / np.sqrt(var + eps)
+    x_hat = (x - mean) * inv_std
+    out = gamma * x_hat + beta
+    cache = {"x_hat": x_hat, "inv_std": inv_std, "gamma": gamma, "training": training}
+    return out, cache
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_forward_visible", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(batchnorm_forward, "batchnorm_forward")
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_forward_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: several steps with another momentum then evaluation, a batch of two, the default
+# arguments, features with tiny or zero variance (eps inside the root), evaluation twice with
+# momentum 1, evaluation after training, more features than samples.
+### BEGIN HIDDEN TESTS
+check(batchnorm_forward, "batchnorm_forward", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. Batch norm, backward
+#
+# ### Through the computation graph
+#
+# Write the forward pass as a chain of small nodes, per feature over the $M$ values of the batch:
+#
+# $$
+# \mu = \tfrac1M\textstyle\sum x, \quad x_c = x - \mu, \quad \sigma^2 = \tfrac1M \sum x_c^2, \quad
+# s = (\sigma^2 + \varepsilon)^{-1/2}, \quad \hat x = x_c\, s, \quad y = \gamma \hat x + \beta,
+# $$
+#
+# and walk it backwards with the chain rule, given $dy = \partial L/\partial y$:
+#
+# $$
+# d\beta = \textstyle\sum dy, \quad d\gamma = \sum dy\,\hat x, \quad d\hat x = dy\,\gamma, \quad
+# ds = \sum d\hat x\, x_c, \quad d\sigma^2 = -\tfrac12 (\sigma^2 + \varepsilon)^{-3/2} ds,
+# $$
+# $$
+# dx_c = d\hat x\, s + \tfrac{2}{M} x_c\, d\sigma^2, \quad d\mu = -\textstyle\sum dx_c, \quad
+# dx = dx_c + \tfrac1M d\mu .
+# $$
+#
+# $x_c$ feeds two nodes ($\hat x$ and $\sigma^2$), so its gradient is the **sum** of both paths;
+# $x$ feeds $x_c$ directly and through $\mu$.
+#
+# ### In closed form
+#
+# Differentiate $\hat x_j$ with respect to $x_i$ directly. With
+# $\partial\sigma^2/\partial x_i = \frac2M (x_i - \mu)$ (the term through $\mu$ vanishes because
+# $\sum_j (x_j - \mu) = 0$), $\partial s/\partial x_i = -s^3 (x_i - \mu)/M$, and
+#
+# $$
+# \frac{\partial \hat x_j}{\partial x_i} = s\Big(\delta_{ij} - \frac1M\Big) - \frac{s}{M}\,\hat x_j\,\hat x_i
+# \quad\Longrightarrow\quad
+# dx_i = \frac{s}{M}\Big(M\, d\hat x_i - \sum_j d\hat x_j - \hat x_i \sum_j d\hat x_j\,\hat x_j\Big).
+# $$
+#
+# Two sums per feature and one pass over the data. In **evaluation**, $\mu$ and $\sigma^2$ are the
+# running statistics — constants — and $dx = dy\,\gamma / \sqrt{r_{var} + \varepsilon}$.
+#
+# The cell below checks the closed form against centred finite differences of the forward pass,
+# in float64 (`stabletrain.numerical_gradient`; relative errors near $10^{-8}$ or below mean right).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+rng = np.random.default_rng(0)
+xb = rng.normal(2.0, 3.0, size=(6, 4))
+gamma_b, beta_b, dout_b = rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=(6, 4))
+
+
+def bn_output(x_):
+    return stabletrain.batchnorm_forward(x_, gamma_b, beta_b, np.zeros(4), np.ones(4))[0]
+
+
+_, cache_b = stabletrain.batchnorm_forward(xb, gamma_b, beta_b, np.zeros(4), np.ones(4))
+dx_graph, dgamma_ref, dbeta_ref = stabletrain.batchnorm_backward(dout_b, cache_b)
+dx_closed, _, _ = stabletrain.batchnorm_backward_alt(dout_b, cache_b)
+dx_numeric = stabletrain.numerical_gradient(bn_output, xb.copy(), df=dout_b)
+print(f"rel_error(graph, numeric)  = {stabletrain.rel_error(dx_graph, dx_numeric):.1e}")
+print(f"rel_error(closed, numeric) = {stabletrain.rel_error(dx_closed, dx_numeric):.1e}")
+assert stabletrain.rel_error(dx_graph, dx_numeric) < 1e-6 and stabletrain.rel_error(dx_closed, dx_graph) < 1e-10
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 3 — `batchnorm_backward` (3 points)
+#
+# Write `batchnorm_backward(dout, cache) -> (dx, dgamma, dbeta)` **node by node** through the
+# graph above, from the cache of *your* `batchnorm_forward` (the check runs your forward first and
+# hands your cache to your backward). Handle both modes: a cache from evaluation gives
+# $dx = dy\,\gamma/\sqrt{r_{var} + \varepsilon}$. If your cache lacks something, go back and add
+# it to your forward pass.
+
+# %% nbgrader={"grade": false, "grade_id": "batchnorm_backward", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def batchnorm_backward(dout, cache):
+    """Backward pass of batchnorm_forward through the computation graph.
+
+    Args:
+        dout: (N, C) upstream gradient.
+        cache: from your batchnorm_forward.
+
+    Returns:
+        (dx, dgamma, dbeta) of shapes (N, C), (C,), (C,).
+    """
+    ### BEGIN SOLUTION
+    x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
+    m = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    if not cache["training"]:
+        return dx_hat * inv_std, dgamma, dbeta
+    x_c = x_hat / inv_std
+    ds = (dx_hat * x_c).sum(axis=0)
+    dvar = -0.5 * inv_std**3 * ds
+    dx_c = dx_hat * inv_std + 2.0 / m * x_c * dvar
+    dmu = -dx_c.sum(axis=0)
+    dx = dx_c + dmu / m
+    return dx, dgamma, dbeta
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_backward_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(batchnorm_backward, "batchnorm_backward")
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_backward_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a larger batch, a batch of two, a feature with variance ~1e-6, more features than
+# samples, evaluation-mode caches with the default eps and with eps = 0.1.
+### BEGIN HIDDEN TESTS
+check(batchnorm_backward, "batchnorm_backward", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 4 — `batchnorm_backward_alt` (2 points)
+#
+# Now the closed form: `batchnorm_backward_alt(dout, cache) -> (dx, dgamma, dbeta)`, same cache,
+# same results, with $dx = \frac{s}{M}(M\,d\hat x - \sum d\hat x - \hat x\sum d\hat x\,\hat x)$.
+# Hint: $\sum d\hat x = \gamma\, d\beta$ and $\sum d\hat x\,\hat x = \gamma\, d\gamma$.
+
+# %% nbgrader={"grade": false, "grade_id": "batchnorm_backward_alt", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def batchnorm_backward_alt(dout, cache):
+    """Backward pass of batchnorm_forward in closed form.
+
+    Args:
+        dout: (N, C) upstream gradient.
+        cache: from your batchnorm_forward.
+
+    Returns:
+        (dx, dgamma, dbeta) of shapes (N, C), (C,), (C,).
+    """
+    ### BEGIN SOLUTION
+    x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
+    m = dout.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    if not cache["training"]:
+        return dout * gamma * inv_std, dgamma, dbeta
+    dx = gamma * inv_std / m * (m * dout - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_backward_alt_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(batchnorm_backward_alt, "batchnorm_backward_alt")
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_backward_alt_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: the same kinds of cases as for batchnorm_backward.
+### BEGIN HIDDEN TESTS
+check(batchnorm_backward_alt, "batchnorm_backward_alt", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Which is faster?** The cell below times both of your backward passes (the reference ones if
+# yours are not written yet) on a batch of 256 × 512, best of five. The graph version makes more
+# passes over the data and more temporaries; the closed form reuses $d\beta$ and $d\gamma$.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+xt = rng.normal(size=(256, 512))
+dt = rng.normal(size=(256, 512))
+try:
+    _, my_cache = batchnorm_forward(xt, np.ones(512), np.zeros(512), np.zeros(512), np.ones(512))
+    batchnorm_backward(dt, my_cache), batchnorm_backward_alt(dt, my_cache)
+    timed = {"yours, graph": (batchnorm_backward, my_cache), "yours, closed form": (batchnorm_backward_alt, my_cache)}
+except NotImplementedError:
+    print("(your functions are not written yet: timing the reference implementations)")
+    _, ref_cache = stabletrain.batchnorm_forward(xt, np.ones(512), np.zeros(512), np.zeros(512), np.ones(512))
+    timed = {"reference, graph": (stabletrain.batchnorm_backward, ref_cache),
+             "reference, closed form": (stabletrain.batchnorm_backward_alt, ref_cache)}
+seconds = {name: lab.time_call(fn, dt, c) for name, (fn, c) in timed.items()}
+for name, s in seconds.items():
+    print(f"{name:24s} {1e3 * s:6.2f} ms")
+first, second = seconds.values()
+print(f"ratio graph / closed form: {first / second:.2f}")
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor note (timing).** The closed form is at least twice as fast as the graph version,
+# with the reference implementations and with the solutions above; on the busy 2-core course
+# machine we measured ratios from about 20 to 70 (the reference closed form works in place, with
+# `einsum`). Absolute times depend on the load, so compare the two side by side. Ask: which terms does the closed form compute once that the graph version
+# computes twice? (`sum(dx_hat)` and `sum(dx_hat * x_hat)` are γ·dβ and γ·dγ, already needed.)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. `BatchNorm1d` as a module
+#
+# In a network, batch norm is a layer that carries state. torch's `nn.BatchNorm1d(C)` holds
+#
+# - two **parameters**, `weight` ($\gamma$, ones) and `bias` ($\beta$, zeros), trained by the optimizer;
+# - three **buffers**, `running_mean` (zeros), `running_var` (ones) and `num_batches_tracked`
+#   (a `long` scalar counting training steps): state that is saved in the `state_dict` and moved
+#   by `.to(device)`, but not trained. `self.register_buffer(name, tensor)` makes one.
+#
+# `module.train()` / `module.eval()` set `self.training`, which `forward` reads. For inputs of
+# shape $(N, C, L)$ (a sequence per channel) the statistics run over $N$ and $L$:
+# $M = N L$ values per channel. With `momentum=None`, the running statistics are a **cumulative
+# average** of all batches so far: the factor is $1/t$ at step $t$ (`num_batches_tracked` after
+# incrementing), so $r_t = \frac1t\sum_{k\le t} \text{stat}_k$.
+#
+# In the module, autograd does the backward pass — **as long as the batch statistics stay in the
+# graph**: computing them under `torch.no_grad()` or with `.detach()` would drop the two batch
+# terms of Section 3 (only the running-statistics update belongs under `no_grad`).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+bn = nn.BatchNorm1d(3, momentum=None)
+print("state_dict keys:", list(bn.state_dict()))
+batches = [torch.randn(16, 3, generator=gen) + k for k in range(4)]
+for b in batches:
+    bn(b)
+cumulative = torch.stack([b.mean(0) for b in batches]).mean(0)
+print(f"momentum=None: running_mean {bn.running_mean.numpy().round(4)} = average of the batch means "
+      f"{cumulative.numpy().round(4)}; num_batches_tracked = {bn.num_batches_tracked.item()}")
+assert torch.allclose(bn.running_mean, cumulative, atol=1e-6)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 5 — `BatchNorm1d` (4 points)
+#
+# Write `BatchNorm1d(num_features, eps=1e-5, momentum=0.1)` as an `nn.Module` from tensor
+# operations (no `F.batch_norm`, no `nn.BatchNorm1d`):
+#
+# - parameters `weight` and `bias`; buffers `running_mean`, `running_var` and
+#   `num_batches_tracked` (`torch.tensor(0, dtype=torch.long)`), so that the `state_dict` keys are
+#   torch's and a `torch.nn.BatchNorm1d` state_dict loads;
+# - `forward(x)` for `(N, C)` and `(N, C, L)`; in training: batch mean and biased variance, kept in
+#   the graph; update the buffers under `torch.no_grad()` (add 1 to `num_batches_tracked`; factor
+#   `momentum`, or `1 / num_batches_tracked` when `momentum` is None; unbiased variance); in
+#   evaluation: the running statistics, nothing updated.
+
+# %% nbgrader={"grade": false, "grade_id": "BatchNorm1d", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+class BatchNorm1d(nn.Module):
+    """Batch norm over (N, C) or (N, C, L) inputs, matching torch.nn.BatchNorm1d."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        ### BEGIN SOLUTION
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        ### END SOLUTION
+
+    def forward(self, x):
+        ### BEGIN SOLUTION
+        dims = (0,) if x.dim() == 2 else (0, 2)
+        shape = (1, -1) if x.dim() == 2 else (1, -1, 1)
+        if self.training:
+            mean = x.mean(dim=dims, keepdim=True)
+            var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+            m = x.numel() // x.shape[1]
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                f = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - f).add_(f * mean.flatten())
+                self.running_var.mul_(1 - f).add_(f * var.flatten() * m / (m - 1))
+        else:
+            mean, var = self.running_mean.view(shape), self.running_var.view(shape)
+        x_hat = (x - mean) / torch.sqrt(var + self.eps)
+        return x_hat * self.weight.view(shape) + self.bias.view(shape)
+        ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "BatchNorm1d_visible", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(BatchNorm1d, "BatchNorm1d")
+
+# %% nbgrader={"grade": true, "grade_id": "BatchNorm1d_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: (N, C, L) outputs, buffers and gradients, momentum=None, other eps and momentum, a
+# torch.nn.BatchNorm1d state_dict loaded (then evaluated, or trained one step), a batch of two.
+### BEGIN HIDDEN TESTS
+check(BatchNorm1d, "BatchNorm1d", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Folding batch norm into the layer before it
+#
+# In evaluation, batch norm is an affine map per feature: with
+# $s = \gamma/\sqrt{r_{var} + \varepsilon}$, $\;\text{BN}(z) = s\,(z - r_{mean}) + \beta$. After a
+# Linear layer $z = Wx + b$,
+#
+# $$
+# \text{BN}(Wx + b) = \underbrace{\operatorname{diag}(s)\,W}_{W'}\,x + \underbrace{s\,(b - r_{mean}) + \beta}_{b'} ,
+# $$
+#
+# one Linear layer: row $i$ of $W$ is scaled by $s_i$. Deployed models do this ("fusing"), so
+# inference pays nothing for batch norm. It is only valid in **evaluation** (in training the
+# statistics change with every batch), and the folded layer always has a bias, even when the
+# Linear layer had none — usual before batch norm, whose mean subtraction would cancel it.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+lin, bn = nn.Linear(5, 3), nn.BatchNorm1d(3)
+with torch.no_grad():
+    bn.running_mean.normal_(generator=gen), bn.running_var.uniform_(0.5, 2.0, generator=gen)
+    bn.weight.uniform_(0.5, 2.0, generator=gen), bn.bias.normal_(generator=gen)
+bn.eval()
+s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+W_fold, b_fold = s[:, None] * lin.weight, s * (lin.bias - bn.running_mean) + bn.bias
+x5 = torch.randn(4, 5, generator=gen)
+print("largest difference, fold vs Linear then BN:", (x5 @ W_fold.T + b_fold - bn(lin(x5))).abs().max().item())
+assert torch.allclose(x5 @ W_fold.T + b_fold, bn(lin(x5)), atol=1e-6)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Exercise 6 — `fold_batchnorm` (2 points)
+#
+# Write `fold_batchnorm(linear, bn) -> nn.Linear`: a **new** `nn.Linear` (the two layers given stay
+# unchanged) whose output equals `bn(linear(x))` in evaluation mode. `linear` may have no bias;
+# `bn` is a `torch.nn.BatchNorm1d` (or yours) with `weight`, `bias`, `running_mean`,
+# `running_var` and `eps`. Keep the Linear's dtype. Work under `torch.no_grad()` and do not call
+# `bn` itself.
+
+# %% nbgrader={"grade": false, "grade_id": "fold_batchnorm", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def fold_batchnorm(linear, bn):
+    """A new Linear equal to bn(linear(x)) with bn in evaluation mode.
+
+    Args:
+        linear: nn.Linear(in, out), with or without bias.
+        bn: batch norm over `out` features, with running statistics.
+
+    Returns:
+        nn.Linear(in, out) with a bias.
+    """
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        b = linear.bias if linear.bias is not None else torch.zeros_like(bn.running_mean)
+        folded = nn.Linear(linear.in_features, linear.out_features, dtype=linear.weight.dtype)
+        folded.weight.copy_(s[:, None] * linear.weight)
+        folded.bias.copy_(s * (b - bn.running_mean) + bn.bias)
+    return folded
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "fold_batchnorm_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(fold_batchnorm, "fold_batchnorm")
+
+# %% nbgrader={"grade": true, "grade_id": "fold_batchnorm_hidden", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: a Linear without bias, a running variance of 1e-7, eps = 0.1, float64.
+### BEGIN HIDDEN TESTS
+check(fold_batchnorm, "fold_batchnorm", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Batch norm in a training loop
+#
+# A network with batch norm has to be told which mode it is in, and the place of each call matters:
+#
+# ```python
+# model.train()                      # batch statistics; running statistics updated
+# for step in range(steps):
+#     loss = F.cross_entropy(model(x_batch), y_batch)
+#     optimizer.zero_grad(); loss.backward(); optimizer.step()   # or a hand-written SGD step
+# model.eval()                       # running statistics; nothing updated
+# with torch.no_grad():
+#     test_logits = model(x_test)
+# ```
+#
+# Forgetting `model.eval()` makes every prediction depend on the rest of its test batch (and
+# quietly overwrites the running statistics with test data). A "quick look" at the test set in
+# training mode, even under `torch.no_grad()`, updates the running statistics too: `no_grad` turns
+# off autograd, not batch norm's bookkeeping.
+#
+# ### Exercise 7 — `train_bn_classifier` (3 points)
+#
+# Write `train_bn_classifier(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0)`:
+# train `model` (a classifier with **your** `BatchNorm1d` layers inside) with plain SGD for
+# exactly `steps` steps, each on one minibatch of `batch_size` training samples drawn at random
+# (use `seed`), with cross-entropy; then return the logits on `x_test` in evaluation mode. Write
+# the SGD step yourself — reset every `p.grad` to None, `loss.backward()`, then under
+# `torch.no_grad()` update `p -= lr * p.grad` — or use `torch.optim.SGD(model.parameters(), lr=lr)`
+# (the same steps; its first use in a fresh Python process costs a few seconds of imports). It is graded on behaviour: every step in training
+# mode, the loss on the training set below a threshold afterwards, and test outputs equal to what
+# `torch.nn.BatchNorm1d` layers loaded with your trained state give in evaluation mode.
+
+# %% nbgrader={"grade": false, "grade_id": "train_bn_classifier", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
+def train_bn_classifier(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0):
+    """Train a classifier with batch-norm layers by minibatch SGD; return its test logits in eval mode.
+
+    Args:
+        model: an nn.Module mapping (n, features) to (n, classes) logits.
+        x_train, y_train: (n, features) float inputs and (n,) int64 labels.
+        x_test: (m, features) inputs.
+        steps, lr, batch_size, seed: the number of SGD steps, the learning rate, the minibatch
+            size and the seed of the minibatch draws.
+
+    Returns:
+        (m, classes) logits computed in evaluation mode.
+    """
+    ### BEGIN SOLUTION
+    generator = torch.Generator().manual_seed(seed)
+    params = list(model.parameters())
+    model.train()
+    for _ in range(steps):
+        batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
+        loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
+        for p in params:
+            p.grad = None  # zero_grad
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad  # the SGD step
+    model.eval()
+    with torch.no_grad():
+        return model(x_test)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "train_bn_classifier_visible", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "-"}
+check(train_bn_classifier, "train_bn_classifier")
+
+# %% nbgrader={"grade": true, "grade_id": "train_bn_classifier_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
+# Hidden tests: two classes with small batches, four classes with larger batches.
+### BEGIN HIDDEN TESTS
+check(train_bn_classifier, "train_bn_classifier", level="hidden")
+### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. Experiments
+#
+# ### Weight scale × learning rate, with and without batch norm
+#
+# **Setup.** An MLP with 8 hidden ReLU layers of width 24 classifies the three-class spirals
+# (300 points). Its weights start at $\mathcal N(0, s^2 \cdot 2/\text{fan\_in})$: Kaiming's
+# initialization (Lesson 3) times a **weight scale** $s$ from 0.25 to 4. It is trained for 100
+# SGD steps on minibatches of 32 at learning rates from 0.01 to 1, with and without batch norm
+# after every hidden Linear layer; the final loss is the mean of the last 10 minibatch losses.
+# Five seeds each (own initialization, own minibatch order): 250 networks, trained at once as one
+# batched model (`lab.sweep_experiment`). The **control** is the left panel — the same network
+# without batch norm.
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+sweep = lab.sweep_experiment()
+print(f"trained 2 x {sweep.final['bn'].size} networks in {sweep.seconds:.1f} s")
+lab.plot_sweep_heatmaps(sweep)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **Reading the heat maps.** Without batch norm, weight scales 0.25 and 0.5 stay at the chance
+# loss $\ln 3 \approx 1.10$ at every learning rate — after eight layers the signal has shrunk by
+# $s^8$ and the gradient with it — and at weight scale 4 every run diverges at every learning
+# rate; only the Kaiming scale trains at most learning rates. With batch norm, every one of the 25
+# cells reaches a final loss below 0.8 on every seed: the scale of the weights no longer
+# matters, because every layer's pre-activations are re-standardized.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Why the weight scale stops mattering
+#
+# If a Linear layer is followed by batch norm, multiplying its weight by $a > 0$ changes nothing:
+# $\text{BN}(aWx) = \text{BN}(Wx)$, since the mean scales by $a$ and the standard deviation by $a$
+# (up to $\varepsilon$). So the loss is **scale invariant** in $W$, $L(aW) = L(W)$, and
+# differentiating both sides gives $\nabla L(aW) = \nabla L(W)/a$: larger weights get
+# proportionally smaller gradients, and their *relative* update $\eta\|\nabla L\|/\|W\|$ shrinks by
+# $a^2$. The check below scales one layer of a small BN network by 10.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+net = nn.Sequential(nn.Linear(2, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).double()
+xs = torch.randn(64, 2, dtype=torch.float64, generator=gen)
+ys = torch.randint(0, 3, (64,), generator=gen)
+
+
+def first_layer_grad(scale):
+    with torch.no_grad():
+        net[0].weight.mul_(scale)
+    net.zero_grad()
+    loss = F.cross_entropy(net(xs), ys)
+    loss.backward()
+    with torch.no_grad():
+        net[0].weight.div_(scale)
+    return loss.item(), net[0].weight.grad.clone()
+
+
+loss_1, grad_1 = first_layer_grad(1.0)
+loss_10, grad_10 = first_layer_grad(10.0)
+print(f"loss at W: {loss_1:.6f}, at 10 W: {loss_10:.6f}")
+print(f"||grad at 10 W|| / ||grad at W|| = {(grad_10.norm() / grad_1.norm()).item():.5f} (predicted 0.1)")
+assert abs(loss_1 - loss_10) < 1e-4 and torch.allclose(grad_10, grad_1 / 10, rtol=1e-2, atol=1e-5)  # up to eps
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Gradient norm per layer
+#
+# **Setup.** A 20-hidden-layer ReLU MLP of width 64 at initialization, weight scales 0.5, 1 and 2,
+# with and without batch norm; one batch of 128 spiral points; the norm of $\partial L/\partial W_l$
+# for every layer $l$, over five seeds (median and range), in float64.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+grad_norms = lab.gradient_norm_experiment()
+lab.plot_gradient_norms(grad_norms)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# Without batch norm the weight scale sets everything: the gradient norms at weight scales 0.5
+# and 2 differ by more than twelve orders of magnitude at every layer. With batch norm, the three
+# weight scales give gradient norms within a factor of 2.5 of each other at every layer, on every
+# seed. But batch norm does **not** make every layer's gradient the same: at initialization the
+# gradient grows towards the input — the second layer's gradient is more than 25 times the last
+# hidden layer's on every seed. This is a known property of deep batch-normalized ReLU networks
+# (Yang et al., 2019); in practice residual connections (Lesson 6), warm-up or a smaller learning
+# rate for the first steps handle it.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Batch size, and the train/eval gap
+#
+# **Setup.** An MLP with 3 hidden ReLU layers of width 32 and batch norm, trained on the spirals
+# for 400 SGD steps at learning rate 0.05, at batch sizes 2 to 64, five seeds each; the control is
+# the same network without batch norm, trained on the same minibatches. After training, the *same
+# weights* are evaluated twice on the training set: in training mode (batch statistics, batches of
+# the training batch size) and in evaluation mode (running statistics).
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+sizes = lab.batch_size_experiment()
+dis = np.median(sizes.disagreement["bn"], axis=0)
+for b, d, acc_bn, acc_plain in zip(sizes.batch_sizes, dis, np.median(sizes.test_accuracy["bn"], 0),
+                                   np.median(sizes.test_accuracy["plain"], 0)):
+    print(f"batch {b:2d}: predictions that change between train and eval mode {d:5.1%}; "
+          f"test accuracy with BN {acc_bn:.3f}, without {acc_plain:.3f}")
+lab.plot_batch_size(sizes)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# At batch 2, a third to a half of the training points (at least 30 % on every seed)
+# change their predicted class when the same network switches from training to evaluation mode —
+# the network learned to work with two-sample statistics, which are almost pure noise (Section 2:
+# $\hat x = \pm 1$), and the running averages describe a different input. At batch 64 at most
+# 11 % change. The network without batch norm (the control) gives the same prediction in both
+# modes, by construction. Test accuracy follows: with batch norm it is at most 0.6 at batch 2 on
+# every seed, below the control's, and at least 0.97 at batch 64. Small batches are where batch
+# norm breaks down; layer norm (Lesson 6) does not depend on the batch at all.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. Explore: one batch through batch norm
+#
+# The widget shows a batch of 64 values of three features with different means and spreads, before
+# and after batch norm. Move $\gamma$ and $\beta$; switch between training mode (the batch's own
+# statistics) and evaluation mode with running statistics gathered over some number of earlier
+# batches (momentum 0.1). Questions:
+#
+# - In training mode with $\gamma = 1, \beta = 0$: what are the mean and standard deviation of every
+#   feature after batch norm? Which slider changes which?
+# - In evaluation mode with **0** batches seen (running statistics still at 0 and 1): what does
+#   batch norm do to the features? After how many batches do the outputs look normalized?
+# - Why can the eval-mode output of a feature have a mean different from $\beta$ even after 50
+#   batches?
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+explorer = lab.BatchNormExplorer()
+print(f"one update took {explorer.last_update_s * 1000:.0f} ms")
+explorer.widget
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes (explorer).** Training mode, γ = 1, β = 0: every feature has mean 0.00 and
+# standard deviation 1.00 (up to eps) — the text in the right panel shows it; γ sets the standard
+# deviation, β the mean. Evaluation with 0 batches seen: running mean 0 and variance 1, so batch
+# norm is (almost) the identity: the features keep their means 3, −1 and 0.5 and spreads 2, 0.5
+# and 4. The running mean after k batches is $(1 - 0.9^k)$ times the true mean (plus noise), so it
+# reaches 90 % of it after 22 batches and 99 % after 44; the outputs look normalized after about 20
+# to 30. After 50 batches the eval-mode mean still differs from β because the running statistics
+# are an average over *other* batches: this batch's own mean differs from them by sampling noise
+# (about σ/√64 for the mean), which is exactly the train/eval mismatch of Section 7, small at
+# batch 64.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Questions
+#
+# 1. Why do networks with batch norm usually leave out the bias of the Linear layer before it?
+# 2. A model gets 95 % test accuracy when evaluated in batches of 256, and 60 % when the same test
+#    set is fed one sample at a time. What is the most likely bug?
+# 3. Your running variance comes out 10 % smaller than PyTorch's after one step with a batch of
+#    10. Which convention did you miss?
+# 4. You train with batches of 2 because the model is large. What would you try instead of batch
+#    norm?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor answers.**
+# 1. Batch norm subtracts the batch mean, which removes any constant added before it: the bias
+#    gets a zero gradient (exactly, in training mode) and only wastes parameters; β takes its role.
+# 2. The model is evaluated in training mode (no `model.eval()`): with batches of 256, batch
+#    statistics are close to the running ones; one sample at a time, training-mode batch norm
+#    either raises (one value per channel) or, with $(N, C, L)$ inputs, normalizes each sample by
+#    itself. Check that `model.eval()` is called.
+# 3. The running variance uses the unbiased batch variance: $M/(M-1) = 10/9$, so the biased one is
+#    10 % smaller.
+# 4. Layer norm or group norm (no dependence on the batch), or batch norm with statistics
+#    accumulated over several micro-batches; also: freeze the running statistics late in training.
+#    Section 7 measured the symptom: at batch 2, at least 30 % of the predictions change between
+#    the modes.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes (numbers this notebook produces, 5 seeds).** Standardization: condition number
+# about $3 \times 10^9$ raw (minimum $2.8 \times 10^9$) against 1.6–1.9 standardized; raw gradient
+# descent keeps 48–71 % of its initial excess loss after 100 steps. Heat map: without BN only the
+# Kaiming row trains (median 0.32 at lr 0.1; 0.48 at scale 2 and lr 0.01, where 2 of 5 seeds diverge);
+# with BN every cell's worst seed ends below 0.8 (worst 0.74) (best median 0.34 at scale 2, lr 0.1). Gradient
+# norms: with BN the spread across the three weight scales is at most 2.3× at any layer; the second
+# layer's gradient is 30–64× the last hidden layer's. Batch size: with BN, 33–51 % of predictions
+# change between the modes at batch 2 and 7–10 % at batch 64; test accuracy 0.49–0.59 at batch 2
+# and 0.98–0.99 at batch 64 (without BN 0.75–0.92 and 0.97–0.98).
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Recap
+#
+# - Standardize the **inputs** with training-set statistics; it turns a condition number of
+#   $10^9$ into one near 1, and gradient descent converges in a few steps instead of never.
+# - Batch norm standardizes every feature of every layer over the batch:
+#   $y = \gamma (x - \mu)/\sqrt{\sigma^2 + \varepsilon} + \beta$, $\varepsilon$ inside the root.
+# - PyTorch: the output uses the **biased** batch variance; the running statistics move as
+#   $(1 - m)\,r + m\,\text{batch}$ with the **unbiased** variance; `momentum=None` is a cumulative
+#   average; evaluation uses the running statistics and changes nothing.
+# - Backward: $dx = \frac{s}{M}(M\,d\hat x - \sum d\hat x - \hat x\sum d\hat x\,\hat x)$,
+#   $d\gamma = \sum dy\,\hat x$, $d\beta = \sum dy$; in evaluation $dx = dy\,\gamma s$.
+# - A module keeps the running statistics in **buffers**; autograd needs the batch statistics
+#   in the graph.
+# - In evaluation, batch norm is affine and folds into the previous Linear:
+#   $W' = \operatorname{diag}(s) W$, $b' = s(b - r_{mean}) + \beta$.
+# - With batch norm the loss is scale invariant in each normalized layer's weights: weight scales
+#   from 0.25 to 4 all train. It breaks down with very small batches.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ## Common mistakes
+#
+# - **CS231n's momentum convention** in PyTorch code: `momentum * running + (1 - momentum) * batch`
+#   with `momentum = 0.1` keeps only 10 % of the history.
+# - **The biased variance in the running average** (or the unbiased one in the output).
+# - **eps outside the square root**: `(x - mu) / (np.sqrt(var) + eps)` barely protects a feature
+#   with tiny variance.
+# - **Statistics over the wrong axis**: axis 0 is the batch; axis 1 would be layer norm.
+# - **Rebinding instead of updating in place**: `running_mean = ...` inside the function leaves the
+#   caller's array unchanged.
+# - **Evaluation that uses batch statistics or updates the running ones**; forgetting
+#   `model.eval()`, or peeking at test data in training mode.
+# - **Detaching the batch statistics** in a module: the gradient loses two terms.
+# - **Running statistics as plain attributes** instead of buffers: they vanish from the
+#   `state_dict` and stay behind on `.to(device)`; without `num_batches_tracked` a torch state_dict
+#   does not load.
+# - **Folding without the Linear's bias**, or folding a model still in training mode.
+# - **Standardizing the test set with its own statistics**, or dividing a constant feature by zero.
+#
+# **References.** S. Ioffe, C. Szegedy, *Batch Normalization: Accelerating Deep Network Training by
+# Reducing Internal Covariate Shift*, ICML 2015. G. Yang, J. Pennington, V. Rao, J. Sohl-Dickstein,
+# S. Schoenholz, *A Mean Field Theory of Batch Normalization*, ICLR 2019. Stanford CS231n,
+# assignment 2 (batch normalization). PyTorch documentation of `torch.nn.BatchNorm1d`.
