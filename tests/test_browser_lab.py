@@ -24,12 +24,13 @@ import pytest
 from browser_support import PageLog, browser, chromium  # noqa: F401 (fixtures)
 from stgrade.course import REPO_ROOT, lesson_ids
 
-LESSONS = lesson_ids()
+#: one xdist group per lesson, so that two workers run two lessons at once (one JupyterLab each)
+LESSONS = [pytest.param(lesson, marks=pytest.mark.xdist_group(f"lab-{lesson}")) for lesson in lesson_ids()]
 RUN_ALL_TIMEOUT_S = 240
 #: JupyterLab messages that say nothing about the course (none so far)
 IGNORED_CONSOLE = ()
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("jupyterlab")]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -41,7 +42,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("lab")
-    for lesson in LESSONS:
+    for lesson in lesson_ids():
         shutil.copytree(REPO_ROOT / "solutions" / lesson, root / "solutions" / lesson)
     home = root / ".home"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
@@ -93,15 +94,26 @@ PICTURE = """(root) => Array.from(root.querySelectorAll('img, .widget-html-conte
 
 
 def _move(page, control) -> None:
-    """Move one ipywidgets control a step, as a person would: pick the next option or press →."""
+    """Move one ipywidgets control a step, as a person would: pick the next option, or drag the
+    slider's handle one step with the mouse (in deck mode the arrow keys turn the slides)."""
     if control.evaluate("e => e.tagName") == "SELECT":
         n = control.locator("option").count()
         index = control.evaluate("e => e.selectedIndex")
         control.select_option(index=(index + 1) % n)
-    else:
-        control.focus()
-        at_end = control.evaluate("h => h.getAttribute('aria-valuenow') === h.getAttribute('aria-valuemax')")
-        page.keyboard.press("ArrowLeft" if at_end else "ArrowRight")
+        return
+    low, high, now = control.evaluate("""h => [h.getAttribute('aria-valuemin'), h.getAttribute('aria-valuemax'),
+                                                h.getAttribute('aria-valuenow')].map(Number)""")
+    track = control.evaluate("""h => { const r = h.closest('.noUi-target').getBoundingClientRect();
+                                       return [r.left, r.width]; }""")
+    handle = control.bounding_box()
+    steps = round(high - low) or 1
+    step_px = track[1] / steps
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    target = x + (-step_px if now >= high else step_px)
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(target, y, steps=4)
+    page.mouse.up()
 
 
 def _exercise_controls(page, widget, where: str) -> list[str]:

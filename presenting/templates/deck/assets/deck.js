@@ -17,7 +17,7 @@
   Reveal.initialize({
     width: 1280,
     height: 720,
-    margin: 0.02,
+    margin: 0,
     minScale: 0.2,
     maxScale: 2.0,
     center: false,
