@@ -79,7 +79,7 @@ def _make_lab_command(fake_uid: str | None) -> str:
         (fake / "id").write_text(f"#!/bin/sh\necho {fake_uid}\n")
         (fake / "id").chmod(0o755)
         env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
-    out = subprocess.run(["make", "-n", "-W", "pyproject.toml", "-o", ".venv/.installed-stamp", "lab"], cwd=REPO_ROOT,
+    out = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=REPO_ROOT,
                          env=env, capture_output=True, text=True, check=True).stdout
     return [ln for ln in out.splitlines() if "jupyter lab" in ln][-1]
 
@@ -150,3 +150,31 @@ def test_static_explorers_are_drawn_for_every_setting(tmp_path):
     assert [printed_data["leaves"][0][printed_data["frames"][str(n)][0]] for n in range(4)] == [
         f"<pre>n = {n}\n</pre>" for n in range(4)]
     assert "st-live-only" in text and "live in JupyterLab" in text and "Text" in text
+
+
+def test_instructor_deck_notebook_swaps_stubs_and_turns_instructor_notes_into_speaker_notes():
+    nb = nbformat.v4.new_notebook()
+    solution = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")
+    solution.metadata = {"nbgrader": {"solution": True, "grade_id": "f"}, "slideshow": {"slide_type": "fragment"}}
+    hidden = nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\ncheck(f, 'f', level='hidden')\n### END HIDDEN TESTS")
+    hidden.metadata = {"nbgrader": {"grade": True, "points": 1}, "slideshow": {"slide_type": "-"}}
+    note = nbformat.v4.new_markdown_cell("The answer is 1.")
+    note.metadata = {"tags": ["instructor"], "slideshow": {"slide_type": "skip"}}
+    nb.cells = [solution, hidden, note]
+    slides._prepare(nb, "instructor", {"f": "def f():\n    raise NotImplementedError()"})
+    assert solution.metadata["deck"]["stub"].endswith("raise NotImplementedError()")
+    assert hidden.metadata["slideshow"]["slide_type"] == "skip"
+    assert note.metadata["slideshow"]["slide_type"] == "notes"
+
+
+def test_student_deck_keeps_going_past_a_check_that_stops_at_a_stub():
+    nb = nbformat.v4.new_notebook()
+    test = nbformat.v4.new_code_cell("assert f() == 1\ncheck(f, 'f')")
+    test.metadata = {"nbgrader": {"grade": True, "points": 1}}
+    nb.cells = [test]
+    slides._prepare(nb, "student", {})
+    assert "raises-exception" in test.metadata["tags"]
+    test.outputs = [nbformat.v4.new_output("error", ename="NotImplementedError", evalue="", traceback=["..."])]
+    slides._tidy_errors(nb)
+    assert [o.output_type for o in test.outputs] == ["stream"] and "not answered yet" in test.outputs[0].text
+    assert "raises-exception" not in test.metadata["tags"]
