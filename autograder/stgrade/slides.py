@@ -13,10 +13,11 @@ printout is on its slide:
 Nothing is loaded from the network when a deck is shown: reveal.js and MathJax (pinned, with their
 licences, ``presenting/vendor/``) are copied next to the decks (``slides/vendor/``). ipywidgets
 explorers cannot run without a kernel, so each is replaced by a static explorer: the builder moves
-the explorer's controls through every setting in the kernel (at most ``MAX_FRAMES`` settings),
-saves each picture, and the deck's controls (HTML sliders and drop-downs) look the pictures up.
-An explorer with controls that cannot be enumerated says on the slide that it is live in
-JupyterLab, and shows its starting picture.
+the explorer's controls through every setting in the kernel (at most ``MAX_FRAMES`` settings: a
+slider with many positions is drawn at fewer of them), saves each picture, and the deck's controls
+(HTML sliders and drop-downs) look the pictures up. An explorer whose controls cannot be stepped
+through, or whose settings take longer than ``EXPLORER_SECONDS`` to draw, says on the slide that
+it is live in JupyterLab, and shows its starting picture.
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ ASSETS = TEMPLATES / "deck" / "assets"
 DEFAULT_OUT = REPO_ROOT / "slides"
 VARIANTS = ("student", "instructor")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: an explorer with more settings than this is shown as "live in JupyterLab" instead
-MAX_FRAMES = 400
+#: settings an explorer is drawn at, at most (its sliders are thinned to fit; at least 3 positions each)
+MAX_FRAMES = 200
+#: an explorer whose settings take longer than this to draw is shown as "live in JupyterLab" instead
+EXPLORER_SECONDS = 60.0
 
 # --- code run inside the lesson's kernel -----------------------------------------------------------
 
@@ -82,8 +85,8 @@ del _st_install_alt_text
 
 #: Describe an explorer (controls and what they drive) and set its controls to given positions.
 KERNEL_EXPLORER = r'''
-def _st_explorer(model_id, folder, positions=None):
-    import hashlib, json, os
+def _st_explorer(model_id, folder, positions=None, limit=None, seconds=None):
+    import hashlib, json, os, time
     import ipywidgets as W
     from ipywidgets.widgets.widget import _instances
 
@@ -122,9 +125,16 @@ def _st_explorer(model_id, folder, positions=None):
         return values, labels
 
     def position(control, values):
-        if hasattr(control, "index") and hasattr(control, "_options_values"):
+        """Where the control is, among ``values`` (all its positions, or the thinned ones)."""
+        if hasattr(control, "_options_values") and len(values) == len(control._options_values):
             return control.index
-        return min(range(len(values)), key=lambda i: abs(values[i] - control.value)) if values else 0
+        for i, value in enumerate(values):
+            if value is control.value or value == control.value:
+                return i
+        try:
+            return min(range(len(values)), key=lambda i: abs(values[i] - control.value)) if values else 0
+        except TypeError:
+            return 0
 
     def leaf_state(leaf):
         if isinstance(leaf, W.Image):
@@ -150,7 +160,32 @@ def _st_explorer(model_id, folder, positions=None):
         return
     controls, leaves, unsupported = [], [], []
     walk(root, controls, leaves, unsupported)
-    table = [choices(c) for c in controls]
+    def thinned(control, values, labels, keep):
+        """``keep`` evenly spaced positions of a slider, its ends and its current position among them."""
+        n, now = len(values), position(control, values)
+        picked = sorted({round(i * (n - 1) / (keep - 1)) for i in range(keep)} | {now})
+        return [values[i] for i in picked], [labels[i] for i in picked]
+
+    tables = _st_explorer.__dict__.setdefault("tables", {})
+    if positions is None:
+        # A slider with many positions is drawn at fewer of them, until the settings fit in ``limit``.
+        table = [choices(c) for c in controls]
+        sliders = (W.IntSlider, W.FloatSlider, W.FloatLogSlider, W.SelectionSlider)
+        def total():
+            n = 1
+            for values, _labels in table:
+                n *= max(len(values), 1)
+            return n
+        thinned_any = False
+        while limit and total() > limit:
+            candidates = [i for i, c in enumerate(controls) if isinstance(c, sliders) and len(table[i][0]) > 3]
+            if not candidates:
+                break
+            i = max(candidates, key=lambda i: len(table[i][0]))
+            table[i] = thinned(controls[i], *table[i], max(3, len(table[i][0]) // 2))
+            thinned_any = True
+        tables[model_id] = table
+    table = tables.get(model_id) or [choices(c) for c in controls]
     if positions is None:
         print(json.dumps({
             "controls": [{"description": c.description, "kind": type(c).__name__, "values": labels,
@@ -158,6 +193,7 @@ def _st_explorer(model_id, folder, positions=None):
                          for c, (values, labels) in zip(controls, table)],
             "leaves": [type(l).__name__ for l in leaves],
             "leaf_ids": [l.model_id for l in leaves],
+            "thinned": thinned_any,
             "unsupported": unsupported}))
         return
     def visit(positions):
@@ -171,6 +207,12 @@ def _st_explorer(model_id, folder, positions=None):
         """Every setting from control ``depth`` on; a control that is disabled (given the ones before
         it) does not change the picture, so it is drawn at one position and stands for all."""
         if depth == len(controls):
+            # give up early when the settings left would not be drawn in time at the pace so far
+            spent, drawn[0] = time.monotonic() - started, drawn[0] + 1
+            if seconds and drawn[0] > 5 and spent + spent / (drawn[0] - 1) * (upper - drawn[0]) > seconds * 1.5:
+                raise TimeoutError
+            if seconds and spent > seconds:
+                raise TimeoutError
             return {tuple(prefix): visit(prefix)}
         for control, (values, _labels), i in zip(controls, table, prefix):
             if position(control, values) != i:
@@ -188,7 +230,13 @@ def _st_explorer(model_id, folder, positions=None):
 
     if positions == "all":  # every setting, in one go (explorers whose pictures the kernel holds)
         start = [position(c, values) for c, (values, _labels) in zip(controls, table)]
-        frames = {",".join(map(str, key)): state for key, state in every_setting(0, []).items()}
+        started, drawn, upper = time.monotonic(), [0], 1
+        for values, _labels in table:
+            upper *= max(len(values), 1)
+        try:
+            frames = {",".join(map(str, key)): state for key, state in every_setting(0, []).items()}
+        except TimeoutError:
+            frames = {"timeout": True}
         visit(start)
         print(json.dumps(frames))
         return
@@ -312,10 +360,11 @@ def _output_leaf(client: NotebookClient, model_id: str, frames: Path) -> dict:
     return {"kind": "html", "html": "".join(parts)}
 
 
-def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int) -> tuple[str, int]:
+def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int,
+                   seconds: float = EXPLORER_SECONDS) -> tuple[str, int]:
     """A static explorer standing in for the widget; and how many settings were drawn."""
     folder = json.dumps(str(frames))
-    info = json.loads(kernel.run(f"_st_explorer({model_id!r}, {folder})").strip().splitlines()[-1])
+    info = json.loads(kernel.run(f"_st_explorer({model_id!r}, {folder}, limit={max_frames})").strip().splitlines()[-1])
     if "error" in info:
         return _live_only_html("", info["error"]), 0
     controls = info["controls"]
@@ -348,7 +397,11 @@ def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int
         settings = {",".join(map(str, p)): frame(p) for p in itertools.product(*(range(n) for n in counts))}
         kernel.run(f"_st_explorer({model_id!r}, {folder}, {start!r})")  # back where the notebook left it
     else:
-        got = json.loads(kernel.run(f"_st_explorer({model_id!r}, {folder}, 'all')").strip().splitlines()[-1])
+        got = json.loads(kernel.run(f"_st_explorer({model_id!r}, {folder}, 'all', seconds={seconds})")
+                         .strip().splitlines()[-1])
+        if got.get("timeout"):
+            first, _disabled = frame(start)
+            return _live_only_html(_leaves_html(first), f"drawing its {total} settings takes longer than {seconds:g} s"), 1
         settings = {key: (value["leaves"], value["disabled"]) for key, value in got.items()}
     for key, (states, disabled) in settings.items():
         row = []
@@ -379,8 +432,10 @@ def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int
             parts.append(f'<img class="st-leaf-image" data-leaf="{i}" src="{html.escape(value)}" alt="explorer figure">')
         else:
             parts.append(f'<div class="st-leaf-html" data-leaf="{i}">{value}</div>')
-    parts.append(f'<p class="st-explorer-note">Explorer drawn in advance for all {total} settings: move the '
-                 'controls. In JupyterLab it runs live.</p>')
+    drawn = (f"{total} settings (its sliders in coarser steps than in JupyterLab)" if info.get("thinned")
+             else f"all {total} settings")
+    parts.append(f'<p class="st-explorer-note">Explorer drawn in advance for {drawn}: move the controls. '
+                 'In JupyterLab it runs live.</p>')
     data = {"labels": [c["values"] for c in controls], "leaves": contents, "frames": table, "disabled": disabled_at}
     parts.append('<script type="application/json" class="st-explorer-data">'
                  + json.dumps(data).replace("</", "<\\/") + "</script></div>")
@@ -399,7 +454,7 @@ def _live_only_html(inner: str, reason: str) -> str:
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path, frames: Path, *, timeout: int = 300,
-            max_frames: int = MAX_FRAMES) -> dict:
+            max_frames: int = MAX_FRAMES, explorer_seconds: float = EXPLORER_SECONDS) -> dict:
     """Run ``nb`` top to bottom in a fresh kernel; replace each explorer by a static one.
 
     Returns statistics: seconds, number of explorers and of frames drawn."""
@@ -419,7 +474,7 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, frames: Path, *, timeout: int 
                 view = out.get("data", {}).get(WIDGET_VIEW)
                 if not view:
                     continue
-                explorer, drawn = _explorer_html(kernel, view["model_id"], frames, max_frames)
+                explorer, drawn = _explorer_html(kernel, view["model_id"], frames, max_frames, explorer_seconds)
                 out["data"] = {"text/html": explorer}
                 stats["explorers"] += 1
                 stats["frames"] += drawn
