@@ -42,6 +42,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("lab")
+    shutil.copy(REPO_ROOT / "jupytext.toml", root / "jupytext.toml")  # as `make lab` at the repository's root
     for lesson in lesson_ids():
         shutil.copytree(REPO_ROOT / "solutions" / lesson, root / "solutions" / lesson)
     home = root / ".home"
@@ -93,13 +94,38 @@ PICTURE = """(root) => Array.from(root.querySelectorAll('img, .widget-html-conte
     .map(e => e.tagName === 'IMG' ? e.src : e.innerHTML).join('|')"""
 
 
-def _move(page, control) -> None:
-    """Move one ipywidgets control a step, as a person would: pick the next option, or drag the
-    slider's handle one step with the mouse (in deck mode the arrow keys turn the slides)."""
+#: the controls of an ipywidgets explorer: drop-downs, toggle buttons, check boxes, slider handles
+CONTROLS = "select, .widget-toggle-buttons, .widget-checkbox input, .noUi-handle"
+#: the controls with a few discrete choices, whose settings the other controls are tried in
+CHOICES = "select, .widget-toggle-buttons"
+
+
+def _choices(control) -> int:
+    return control.evaluate("e => e.tagName === 'SELECT' ? e.options.length : e.querySelectorAll('button').length")
+
+
+def _choose(control, index: int) -> None:
     if control.evaluate("e => e.tagName") == "SELECT":
-        n = control.locator("option").count()
-        index = control.evaluate("e => e.selectedIndex")
-        control.select_option(index=(index + 1) % n)
+        control.select_option(index=index)
+    else:
+        control.locator("button").nth(index).click()
+
+
+def _move(page, control) -> None:
+    """Move one ipywidgets control a step, as a person would: pick the next option, click the next
+    button or the check box, or drag the slider's handle one step with the mouse (in deck mode the
+    arrow keys turn the slides)."""
+    kind = control.evaluate("e => e.tagName === 'SELECT' ? 'select' : e.classList.contains('noUi-handle') ? 'slider'"
+                            " : e.tagName === 'INPUT' ? 'checkbox' : 'buttons'")
+    if kind == "select":
+        control.select_option(index=(control.evaluate("e => e.selectedIndex") + 1) % _choices(control))
+        return
+    if kind == "buttons":
+        active = control.evaluate("e => Array.from(e.querySelectorAll('button')).findIndex(b => b.classList.contains('mod-active'))")
+        control.locator("button").nth((active + 1) % _choices(control)).click()
+        return
+    if kind == "checkbox":
+        control.click()
         return
     low, high, now = control.evaluate("""h => [h.getAttribute('aria-valuemin'), h.getAttribute('aria-valuemax'),
                                                 h.getAttribute('aria-valuenow')].map(Number)""")
@@ -117,21 +143,23 @@ def _move(page, control) -> None:
 
 
 def _exercise_controls(page, widget, where: str) -> list[str]:
-    """Every control changes the picture within 1 s (in some setting of the drop-downs)."""
+    """Every control changes the picture within 1 s (in some setting of the drop-downs and toggles)."""
     problems = []
-    controls = widget.locator("select, .noUi-handle")
-    selects = widget.locator("select")
+    controls = widget.locator(CONTROLS)
+    choices = widget.locator(CHOICES)
     for c in range(controls.count()):
         control = controls.nth(c)
-        contexts = [None] + [(s, o) for s in range(selects.count()) for o in range(selects.nth(s).locator("option").count())]
+        contexts = [None] + [(s, o) for s in range(choices.count()) for o in range(_choices(choices.nth(s)))]
         changed = False
         for context in contexts:
             if context is not None:
-                sel = selects.nth(context[0])
-                if sel.evaluate("(a, b) => a === b", control.element_handle()):
+                choice = choices.nth(context[0])
+                if choice.evaluate("(a, b) => a === b", control.element_handle()):
                     continue
-                sel.select_option(index=context[1])
+                _choose(choice, context[1])
                 page.wait_for_timeout(600)
+            if control.evaluate("e => e.disabled || !!e.closest('[disabled], .mod-disabled')"):
+                continue  # this setting does not use the control
             before = widget.evaluate(PICTURE)
             started = time.monotonic()
             _move(page, control)
@@ -156,12 +184,22 @@ def test_lesson_runs_and_explorers_are_live_in_jupyterlab_and_in_deck_mode(lesso
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     log = PageLog(page)
     page.goto(f"{url}/lab/tree/solutions/{lesson}/{lesson}.ipynb?token={token}")
-    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget && "
-                           "window.jupyterapp.shell.currentWidget.content", timeout=60_000)
-    page.wait_for_function(f"(({NOTEBOOK_STATE})() || {{}}).kernel === 'idle'", timeout=60_000)
+    def wait(what, condition, seconds):
+        try:
+            page.wait_for_function(condition, timeout=seconds * 1000, polling=500)
+        except Exception as exc:
+            shot = _root / f"{lesson}-failed.png"
+            page.screenshot(path=str(shot))
+            state = page.evaluate(f"(() => {{ try {{ return ({NOTEBOOK_STATE})(); }} catch (e) {{ return String(e); }} }})()")
+            pytest.fail(f"{lesson}: {what} within {seconds} s failed ({exc.__class__.__name__}); notebook state {state}; "
+                        f"screenshot {shot}; console {log.errors[-5:]}", pytrace=False)
+
+    wait("JupyterLab opening the notebook", "window.jupyterapp && window.jupyterapp.shell.currentWidget && "
+         "window.jupyterapp.shell.currentWidget.content", 60)
+    wait("the kernel starting", f"(({NOTEBOOK_STATE})() || {{}}).kernel === 'idle'", 90)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function(f"(() => {{ const s = ({NOTEBOOK_STATE})(); return s && s.pending === 0 && s.kernel === 'idle'; }})()",
-                           timeout=RUN_ALL_TIMEOUT_S * 1000, polling=500)
+    wait("Run All", f"(() => {{ const s = ({NOTEBOOK_STATE})(); return s && s.pending === 0 && s.kernel === 'idle'; }})()",
+         RUN_ALL_TIMEOUT_S)
     state = page.evaluate(NOTEBOOK_STATE)
     assert not state["errors"], f"{lesson}: cells failed in JupyterLab: {state['errors']}"
 

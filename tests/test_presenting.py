@@ -65,6 +65,23 @@ def test_saving_in_jupyterlab_leaves_the_lessons_py_unchanged(lesson, checkout):
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
+def test_jupyterlab_opens_a_lesson_whose_ipynb_is_newer_than_its_py(lesson, checkout):
+    """After `make release` (or a checkout) the .ipynb may be newer, and list cell metadata in
+    another order than the .py: JupyterLab still opens it, from the .py, and keeps the .py."""
+    folder = checkout / "solutions" / lesson
+    py, ipynb = folder / f"{lesson}.py", folder / f"{lesson}.ipynb"
+    before = py.read_text()
+    nb = nbformat.read(ipynb, as_version=4)
+    nb.cells[0].metadata = dict(reversed(list(nb.cells[0].metadata.items())) or [("tags", [])])
+    nb.cells[0].metadata.setdefault("tags", [])
+    nbformat.write(nb, ipynb)
+    stamp = py.stat().st_mtime
+    os.utime(ipynb, (stamp + 3600, stamp + 3600))
+    _jupyterlab_save(checkout, f"solutions/{lesson}/{lesson}.ipynb")
+    assert py.read_text() == before
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
 def test_saving_a_student_notebook_writes_no_py_next_to_it(lesson, checkout):
     _jupyterlab_save(checkout, f"course/{lesson}/{lesson}.ipynb")
     assert sorted(p.name for p in (checkout / "course" / lesson).iterdir() if not p.name.startswith(".")) == [
