@@ -10,7 +10,7 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup test test-fast demo release grade lab bench clean help
+.PHONY: setup test test-fast demo release grade lab bench clean help slides
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
@@ -18,6 +18,7 @@ help:
 	@echo "make release   regenerate course/ (student notebooks) from solutions/"
 	@echo "make grade SUBMISSIONS=<dir> OUT=<dir>   grade a folder of submissions"
 	@echo "make lab       open JupyterLab on course/"
+	@echo "make slides    write offline slide decks of every lesson to slides/ (student and instructor)"
 	@echo "make bench     run the benchmarks"
 
 $(STAMP): pyproject.toml requirements/lock.txt
@@ -43,8 +44,12 @@ demo: $(STAMP)
 grade: $(STAMP)
 	$(BIN)/stgrade grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
 
+# JupyterLab on the whole repository, opening course/ (instructors: solutions/); --allow-root when root
 lab: $(STAMP)
-	$(BIN)/jupyter lab course/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/course $(if $(filter 0,$(shell id -u)),--allow-root)
+
+slides: $(STAMP)
+	$(BIN)/python -m stgrade.slides
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_grading.py
@@ -52,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean:
-	rm -rf $(VENV) grading-out autograder/samples autograder/gradebook.db
+	rm -rf $(VENV) grading-out autograder/samples autograder/gradebook.db slides
