@@ -242,8 +242,8 @@ class SandboxKernel:
             self.kc = self.km.client()
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
-        except Exception:
-            self.shutdown()
+        except BaseException:  # Ctrl-C during a start too: nothing may be left behind
+            self.close()
             raise
 
     def shutdown(self) -> None:
@@ -254,6 +254,11 @@ class SandboxKernel:
             try:
                 self.km.shutdown_kernel(now=True)
             except Exception:  # already dead: nothing left to stop
+                pass
+            try:  # the connection file and sockets, also when the start was interrupted half-way
+                self.km.cleanup_resources()
+                Path(self.km.connection_file).unlink(missing_ok=True)
+            except Exception:
                 pass
             self.km = None
         if self.cgroup is not None:

@@ -214,7 +214,9 @@ def _start_watching(watch: _Watch) -> Callable[..., Any]:
         return None
 
     def hook(event: str, args: tuple) -> None:
-        if event.startswith("gc.get_"):
+        if event.startswith("gc.get_"):  # the way to this hook's state, and to objects nothing names
+            if watch.active:
+                watch.evidence.append("the function searched the garbage collector while it was checked")
             raise RuntimeError("gc introspection is switched off while grading")
         if not watch.active:
             return
