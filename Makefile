@@ -10,7 +10,7 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup test test-fast demo release grade lab bench clean help
+.PHONY: setup sandbox-tool test test-fast demo release grade lab bench clean help
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
@@ -19,6 +19,7 @@ help:
 	@echo "make grade SUBMISSIONS=<dir> OUT=<dir>   grade a folder of submissions"
 	@echo "make lab       open JupyterLab on course/"
 	@echo "make bench     run the benchmarks"
+	@echo "make sandbox-tool   install bubblewrap, the grading sandbox (as root, Debian/Ubuntu)"
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
@@ -27,6 +28,13 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	@touch $@
 
 setup: $(STAMP)
+
+# The grading sandbox (stgrade.bwrap). `stgrade grade` refuses untrusted work without it.
+sandbox-tool:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap; fi; }
+	@bwrap --version
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -37,7 +37,7 @@ ROUTES = {
         "import runpy, stabletrain, os\n"
         "print(runpy.run_path(os.path.join(os.path.dirname(stabletrain.__file__), 'clipping.py'))['clip_grad_norm_'])\n"),
     "a helper in the mutant catalogue": (
-        "import importlib\nprint(importlib.import_module('stabletrain.exercises.clipping_mutants'))\n"),
+        "import importlib\nprint(importlib.import_module('stabletrain.exercises.clipping_mutants').NORM)\n"),
     "exec of the defs in solutions/": (
         f"src = open({str(ROOT / 'solutions' / '04_gradient_clipping' / '04_gradient_clipping.py')!r}).read()\n"
         "print(len(src))\n"),
@@ -140,3 +140,20 @@ def test_torch_layers_still_work_in_the_sandbox(kernel):
     text = output(kernel, "import torch\nlayer = torch.nn.Linear(3, 4)\nprint(float(layer.weight.abs().sum()) > 0)\n"
                           "print(torch.nn.BatchNorm1d(4)(torch.randn(5, 4)).shape)")
     assert text.split() == ["True", "torch.Size([5,", "4])"], text
+
+
+def test_lesson_modules_load_no_answer_key_when_imported():
+    """A lesson's lab module imports its answer keys lazily (inside functions), like the exercise
+    modules, so that its import works in a grading kernel where the answer keys are stubs."""
+    import pkgutil
+
+    import stabletrain.lessons
+    from stabletrain.exercises.guard import reference_modules
+
+    code = ("import sys, importlib\n"
+            f"for name in {[m.name for m in pkgutil.iter_modules(stabletrain.lessons.__path__)]!r}:\n"
+            "    importlib.import_module('stabletrain.lessons.' + name)\n"
+            "print(' '.join(m for m in sys.modules if m.startswith('stabletrain')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    leaked = [m for m in loaded if m.removeprefix("stabletrain.") in reference_modules() or m.endswith("_mutants")]
+    assert not leaked, f"importing the lesson modules loaded answer keys: {leaked}"

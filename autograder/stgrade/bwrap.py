@@ -38,7 +38,7 @@ STUBS = Path(__file__).with_name("stubs")
 SANDBOX_UID = 65534
 
 #: files of /etc that the interpreter and its libraries read; nothing else of /etc is visible
-_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf")
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf", "fonts")
 
 
 def executable() -> str | None:
