@@ -160,6 +160,7 @@ def protections_in_force(limits: Limits) -> dict[str, Any]:
         "private_dev_tmp_shm": sandboxed,
         "read_only_view_without_answer_keys": sandboxed,
         "answer_key_functions_blocked_in_kernel": True,
+        "answer_keys_torch_needs_watched_during_checks": True,
         "memory_cap_per_submission": "memory" in controllers,
         "process_cap_per_submission": "pids" in controllers,
         "cpu_cap_per_submission": "cpu" in controllers,
