@@ -238,6 +238,9 @@ class SandboxKernel:
         if problem:
             raise SandboxUnavailable(f"the grading sandbox cannot be set up: {problem}")
         self.scratch.mkdir(parents=True, exist_ok=True)
+        if len(str(self.scratch.resolve() / ".kernel-5").encode()) > 100:
+            raise ValueError(f"the scratch folder's path is too long for the kernel's Unix sockets (at most about "
+                             f"90 bytes): {self.scratch}; use a shorter TMPDIR")
         if not self._scratch_mounted:
             self._scratch_mounted = _mount_scratch(self.scratch, self.limits.scratch_bytes)
         self.cgroup = SubmissionCgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
