@@ -10,7 +10,7 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup test test-fast demo release grade lab bench clean help slides
+.PHONY: setup sandbox-tool test test-fast demo release grade lab bench clean help slides
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
@@ -20,6 +20,7 @@ help:
 	@echo "make lab       open JupyterLab on course/"
 	@echo "make slides    write offline slide decks of every lesson to slides/ (student and instructor)"
 	@echo "make bench     run the benchmarks"
+	@echo "make sandbox-tool   install bubblewrap, the grading sandbox (as root, Debian/Ubuntu)"
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required, found " + sys.version.split()[0])'
@@ -28,6 +29,13 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	@touch $@
 
 setup: $(STAMP)
+
+# The grading sandbox (stgrade.bwrap). `stgrade grade` refuses untrusted work without it.
+sandbox-tool:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap; fi; }
+	@bwrap --version
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

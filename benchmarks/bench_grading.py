@@ -7,6 +7,7 @@ submission for each and their ratio, and the mean score each grader gave each ki
 students differ).
 
     .venv/bin/python benchmarks/bench_grading.py --submissions 40
+    .venv/bin/python benchmarks/bench_grading.py --submissions 8 --skip-nbgrader --sandbox-rounds 3
 """
 
 from __future__ import annotations
@@ -50,11 +51,40 @@ def mean_by_kind(scores: dict[str, float]) -> dict[str, float]:
             for k in kinds}
 
 
-def run_stgrade(cohort: Path, out: Path, jobs: int) -> float:
+def run_stgrade(cohort: Path, out: Path, jobs: int, extra: tuple[str, ...] = (), checkout: Path | None = None) -> float:
+    """Seconds for `stgrade grade`; ``checkout``: run the grader of another checkout (its src/ and
+    autograder/ first on the path), e.g. a worktree of the main branch as "today's" grader."""
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(checkout / "src"), str(checkout / "autograder")])
+    shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "stgrade.cli", "grade", str(cohort), "--out", str(out), "--quiet",
-                    "--jobs", str(jobs)], check=True, stdout=subprocess.DEVNULL)
+                    "--jobs", str(jobs), *extra], check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - started
+
+
+def sandbox_cost(cohort: Path, work: Path, jobs: int, rounds: int, baseline: Path | None) -> None:
+    """The sandbox's cost per submission against the grader without it, measured side by side:
+    the two alternate, ``rounds`` times each, so that a busy machine slows both alike."""
+    import statistics
+
+    n = sum(1 for _ in cohort.iterdir())
+    without = ("--no-sandbox",) if baseline is None else ()
+    label = f"today's grader ({baseline})" if baseline else "stgrade --no-sandbox"
+    times: dict[str, list[float]] = {"sandbox": [], "without": []}
+    for i in range(rounds):
+        order = ("sandbox", "without") if i % 2 == 0 else ("without", "sandbox")
+        for which in order:
+            if which == "sandbox":
+                times[which].append(run_stgrade(cohort, work / "out-sandbox", jobs))
+            else:
+                times[which].append(run_stgrade(cohort, work / "out-without", jobs, without, baseline))
+    sandboxed, plain = statistics.median(times["sandbox"]), statistics.median(times["without"])
+    print(f"\nsandbox cost ({n} submissions, jobs={jobs or os.cpu_count()}, median of {rounds} alternating runs)")
+    print(f"  {'stgrade (bubblewrap + cgroup)':<44}{sandboxed / n:>8.2f} s/submission  {times['sandbox']}")
+    print(f"  {label:<44}{plain / n:>8.2f} s/submission  {times['without']}")
+    print(f"  ratio sandbox / without: {sandboxed / plain:.2f}x (budget: 1.5x)")
 
 
 def run_nbgrader(cohort: Path, course: Path) -> float:
@@ -85,6 +115,10 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=0, help="stgrade workers (default: one per core)")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--sandbox-rounds", type=int, default=0,
+                        help="also measure the sandbox's cost against --no-sandbox, side by side, this many rounds")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="with --sandbox-rounds: compare against the grader of this checkout instead")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     try:
@@ -106,6 +140,8 @@ def main() -> int:
             theirs = mean_by_kind(stock_scores)
             for kind, score in mean_by_kind(ours_scores).items():
                 print(f"  {kind:<44}{score:>7.1f}{theirs.get(kind, float('nan')):>10.1f}")
+        if args.sandbox_rounds:
+            sandbox_cost(cohort, work, args.jobs, args.sandbox_rounds, args.baseline)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

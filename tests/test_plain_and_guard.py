@@ -63,5 +63,7 @@ print(",".join(results))
 
 
 def test_guard_blocks_answer_keys_but_not_torch_layers():
+    """torch.nn.init stays (nn.Linear needs it): it is watched during checks, not blocked
+    (tests/test_sandbox_answer_keys.py); everything else is blocked."""
     out = subprocess.run([sys.executable, "-c", GUARD_PROBE], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == ",".join(["blocked"] * 5)
+    assert out.strip() == "blocked,blocked,ran,blocked,blocked"

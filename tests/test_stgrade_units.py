@@ -79,6 +79,11 @@ def test_discover_rejects_a_missing_folder(tmp_path):
     ("from torch import nn\nnn.init.xavier_uniform_(w)", "nn.init"),
     ("import torch.nn.utils as U\nf = getattr(U, 'clip_grad_norm_')", "clip_grad_norm_"),
     ("from torch.nn.utils import *", "*"),
+    ("import runpy\ng = runpy.run_path(torch.nn.utils.__file__)", "runpy"),
+    ("import sys\ndef f(p, m):\n    sys.settrace(None)", "settrace"),
+    ("import subprocess", "subprocess"),
+    ("def f():\n    return f.__closure__[0].cell_contents", "cell_contents"),
+    ("import os\nos.kill(1, 9)", "kill"),
 ])
 def test_scan_flags_ways_around_the_exercise(source, flagged):
     assert any(flagged in p for p in problems(source)), problems(source)

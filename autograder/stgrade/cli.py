@@ -13,7 +13,7 @@ from .sandbox import Limits
 
 def _limits(args: argparse.Namespace) -> Limits:
     return Limits(cell_seconds=args.cell_timeout, notebook_seconds=args.notebook_timeout,
-                  memory_bytes=int(args.memory_mb) * 1024**2)
+                  memory_bytes=int(args.memory_mb) * 1024**2, sandbox="off" if args.no_sandbox else "required")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -26,13 +26,25 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="secret that picks the hidden cases' random inputs (default: $STGRADE_SECRET, else a fixed one)")
     p.add_argument("--force", action="store_true", help="regrade submissions whose results are already up to date")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run kernels without the bubblewrap sandbox: only for notebooks you trust")
 
 
 def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     from . import report
     from .pipeline import DEFAULT_SECRET, RunOptions, grade_folder
 
-    options = RunOptions(jobs=args.jobs, limits=_limits(args), secret=args.secret or DEFAULT_SECRET,
+    from .sandbox import describe, protections_in_force, sandbox_problem
+
+    limits = _limits(args)
+    problem = sandbox_problem(limits)
+    if problem:
+        print(f"stgrade: refusing to grade: the grading sandbox cannot be set up on this machine.\n  {problem}\n"
+              "Student notebooks are untrusted code. Install bubblewrap, or pass --no-sandbox only for notebooks "
+              "you trust.", file=sys.stderr)
+        return 2
+    print(describe(protections_in_force(limits)), flush=True)
+    options = RunOptions(jobs=args.jobs, limits=limits, secret=args.secret or DEFAULT_SECRET,
                          force=args.force, quiet=args.quiet)
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
@@ -73,6 +85,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     release()
     print("2/3  writing a sample cohort to autograder/samples/submitted …", flush=True)
     submitted = build(REPO_ROOT / "autograder" / "samples")
+    from .sandbox import sandbox_problem
+
+    if not args.no_sandbox and (problem := sandbox_problem(_limits(args))):
+        print(f"     no sandbox on this machine ({problem});\n     grading the bundled samples without it "
+              "(they are trusted; `stgrade grade` would refuse).", flush=True)
+        args.no_sandbox = True
     print("3/3  grading it …\n", flush=True)
     out = Path(args.out)
     _grade(submitted, out, args)

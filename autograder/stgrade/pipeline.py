@@ -28,7 +28,7 @@ from .assemble import SubmissionUnreadable, read_submission
 from .course import lesson_ids, load_lesson
 from .discover import Submission, discover
 from .grading import SubmissionResult, grade_submission, grading_seed, submission_key
-from .sandbox import Limits
+from .sandbox import Limits, protections_in_force
 
 DEFAULT_SECRET = "stabletrain-default-secret"
 
@@ -111,7 +111,8 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     cell_ids = {lid: [c.grade_id for c in load_lesson(lid).test_cells] for lid in {r.lesson for r in results if r.lesson}}
     report.write_csv(results, cell_ids, out / "grades.csv")
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
-            "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions)}
+            "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions),
+            "protections": protections_in_force(options.limits)}  # what contained the kernels (stgrade.sandbox)
     report.write_json(results, warnings, meta, out / "summary.json")
     report.write_index(results, out / "index.html")
     for w in warnings:

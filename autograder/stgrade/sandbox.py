@@ -1,7 +1,11 @@
 """A limited kernel that runs one cell at a time and survives what student code does to it.
 
-:class:`SandboxKernel` starts ``python -m stgrade.kernel`` (resource limits, answer keys switched
-off) in a scratch folder that is also its HOME, with a clean environment. :meth:`run` executes one
+:class:`SandboxKernel` starts ``python -m stgrade.kernel`` (rlimits, answer keys switched off)
+inside a bubblewrap sandbox (:mod:`stgrade.bwrap`: no capabilities, own PID namespace, no
+network, a read-only view without the answer keys) and inside a cgroup of its own
+(:mod:`stgrade.cgroup`: memory, processes and CPU for the submission as a whole), in a scratch
+folder that is a size-capped tmpfs, its HOME and its only writable place, with a clean
+environment. :attr:`SandboxKernel.protections` says what was in force. :meth:`run` executes one
 cell with a wall-clock limit and returns a :class:`CellRun`: outputs (capped in size), the error
 name and message if any, and a status:
 
@@ -12,27 +16,38 @@ name and message if any, and a status:
 
 After ``hung`` or ``died`` the caller restarts the kernel (:meth:`restart`) and replays what it
 needs; nothing outside this submission is affected.
+
+``Limits(sandbox="off")`` (``stgrade grade --no-sandbox``) runs the kernel without bubblewrap —
+for trusted notebooks only; with the default ``"required"``, a machine where the sandbox cannot
+be set up refuses to start a kernel (:class:`SandboxUnavailable`) instead of grading unprotected.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
+import shutil
 import sys
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jupyter_client import KernelManager
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbformat.v4 import output_from_msg
 
-from .cgroup import PidsCgroup
+from . import bwrap
+from .cgroup import JOIN_SCRIPT, SubmissionCgroup
 
 KERNEL_NAME = "stgrade-sandbox"
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot be set up on this machine, and the limits require it."""
 
 
 @dataclass(frozen=True)
@@ -41,12 +56,16 @@ class Limits:
 
     cell_seconds: float = 30.0
     notebook_seconds: float = 300.0
-    memory_bytes: int = 4 * 1024**3
+    memory_bytes: int = 4 * 1024**3  # the kernel and all its children together (cgroup), each process (rlimit)
     file_bytes: int = 64 * 1024**2
     output_chars: int = 20_000  # per cell; the rest is dropped with a note
     max_processes: int = 64  # threads count too: torch's pool and ipykernel's need about 20
     startup_seconds: float = 60.0
     interrupt_grace_seconds: float = 5.0
+    scratch_bytes: int = 256 * 1024**2  # the scratch folder (HOME, working directory) as a whole
+    shm_bytes: int = 64 * 1024**2  # /dev/shm, and likewise /tmp
+    cpus: float = 1.0  # cores of CPU time for the whole submission (cgroup)
+    sandbox: str = "required"  # "required": bubblewrap or refuse; "off": no sandbox (trusted notebooks only)
 
 
 @dataclass
@@ -58,16 +77,112 @@ class CellRun:
     seconds: float = 0.0
 
 
-def _kernel_spec_dir(root: Path) -> Path:
-    spec = root / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True, exist_ok=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "stgrade.kernel", "-f", "{connection_file}"],
-        "display_name": "Stable Training grading sandbox",
-        "language": "python",
-        "interrupt_mode": "signal",
-    }))
-    return root / "kernels"
+class _OneSpec(KernelSpecManager):
+    """Serves the one kernel spec in memory: nothing written to disk, nothing left in /tmp."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._one = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        return self._one
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        return {}
+
+
+# -- a size-capped scratch folder -----------------------------------------------------------------
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNS, _MS_REC, _MS_PRIVATE, _MNT_DETACH = 0x00020000, 16384, 1 << 18, 2
+_private_threads: set[int] = set()
+
+
+def _private_mounts() -> bool:
+    """Give this thread (and the processes it starts) a mount namespace of its own, once, so that
+    the scratch tmpfs mounted next exists only for this grader and its kernel: it cannot be left
+    behind, whatever stops the grader. Root only; False elsewhere."""
+    ident = threading.get_ident()
+    if ident in _private_threads:
+        return True
+    if os.geteuid() != 0 or _LIBC.unshare(_CLONE_NEWNS) != 0:
+        return False
+    if _LIBC.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        return False
+    _private_threads.add(ident)
+    return True
+
+
+def _mount_scratch(path: Path, size: int) -> bool:
+    """A tmpfs of ``size`` bytes over ``path``; what the grader put there before is copied in."""
+    if not _private_mounts():
+        return False
+    below = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # still reaches the folder once it is covered
+    try:
+        options = f"size={size},mode=0700,nr_inodes=65536".encode()
+        if _LIBC.mount(b"stgrade-scratch", str(path).encode(), b"tmpfs", 0, options) != 0:
+            return False
+        for name in os.listdir(f"/proc/self/fd/{below}"):
+            source = Path(f"/proc/self/fd/{below}", name)
+            if source.is_dir() and not source.is_symlink():
+                shutil.copytree(source, path / name, symlinks=True)
+            else:
+                shutil.copy2(source, path / name, follow_symlinks=False)
+        return True
+    finally:
+        os.close(below)
+
+
+def _unmount_scratch(path: Path) -> None:
+    _LIBC.umount2(str(path).encode(), _MNT_DETACH)
+
+
+def sandbox_problem(limits: Limits) -> str | None:
+    """Why the sandbox required by ``limits`` cannot be set up here (None: it can, or it is off)."""
+    return None if limits.sandbox == "off" else bwrap.probe()
+
+
+def protections_in_force(limits: Limits) -> dict[str, Any]:
+    """What protects the machine and other students from one submission, as in force on this
+    machine (for summary.json and ``make demo``)."""
+    problem = sandbox_problem(limits)
+    sandboxed = limits.sandbox != "off" and problem is None
+    cgroup = SubmissionCgroup.create(limits.memory_bytes, limits.max_processes, limits.cpus)
+    controllers = cgroup.controllers if cgroup else []
+    if cgroup:
+        cgroup.remove()
+    scratch_cap = os.geteuid() == 0
+    return {
+        "sandbox": "bubblewrap" if sandboxed else "none",
+        "sandbox_problem": problem if limits.sandbox != "off" else "switched off with --no-sandbox",
+        "no_capabilities_no_new_privileges": sandboxed,
+        "own_pid_namespace_and_proc": sandboxed,
+        "no_network": sandboxed,
+        "private_dev_tmp_shm": sandboxed,
+        "read_only_view_without_answer_keys": sandboxed,
+        "answer_key_functions_blocked_in_kernel": True,
+        "answer_keys_torch_needs_watched_during_checks": True,
+        "memory_cap_per_submission": "memory" in controllers,
+        "process_cap_per_submission": "pids" in controllers,
+        "cpu_cap_per_submission": "cpu" in controllers,
+        "scratch_size_cap": scratch_cap,
+        "per_process_rlimits": True,
+        "limits": {"memory_bytes": limits.memory_bytes, "max_processes": limits.max_processes, "cpus": limits.cpus,
+                   "scratch_bytes": limits.scratch_bytes if scratch_cap else None, "file_bytes": limits.file_bytes,
+                   "shm_bytes": limits.shm_bytes if sandboxed else None},
+    }
+
+
+def describe(protections: dict[str, Any]) -> str:
+    """One readable paragraph of what :func:`protections_in_force` found."""
+    on = [k.replace("_", " ") for k, v in protections.items() if v is True]
+    off = [k.replace("_", " ") for k, v in protections.items() if v is False]
+    text = f"sandbox: {protections['sandbox']}"
+    if protections["sandbox"] == "none":
+        text += f" ({protections['sandbox_problem']})"
+    text += "\n  in force: " + ", ".join(on)
+    if off:
+        text += "\n  NOT in force: " + ", ".join(off)
+    return text
 
 
 class SandboxKernel:
@@ -77,51 +192,76 @@ class SandboxKernel:
         self.scratch = Path(scratch)
         self.limits = limits
         self.extra_env = dict(extra_env or {})
-        self._spec_root = Path(tempfile.mkdtemp(prefix="stgrade-spec-"))
         self.km: KernelManager | None = None
         self.kc: Any = None
-        self.cgroup: PidsCgroup | None = None
+        self.cgroup: SubmissionCgroup | None = None
+        self.protections: dict[str, Any] = {}
+        self._scratch_mounted = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
         keep = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
-        home = str(self.scratch)
+        home = str(self.scratch.resolve())
         env.update({
             "HOME": home,
             "TMPDIR": home,
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.scratch / ".mpl"),
-            "IPYTHONDIR": str(self.scratch / ".ipython"),
-            "JUPYTER_RUNTIME_DIR": str(self.scratch / ".runtime"),
+            "MPLCONFIGDIR": f"{home}/.mpl",
+            "IPYTHONDIR": f"{home}/.ipython",
+            "JUPYTER_RUNTIME_DIR": f"{home}/.runtime",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "PYTHONHASHSEED": "0",
             "PYTHONWARNINGS": "ignore",
+            "PYTHONDONTWRITEBYTECODE": "1",
             "STGRADE_MEMORY_BYTES": str(self.limits.memory_bytes),
             "STGRADE_FILE_BYTES": str(self.limits.file_bytes),
             "STGRADE_CPU_SECONDS": str(int(self.limits.notebook_seconds * 2 + 60)),
-            "STGRADE_CONFINE": "1",
         })
-        if self.cgroup is not None:
-            env["STGRADE_PIDS_CGROUP"] = str(self.cgroup.path)
         env.update(self.extra_env)
         return env
 
+    def _argv(self) -> list[str]:
+        kernel = [sys.executable, "-m", "stgrade.kernel", "-f"]
+        if self.limits.sandbox == "off":
+            argv = [*kernel, "{connection_file}"]
+        else:
+            argv = [*bwrap.command(self.scratch, "{connection_file}", tmp_bytes=self.limits.shm_bytes,
+                                   shm_bytes=self.limits.shm_bytes), "--", *kernel, bwrap.CONNECTION_FILE]
+        if self.cgroup is not None:  # join the cgroups first, so that everything started later is inside
+            argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *self.cgroup.procs_files(), "--", *argv]
+        return argv
+
     def start(self) -> None:
+        problem = sandbox_problem(self.limits)
+        if problem:
+            raise SandboxUnavailable(f"the grading sandbox cannot be set up: {problem}")
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self.cgroup = PidsCgroup.create(self.limits.max_processes)
-        ksm = KernelSpecManager(kernel_dirs=[str(_kernel_spec_dir(self._spec_root))])
+        if len(str(self.scratch.resolve() / ".kernel-5").encode()) > 100:
+            raise ValueError(f"the scratch folder's path is too long for the kernel's Unix sockets (at most about "
+                             f"90 bytes): {self.scratch}; use a shorter TMPDIR")
+        if not self._scratch_mounted:
+            self._scratch_mounted = _mount_scratch(self.scratch, self.limits.scratch_bytes)
+        self.cgroup = SubmissionCgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
+        spec = KernelSpec(argv=self._argv(), display_name="Stable Training grading sandbox", language="python",
+                          interrupt_mode="message")  # signals do not cross into the sandbox's PID namespace
         # ZeroMQ over Unix sockets in the scratch folder: no TCP port, nothing on the network.
-        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm, transport="ipc",
-                                ip=str(self.scratch / ".kernel"))
-        self.km.start_kernel(cwd=str(self.scratch), env=self._env())
-        self.kc = self.km.client()
-        self.kc.start_channels()
+        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_OneSpec(spec), transport="ipc",
+                                ip=str(self.scratch.resolve() / ".kernel"))
+        controllers = self.cgroup.controllers if self.cgroup else []
+        self.protections = {
+            "sandbox": "bubblewrap" if self.limits.sandbox != "off" else "none",
+            "cgroup": controllers,
+            "scratch_size_cap": self._scratch_mounted,
+        }
         try:
+            self.km.start_kernel(cwd=str(self.scratch), env=self._env())
+            self.kc = self.km.client()
+            self.kc.start_channels()
             self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
-        except RuntimeError:
-            self.shutdown()
+        except BaseException:  # Ctrl-C during a start too: nothing may be left behind
+            self.close()
             raise
 
     def shutdown(self) -> None:
@@ -133,10 +273,22 @@ class SandboxKernel:
                 self.km.shutdown_kernel(now=True)
             except Exception:  # already dead: nothing left to stop
                 pass
+            try:  # the connection file and sockets, also when the start was interrupted half-way
+                self.km.cleanup_resources()
+                Path(self.km.connection_file).unlink(missing_ok=True)
+            except Exception:
+                pass
             self.km = None
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
+
+    def close(self) -> None:
+        """Shut down and release the scratch tmpfs (its contents are gone afterwards)."""
+        self.shutdown()
+        if self._scratch_mounted:
+            _unmount_scratch(self.scratch)
+            self._scratch_mounted = False
 
     def restart(self) -> None:
         self.shutdown()
@@ -150,7 +302,7 @@ class SandboxKernel:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.shutdown()
+        self.close()
 
     # -- execution -------------------------------------------------------------------------------
     def run(self, code: str, timeout: float | None = None) -> CellRun:

@@ -14,9 +14,13 @@ import ast
 
 from stabletrain.exercises.guard import reference_modules, torch_answer_keys
 
-FORBIDDEN_MODULES = ("stabletrain", "importlib", "gc", "ctypes", "inspect", "torch.nn.utils.clip_grad")
-FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "reload", "globals", "vars")
-FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__", "__closure__")
+FORBIDDEN_MODULES = ("stabletrain", "importlib", "gc", "ctypes", "inspect", "torch.nn.utils.clip_grad", "runpy",
+                     "subprocess", "multiprocessing", "threading", "_thread", "signal", "pty", "socket")
+FORBIDDEN_CALLS = ("exec", "eval", "compile", "__import__", "reload", "globals", "vars", "breakpoint")
+#: also the ways to switch the in-kernel tracer off or reach another frame's variables
+FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__", "__closure__",
+                        "settrace", "setprofile", "addaudithook", "_getframe", "f_globals", "f_locals", "f_back",
+                        "cell_contents", "__subclasses__", "system", "fork", "execv", "execve", "kill", "killpg")
 #: attributes forbidden only on a given object: ``sys.modules`` (but ``model.modules()`` is ordinary code)
 FORBIDDEN_QUALIFIED = ("sys.modules",)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import plain
+from . import guard, plain
 from .registry import get_exercise
 
 CAPTURE_DIR_ENV = "STABLETRAIN_CAPTURE_DIR"
@@ -64,7 +64,8 @@ def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool
     capture_dir = os.environ.get(CAPTURE_DIR_ENV)
     if capture_dir:
         seed = int(os.environ.get(CAPTURE_SEED_ENV, "0"))
-        plain.to_files(run_cases(fn, exercise, level, seed), capture_stem(capture_dir, exercise, level))
+        outputs = guard.watched(exercise, lambda: run_cases(fn, exercise, level, seed))  # answer keys void it
+        plain.to_files(outputs, capture_stem(capture_dir, exercise, level))
         return True
     ex = get_exercise(exercise)
     cases = ex.cases(level, SESSION_SEEDS[level])

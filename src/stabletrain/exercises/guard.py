@@ -1,16 +1,35 @@
-"""Make the answer keys unusable inside a grading kernel.
+"""Keep the answer keys out of a grading kernel, and catch what cannot be kept out.
 
-The grader calls :func:`install` in a student's kernel before any student code runs. Every
-function that would let an exercise pass without being implemented — stabletrain's reference
-functions and their PyTorch twins (``torch.nn.utils.clip_grad_norm_``, ``torch.nn.init.*``, …) —
-is replaced by one that raises :class:`AnswerKeyUnavailable` with a readable reason. Since the
-replacement happens before student code can take a reference to the originals, a solution that
-calls them gets an error instead of a right answer.
+Three layers, from the strongest:
+
+1. **Not there.** The grading sandbox (``stgrade.bwrap``) leaves the answer-key files out of the
+   kernel's view: stabletrain's reference modules, every ``*_mutants.py``, their compiled copies,
+   and torch's ``torch/nn/utils/clip_grad.py`` (replaced by a stub whose functions raise).
+2. **Blocked.** :func:`install`, called in the kernel before any student code runs, replaces every
+   answer-key function that torch itself does not need (``torch.nn.utils.clip_grad_norm_``, …,
+   ``stabletrain.clip_grad_norm_``, …) by one that raises :class:`AnswerKeyUnavailable`. The
+   replacement keeps **no** reference to the original (no closure, no ``__wrapped__``).
+3. **Caught by what it is.** What torch's own layers need cannot be removed (``nn.Linear`` calls
+   ``torch.nn.init.kaiming_uniform_``; ``nn.BatchNorm1d`` calls ``F.batch_norm``). Those stay, and
+   :func:`watched` — which ``check()`` wraps around a student's function under the grader —
+   traces every Python function that starts while it runs. Code *of* an answer key (identified by
+   its file and function name, so an alias, a closure, a fresh copy from a re-import or ``runpy``
+   all count), or any code of a reference / mutant / clip_grad file, voids the exercise: every case
+   is recorded as ``AnswerKeyUsed`` with the evidence, which the grader shows in the feedback and
+   the instructor's overview.
+
+An audit hook (``sys.addaudithook``; it cannot be removed from Python) protects the tracing: while
+a check runs, switching the tracer off, starting a process, using ctypes or reading an answer
+key's source fails and is recorded as evidence; ``gc`` introspection is refused for the kernel's
+whole life. What remains is in the README's threat model: a student who rewrites the grading
+machinery inside the kernel *before* the check (``stabletrain.exercises.check`` itself) can
+bypass layer 3; layers 1 and 2 do not depend on the kernel's cooperation.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,15 +39,22 @@ TORCH_ANSWER_KEYS: dict[str, tuple[str, ...]] = {
     "torch.nn.utils": ("clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "get_total_norm",
                        "clip_grads_with_norm_"),
     "torch.nn.utils.clip_grad": ("clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "get_total_norm",
-                                 "clip_grads_with_norm_"),
+                                 "clip_grads_with_norm_", "_get_total_norm", "_clip_grads_with_norm_"),
     "torch.nn.init": ("calculate_gain", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_",
                       "kaiming_normal_", "orthogonal_", "_calculate_fan_in_and_fan_out",
                       "_calculate_correct_fan", "trunc_normal_"),
 }
 
-#: callers (module-name prefixes) still allowed to use an answer key: torch's own layers initialise
-#: their weights with torch.nn.init, so nn.Linear keeps working while a student's code cannot call it.
-ALLOWED_CALLERS: dict[str, tuple[str, ...]] = {"torch.nn.init": ("torch.nn.modules.", "torch.nn.init")}
+#: exercise module (under stabletrain.exercises) whose exercises the keys above belong to; keys an
+#: exercise module declares itself (its own TORCH_ANSWER_KEYS) belong to its exercises
+KEY_OWNERS: dict[str, str] = {"torch.nn.utils": "clipping", "torch.nn.utils.clip_grad": "clipping",
+                              "torch.nn.init": "init"}
+
+#: torch modules whose answer keys torch's own layers call: watched while checking, never blocked
+NEEDED_BY_TORCH = ("torch.nn.init", "torch.nn.functional")
+
+#: files that are answer keys as a whole (any of their code running during a check voids it)
+TORCH_ANSWER_KEY_FILES = ("torch/nn/utils/clip_grad.py",)
 
 #: stabletrain submodules whose public functions are answer keys
 STABLETRAIN_ANSWER_KEY_MODULES = ("clipping", "init", "normalization", "norm_modules", "gradcheck")
@@ -56,47 +82,200 @@ def reference_modules() -> tuple[str, ...]:
     return tuple(names)
 
 
+def keys_of_exercise_module(short_name: str) -> dict[str, tuple[str, ...]]:
+    """The torch answer keys (module -> names) that belong to one exercise module's exercises."""
+    own = {m: tuple(n) for m, n in TORCH_ANSWER_KEYS.items() if KEY_OWNERS.get(m) == short_name}
+    module = importlib.import_module(f"{__package__}.{short_name}")
+    for name, extra in getattr(module, "TORCH_ANSWER_KEYS", {}).items():
+        own[name] = tuple(dict.fromkeys(own.get(name, ()) + tuple(extra)))
+    return own
+
+
 class AnswerKeyUnavailable(RuntimeError):
     """Raised by any answer-key function while grading."""
 
 
-def _blocked(qualname: str, original: Callable[..., Any] | None = None,
-             allowed_callers: tuple[str, ...] = ()) -> Callable[..., Any]:
-    def blocked(*args: Any, **kwargs: Any) -> Any:
-        caller = sys._getframe(1).f_globals.get("__name__", "")
-        if original is not None and allowed_callers and caller.startswith(allowed_callers):
-            return original(*args, **kwargs)
-        raise AnswerKeyUnavailable(
-            f"{qualname} is an answer key and is switched off while grading: "
-            "implement the exercise with basic tensor operations instead of calling it."
-        )
+def _blocked(qualname: str) -> Callable[..., Any]:
+    message = (f"{qualname} is an answer key and is switched off while grading: "
+               "implement the exercise with basic tensor operations instead of calling it.")
 
-    blocked.__name__ = qualname.rsplit(".", 1)[-1]
+    def blocked(*args: Any, **kwargs: Any) -> Any:
+        raise AnswerKeyUnavailable(message)
+
+    blocked.__name__ = blocked.__qualname__ = qualname.rsplit(".", 1)[-1]
     return blocked
 
 
-def install() -> list[str]:
-    """Replace every answer key in this process; return the names replaced."""
+def _code_of(obj: Any) -> Any:
+    seen = 0
+    while hasattr(obj, "__wrapped__") and seen < 10:
+        obj, seen = obj.__wrapped__, seen + 1
+    return getattr(obj, "__code__", None)
+
+
+def _real(path: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return path
+
+
+class _Watch:
+    """State of the tracer and the audit hook; reachable only through their closures."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.switching = False
+        self.files: set[str] = set()  # real paths: any code from these files counts
+        self.named: dict[str, set[str]] = {}  # exercise module -> {"realpath:function"}
+        self.names: dict[str, str] = {}  # "realpath:function" -> readable name
+        self.current: set[str] = set()
+        self.evidence: list[str] = []
+        self.real: dict[str, str] = {}  # co_filename -> real path, cached
+
+    def real_path(self, filename: str) -> str:
+        path = self.real.get(filename)
+        if path is None:
+            path = self.real[filename] = _real(filename)
+        return path
+
+
+_STATE: list[Any] = []  # [watched function] once install() ran; nothing else is kept here
+
+
+def _answer_key_files() -> set[str]:
     import stabletrain
 
+    package = os.path.dirname(stabletrain.__file__)
+    files = {_real(os.path.join(package, f"{name}.py")) for name in reference_modules()}
+    exercises = os.path.dirname(__file__)
+    files |= {_real(os.path.join(exercises, f)) for f in os.listdir(exercises) if f.endswith("_mutants.py")}
+    import torch
+
+    root = os.path.dirname(torch.__file__)
+    files |= {_real(os.path.join(root, *f.split("/")[1:])) for f in TORCH_ANSWER_KEY_FILES}
+    return files
+
+
+def install() -> list[str]:
+    """Switch the answer keys off in this process and start watching; return the names replaced."""
+    import stabletrain
+
+    from .registry import _modules
+
+    watch = _Watch()
+    watch.files = _answer_key_files()
+    for short in sorted(set(_modules().values())):
+        keys = keys_of_exercise_module(short)
+        named = watch.named.setdefault(short, set())
+        for module_name, names in keys.items():
+            if not module_name.startswith(NEEDED_BY_TORCH):
+                continue
+            module = importlib.import_module(module_name)
+            for name in names:
+                code = _code_of(getattr(module, name, None))
+                if code is not None:
+                    key = f"{watch.real_path(code.co_filename)}:{code.co_name}"
+                    named.add(key)
+                    watch.names[key] = f"{module_name}.{name}"
     replaced: list[str] = []
     for module_name, names in torch_answer_keys().items():
+        if module_name.startswith(NEEDED_BY_TORCH):
+            continue  # torch's own layers call these: watched instead (see _Watch)
         module = importlib.import_module(module_name)
         for name in names:
             if hasattr(module, name):
-                original = getattr(module, name)
-                allowed = ALLOWED_CALLERS.get(module_name, ())
-                setattr(module, name, _blocked(f"{module_name}.{name}", original, allowed))
+                setattr(module, name, _blocked(f"{module_name}.{name}"))
                 replaced.append(f"{module_name}.{name}")
     for name, module_name in stabletrain._EXPORTS.items():
         if module_name not in reference_modules():
             continue
-        try:
-            module = importlib.import_module(f"stabletrain.{module_name}")
-        except ImportError:  # a lesson's answer key not written yet
-            continue
         blocked = _blocked(f"stabletrain.{name}")
-        setattr(module, name, blocked)
         setattr(stabletrain, name, blocked)
+        module = sys.modules.get(f"stabletrain.{module_name}")
+        if module is not None:
+            setattr(module, name, blocked)
         replaced.append(f"stabletrain.{name}")
+    if not _STATE:
+        _STATE.append(_start_watching(watch))
     return replaced
+
+
+def _start_watching(watch: _Watch) -> Callable[..., Any]:
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        path = watch.real_path(code.co_filename)
+        if path in watch.files:
+            watch.evidence.append(f"code from the answer-key file {os.path.basename(path)} ({code.co_name}) ran")
+        else:
+            key = f"{path}:{code.co_name}"
+            if key in watch.current:
+                watch.evidence.append(f"the answer key {watch.names[key]} ran")
+        return None
+
+    def hook(event: str, args: tuple) -> None:
+        if event.startswith("gc.get_"):  # the way to this hook's state, and to objects nothing names
+            if watch.active:
+                watch.evidence.append("the function searched the garbage collector while it was checked")
+            raise RuntimeError("gc introspection is switched off while grading")
+        if not watch.active:
+            return
+        if event in ("sys.settrace", "sys.setprofile"):
+            if watch.switching:
+                return
+            watch.evidence.append(f"the tracer was switched off ({event})")
+            raise RuntimeError(f"{event} is switched off while an exercise is checked")
+        refused = None
+        if event.startswith(("os.fork", "os.posix_spawn", "os.spawn", "os.exec", "os.system", "subprocess.")):
+            refused = "started a process"
+        elif event.startswith("ctypes."):
+            refused = "used ctypes"
+        elif event == "open" and isinstance(args[0], (str, bytes)):
+            path = watch.real_path(os.fsdecode(args[0]))
+            if path in watch.files or any(k.startswith(path + ":") for k in watch.current):
+                refused = f"read the answer key's source {os.path.basename(path)}"
+        elif event == "exec" and hasattr(args[0], "co_filename"):
+            if watch.real_path(args[0].co_filename) in watch.files:
+                refused = "ran the code of an answer-key file"
+        if refused:
+            watch.evidence.append(f"the function {refused} while it was checked")
+            raise RuntimeError(f"not allowed while an exercise is checked: {refused}")
+
+    sys.addaudithook(hook)
+
+    def watched(exercise_module: str, run: Callable[[], list]) -> list:
+        watch.current = watch.named.get(exercise_module, set())
+        watch.evidence = []
+        import threading
+
+        watch.switching = True
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        threading.settrace(tracer)
+        watch.switching = False
+        watch.active = True
+        try:
+            outputs = run()
+        finally:
+            watch.active = False
+            watch.switching = True
+            sys.settrace(previous)
+            threading.settrace(None)
+            watch.switching = False
+        return outputs, list(dict.fromkeys(watch.evidence))
+
+    return watched
+
+
+def watched(exercise: str, run: Callable[[], list]) -> list:
+    """``run()`` (the cases of ``exercise``), watched for answer keys when :func:`install` ran in
+    this process. With evidence, every output becomes ``{"raised": "AnswerKeyUsed", ...}``."""
+    if not _STATE:
+        return run()
+    from .registry import _modules
+
+    outputs, evidence = _STATE[0](_modules().get(exercise, ""), run)
+    if not evidence:
+        return outputs
+    message = f"answer key used while {exercise} was checked: " + "; ".join(evidence[:3])
+    return [{"raised": "AnswerKeyUsed", "message": message[:300]} for _ in outputs]
