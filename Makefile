@@ -10,7 +10,7 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup sandbox-tool test test-fast demo release grade lab bench clean help slides
+.PHONY: setup sandbox-tool system-tools test test-fast demo release grade lab bench clean help slides
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
@@ -37,7 +37,19 @@ sandbox-tool:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq bubblewrap; fi; }
 	@bwrap --version
 
-test: $(STAMP)
+# System tools the tests use: bubblewrap (grading sandbox) and Chromium (browser tests). Installed
+# with apt when missing and we are root on Debian/Ubuntu; elsewhere the tests that need them skip
+# and say why (with CI=true they fail instead).
+system-tools:
+	@missing=""; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	 command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 if [ -z "$$missing" ]; then exit 0; fi; \
+	 if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	   echo "installing$$missing (apt)"; apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	 else echo "note:$$missing not installed (needs root and apt): the tests that need them will be skipped"; fi
+
+test: $(STAMP) system-tools
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)
@@ -46,7 +58,7 @@ test-fast: $(STAMP)
 release: $(STAMP)
 	$(BIN)/stgrade release
 
-demo: $(STAMP)
+demo: $(STAMP) system-tools
 	$(BIN)/stgrade demo
 
 grade: $(STAMP)

@@ -145,9 +145,15 @@ def test_student_deck_has_no_solutions_and_instructor_deck_reveals_them(lesson, 
     import html as _html
 
     text = _html.unescape(re.sub(r"<[^>]+>", "", student))
-    leaked = [ln for ln in solution if ln in text]
+    # a solution line the student notebook itself shows elsewhere (prose, an experiment, a worked
+    # example such as `with torch.no_grad():`) is no leak; any other one is
+    released = (REPO_ROOT / "course" / lesson / f"{lesson}.ipynb").read_text()
+    released_lines = {ln.strip() for c in nbformat.reads(released, as_version=4).cells for ln in c.source.splitlines()}
+    leaked = [ln for ln in solution if ln in text and ln not in released_lines]
     assert not leaked, f"solution code in the student deck: {leaked}"
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", 'level="hidden"', "level='hidden'"):
+    # students are told to run check(fn, name, level="hidden") themselves, so that may appear; the
+    # hidden test cells' markers may not
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in text, f"{marker!r} in the student deck"
     assert "NotImplementedError" in text, "the student deck should show the exercise stubs"
 

@@ -84,7 +84,8 @@ def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
     assert all(protections[k] for k in ("no_capabilities_no_new_privileges", "own_pid_namespace_and_proc", "no_network",
                                          "read_only_view_without_answer_keys", "memory_cap_per_submission",
                                          "process_cap_per_submission", "cpu_cap_per_submission", "scratch_size_cap"))
-    assert summary["submissions"][0]["total"] == 9, summary["submissions"][0]["reason"]
+    perfect = summary["submissions"][0]
+    assert perfect["total"] == perfect["max_total"] > 0, perfect["reason"]  # full marks inside the sandbox
     assert list(tmp.iterdir()) == []
     assert _stale_cgroups() == []
 
