@@ -22,17 +22,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebook-timeout", type=float, default=300.0,
                    help="seconds a whole submission may run (default: 300)")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory cap of a student's kernel (default: 4096)")
-    p.add_argument("--secret", default=os.environ.get("STGRADE_SECRET"),
-                   help="secret that picks the hidden cases' random inputs (default: $STGRADE_SECRET, else a fixed one)")
+    p.add_argument("--secret", default=None,
+                   help="secret that picks the hidden cases' random inputs and signs results (default: "
+                   "$STGRADE_SECRET, else the course's private secret file autograder/.stgrade-secret, "
+                   "created on first use; a value given here shows in the process list)")
     p.add_argument("--force", action="store_true", help="regrade submissions whose results are already up to date")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
 
 def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     from . import report
-    from .pipeline import DEFAULT_SECRET, RunOptions, grade_folder
+    from .pipeline import RunOptions, grade_folder
 
-    options = RunOptions(jobs=args.jobs, limits=_limits(args), secret=args.secret or DEFAULT_SECRET,
+    options = RunOptions(jobs=args.jobs, limits=_limits(args), secret=args.secret,
                          force=args.force, quiet=args.quiet)
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
