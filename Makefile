@@ -10,13 +10,14 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup test test-fast demo release grade lab bench clean help
+.PHONY: setup test test-fast demo release grade validate lab bench clean help
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
 	@echo "make test      run every test"
 	@echo "make release   regenerate course/ (student notebooks) from solutions/"
 	@echo "make grade SUBMISSIONS=<dir> OUT=<dir>   grade a folder of submissions"
+	@echo "make validate NB=<notebook>   see what the grader will give your notebook, and what it treats differently"
 	@echo "make lab       open JupyterLab on course/"
 	@echo "make bench     run the benchmarks"
 
@@ -42,6 +43,10 @@ demo: $(STAMP)
 
 grade: $(STAMP)
 	$(BIN)/stgrade grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+validate: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make validate NB=path/to/your_notebook.ipynb"; exit 2; }
+	$(BIN)/stgrade validate "$(NB)"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab course/

@@ -55,28 +55,38 @@ def cell_text(value: Any) -> str:
     raise SubmissionUnreadable(f"a cell's source is {type(value).__name__}, not text")
 
 
-def _dict(value: Any) -> dict:
+def as_dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
 def grade_id_of(cell: Any) -> str | None:
     """The cell's nbgrader grade_id, or None when absent or malformed."""
-    gid = _dict(_dict(_dict(cell).get("metadata")).get("nbgrader")).get("grade_id")
+    gid = as_dict(as_dict(as_dict(cell).get("metadata")).get("nbgrader")).get("grade_id")
     return gid if isinstance(gid, str) and gid else None
 
 
-def read_submission(path) -> nbformat.NotebookNode:
-    """Read and check the structure of a submitted notebook (bounded size, cells that are cells)."""
+def read_bytes(path) -> bytes:
+    """A submitted file's bytes, refusing one over :data:`MAX_NOTEBOOK_BYTES`."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise SubmissionUnreadable(f"{path.name} is {size / 1024**2:.0f} MB, over the limit of "
-                                       f"{MAX_NOTEBOOK_BYTES // 1024**2} MB")
-        data = json.loads(path.read_bytes())
+        with path.open("rb") as f:
+            data = f.read(MAX_NOTEBOOK_BYTES + 1)
+    except OSError as exc:
+        raise SubmissionUnreadable(f"{path.name} could not be read ({type(exc).__name__})") from None
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        raise SubmissionUnreadable(f"{path.name} is over the limit of {MAX_NOTEBOOK_BYTES // 1024**2} MB")
+    return data
+
+
+def read_submission(path, data: bytes | None = None) -> nbformat.NotebookNode:
+    """Read and check the structure of a submitted notebook (bounded size, cells that are cells);
+    ``data``: its bytes, read earlier (the grader's snapshot), instead of the file."""
+    path = Path(path)
+    try:
+        data = json.loads(read_bytes(path) if data is None else data)
     except SubmissionUnreadable:
         raise
-    except (OSError, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise SubmissionUnreadable(f"{path.name} is not a readable notebook ({type(exc).__name__}: {exc})"[:400]) from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise SubmissionUnreadable(f"{path.name} has no list of cells")
@@ -103,14 +113,14 @@ def _release_sources(lesson: Lesson) -> dict[str, str]:
             if c.metadata.get("nbgrader", {}).get("grade_id")}
 
 
-def _norm(source: str) -> str:
+def normalized(source: str) -> str:
     return "\n".join(line.rstrip() for line in source.strip().splitlines())
 
 
-def _instructor_code_cells(lesson: Lesson) -> dict[str, int]:
+def instructor_code_cells(lesson: Lesson) -> dict[str, int]:
     """Normalised source -> index, for the instructor's code cells without a grade_id (setup and
     experiments), in both the instructor's and the student's version of the notebook."""
-    found = {_norm(spec.source): spec.index for spec in lesson.cells
+    found = {normalized(spec.source): spec.index for spec in lesson.cells
              if spec.role in ("setup", "experiment") and not spec.grade_id}
     if lesson.release_path.exists():
         release = nbformat.read(lesson.release_path, as_version=4)
@@ -118,14 +128,14 @@ def _instructor_code_cells(lesson: Lesson) -> dict[str, int]:
         theirs = [c for c in release.cells if c.cell_type == "code" and not grade_id_of(c)]
         if len(theirs) == len(by_position):  # released notebooks keep the instructor's order
             for spec, cell in zip(by_position, theirs):
-                found.setdefault(_norm(cell.source), spec.index)
+                found.setdefault(normalized(cell.source), spec.index)
     return found
 
 
 def assemble(lesson: Lesson, submission: nbformat.NotebookNode) -> Assembled:
     source_nb = nbformat.read(lesson.source_path, as_version=4)
     roles = {spec.grade_id: spec for spec in lesson.cells if spec.grade_id}
-    known_code = _instructor_code_cells(lesson)
+    known_code = instructor_code_cells(lesson)
     answers: dict[str, str] = {}
     copies: dict[str, int] = {}
     added: dict[int, list[str]] = {}  # instructor cell index (-1: the top) -> code added after it
@@ -149,12 +159,12 @@ def assemble(lesson: Lesson, submission: nbformat.NotebookNode) -> Assembled:
                 continue
         elif gid:
             unknown.append(gid)
-        tags = _dict(cell.get("metadata")).get("tags")
+        tags = as_dict(cell.get("metadata")).get("tags")
         if isinstance(tags, list) and "experiment" in tags:
-            anchor = known_code.get(_norm(source), anchor)
+            anchor = known_code.get(normalized(source), anchor)
             continue
-        if _norm(source) in known_code:
-            anchor = known_code[_norm(source)]
+        if normalized(source) in known_code:
+            anchor = known_code[normalized(source)]
             continue
         if source.strip():
             added.setdefault(anchor, []).append(source)

@@ -1,4 +1,4 @@
-"""Command line: ``stgrade grade | release | demo | samples``."""
+"""Command line: ``stgrade grade | validate | release | demo | samples``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     return _grade(Path(args.submissions), Path(args.out), args)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import render, validate
+
+    limits = Limits(cell_seconds=args.cell_timeout, notebook_seconds=args.notebook_timeout)
+    print(render(validate(Path(args.notebook), args.lesson, limits)))
+    return 0
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -113,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", default="grading-out", help="output folder (default: grading-out)")
     _add_run_options(p)
     p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("validate", help="for students: grade one notebook as the grader will, and say what differs",
+                       description="Grade NOTEBOOK as `stgrade grade` will (the original test cells, your answers "
+                       "and the cells you added, in a fresh kernel, top to bottom), with the visible checks and "
+                       "hidden-style checks, and warn about anything the grader treats differently from your session.")
+    p.add_argument("notebook", help="your notebook (.ipynb)")
+    p.add_argument("--lesson", help="lesson id (default: from the file name or the notebook's cells)")
+    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds one cell may run (default: 30)")
+    p.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds the notebook may run (default: 300)")
+    p.set_defaults(func=cmd_validate)
     p = sub.add_parser("release", help="regenerate course/ from solutions/")
     p.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
     p.set_defaults(func=cmd_release)

@@ -17,6 +17,7 @@ case's group, never the submission. The kernel receives the student's seed, neve
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import shutil
 import tempfile
@@ -75,6 +76,8 @@ def grading_seed(secret: str, student: str, lesson: str) -> int:
     return int(digest[:8], 16)
 
 
+#: scratch folders are named after the worker's pid, so leftovers of a killed worker can be found
+SCRATCH_PREFIX = "stgrade-scratch-"
 #: seconds the grader may spend verifying one check (running the reference and the mutants)
 VERIFY_SECONDS = 60.0
 #: characters of all result messages of one cell together
@@ -209,23 +212,26 @@ def _verify_checks(spec: CellSpec, messages: list, seed: int) -> tuple[float, st
     return passed_groups / max(total_groups, 1), "\n".join(problems)
 
 
-def submission_key(path: Path, lesson: Lesson, seed: int, limits: Limits) -> str:
+def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> str:
+    """What a result depends on: the submitted bytes, the instructor's notebook, the grader's
+    version, the seed and the limits."""
     h = hashlib.sha256()
-    for part in (path.read_bytes(), lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
+    for part in (data, lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
                  repr(limits).encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 
 
 def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: Path, limits: Limits,
-                     seed: int, source: str = "", key: str = "") -> SubmissionResult:
+                     seed: int, source: str = "", key: str = "", data: bytes | None = None) -> SubmissionResult:
     """Grade one submission with the student's ``seed`` (see :func:`grading_seed`; the secret
-    itself never reaches this function, so no kernel it starts can learn it)."""
+    itself never reaches this function, so no kernel it starts can learn it). ``data``: the
+    submission's bytes as the grader read them before any student code ran (else read ``path``)."""
     started = time.monotonic()
     lesson = load_lesson(lesson_id)
     result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source, key=key)
     try:
-        assembled = assemble(lesson, read_submission(path))
+        assembled = assemble(lesson, read_submission(path, data))
     except SubmissionUnreadable as exc:
         result.status, result.reason = "failed", str(exc)
         result.seconds = time.monotonic() - started
@@ -233,7 +239,7 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     result.notes += assembled.notes
     nb = assembled.notebook
     flagged = _flagged(assembled, result.notes)
-    scratch = Path(tempfile.mkdtemp(prefix=f"stgrade-{_safe(student)}-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_safe(student)}-"))
     env = {CAPTURE_SEED_ENV: str(seed)}
     try:
         result.cells = _run_and_score(assembled, scratch, env, limits, seed, flagged)

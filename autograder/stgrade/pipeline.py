@@ -29,12 +29,14 @@ from pathlib import Path
 
 from . import __version__, feedback, report
 from . import secret as secrets_
-from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_submission
+from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_bytes, read_submission
 from .course import lesson_ids, load_lesson
 from .discover import Submission, discover
-from .grading import SubmissionResult, grading_seed, submission_key
+from .grading import SCRATCH_PREFIX, SubmissionResult, grading_seed, submission_key
 from .sandbox import Limits
 from .workers import Pool, Task
+
+UNPACKED_PREFIX = "stgrade-unpacked-"
 
 
 @dataclass
@@ -44,6 +46,7 @@ class RunOptions:
     secret: str | None = None  # None: $STGRADE_SECRET, else the course's secret file (created on first use)
     force: bool = False  # regrade even when a result with the same inputs exists
     quiet: bool = False
+    watchdog_seconds: float | None = None  # None: from the limits (see watchdog_seconds)
 
 
 def _result_path(out: Path, student: str, lesson: str) -> Path:
@@ -134,9 +137,10 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     secrets_.hide_from_proc(secret.value)
     out.mkdir(parents=True, exist_ok=True)
     _remove_leftovers()
-    work = Path(tempfile.mkdtemp(prefix=f"stgrade-unpacked-{os.getpid()}-"))  # notebooks taken out of zip files
+    work = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{os.getpid()}-"))  # unzipped notebooks, snapshots
     try:
         subs, warnings = discover(submissions, lesson_ids(), work)
+        subs = _snapshot(subs, work / "snapshots")
         results = _grade_all(subs, submissions, out, options, secret.value)
         for sub, r in zip(subs, results):
             feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
@@ -155,12 +159,13 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
 
 
 def _remove_leftovers() -> None:
-    """Folders an interrupted run (killed, power cut) left in the temporary directory: unpacked
-    notebooks of a grader process that no longer exists."""
-    for folder in Path(tempfile.gettempdir()).glob("stgrade-unpacked-*"):
-        pid = folder.name.split("-")[2] if folder.name.count("-") >= 3 else ""
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
+    """Folders an interrupted run (killed, power cut) or a killed worker left in the temporary
+    directory: unpacked notebooks and scratch folders of grader processes that no longer exist."""
+    for prefix in (UNPACKED_PREFIX, SCRATCH_PREFIX):
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            pid = folder.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -171,6 +176,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _snapshot(subs: list[Submission], folder: Path) -> list[Submission]:
+    """Copy every submission into the grader's private folder before any student code runs, so
+    no submission can change a classmate's (or its own) file before it is graded."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    taken = []
+    for i, sub in enumerate(subs):
+        if sub.path is None:
+            taken.append(sub)
+            continue
+        try:
+            data = read_bytes(sub.path)
+        except SubmissionUnreadable as exc:
+            taken.append(Submission(sub.student, sub.lesson, None, str(exc)))
+            continue
+        copy = folder / f"{i}" / sub.path.name
+        copy.parent.mkdir()
+        copy.write_bytes(data)
+        taken.append(Submission(sub.student, sub.lesson, copy, sub.problem, original=sub.path))
+    return taken
 
 
 def watchdog_seconds(limits: Limits) -> float:
@@ -193,7 +219,8 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
             continue
         path = _result_path(out, sub.student, sub.lesson)
         seed = grading_seed(secret, sub.student, sub.lesson)
-        key = submission_key(sub.path, load_lesson(sub.lesson), seed, options.limits)
+        data = sub.path.read_bytes()
+        key = submission_key(data, load_lesson(sub.lesson), seed, options.limits)
         note = ""
         if path.exists() or path.is_symlink():
             previous, note = _load_previous(path, secret)
@@ -202,14 +229,15 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
                 progress.update(previous, "unchanged, kept")
                 continue
         todo.append(Task(i, (sub.student, sub.lesson, sub.path, out / "autograded", options.limits, seed,
-                             _relative(sub.path, folder), key), note))
+                             _relative(sub.original, folder), key, data), note))
     jobs = options.jobs or os.cpu_count() or 1
-    with Pool(max(1, min(jobs, len(todo) or 1)), watchdog_seconds(options.limits)) as pool:
+    watchdog = options.watchdog_seconds or watchdog_seconds(options.limits)
+    with Pool(max(1, min(jobs, len(todo) or 1)), watchdog, on_replace=_remove_leftovers) as pool:
         for task, r, failure in pool.run(todo):
             sub = subs[task.index]
             if r is None:  # the worker died or was stopped: this submission alone fails, and says why
                 r = SubmissionResult(sub.student, sub.lesson, "failed", failure,
-                                     max_total=load_lesson(sub.lesson).max_points, source=_relative(sub.path, folder))
+                                     max_total=load_lesson(sub.lesson).max_points, source=_relative(sub.original, folder))
             r = _redact(r, secret)
             path = _result_path(out, sub.student, sub.lesson)
             if path.exists() or path.is_symlink():

@@ -29,9 +29,11 @@ class Task:
     note: str = ""  # why it is graded again, for the result's notes
 
 
-def _work(conn) -> None:
-    from .grading import grade_submission
+def _work(conn, target: str) -> None:
+    import importlib
 
+    module, _, name = target.partition(":")
+    function = getattr(importlib.import_module(module), name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     while True:
         try:
@@ -41,16 +43,16 @@ def _work(conn) -> None:
         if args is None:
             return
         try:
-            result = grade_submission(*args)
+            result = function(*args)
             conn.send(("ok", result))
         except Exception as exc:  # noqa: BLE001 — a grader bug costs this submission only, and says so
             conn.send(("error", f"grader error: {type(exc).__name__}: {str(exc)[:300]}"))
 
 
 class _Worker:
-    def __init__(self, context) -> None:
+    def __init__(self, context, target: str) -> None:
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_work, args=(child,), daemon=True)
+        self.process = context.Process(target=_work, args=(child, target), daemon=True)
         self.process.start()
         child.close()
         self.task: Task | None = None
@@ -81,9 +83,11 @@ class _Worker:
 
 
 class Pool:
-    def __init__(self, jobs: int, watchdog_seconds: float) -> None:
+    def __init__(self, jobs: int, watchdog_seconds: float, target: str = "stgrade.grading:grade_submission",
+                 on_replace=None) -> None:
         self.context = multiprocessing.get_context("spawn")
-        self.jobs, self.watchdog_seconds = jobs, watchdog_seconds
+        self.jobs, self.watchdog_seconds, self.target = jobs, watchdog_seconds, target
+        self.on_replace = on_replace  # called after a worker was killed (to clean up what it left)
         self.workers: list[_Worker] = []
 
     def __enter__(self) -> Pool:
@@ -103,14 +107,16 @@ class Pool:
 
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
-        self.workers[self.workers.index(worker)] = _Worker(self.context)
+        self.workers[self.workers.index(worker)] = _Worker(self.context, self.target)
+        if self.on_replace is not None:
+            self.on_replace()
 
     def run(self, tasks: list[Task]) -> Iterator[tuple[Task, object, str]]:
         """Yield ``(task, result, "")`` for each task, or ``(task, None, why it failed)``."""
         pending = list(reversed(tasks))
         looked = 0.0
         while len(self.workers) < min(self.jobs, len(tasks)):
-            self.workers.append(_Worker(self.context))
+            self.workers.append(_Worker(self.context, self.target))
         while pending or any(w.task for w in self.workers):
             for w in self.workers:
                 if w.task is None and pending:
