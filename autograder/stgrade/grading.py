@@ -146,9 +146,15 @@ def decode_results(messages: list) -> tuple[dict[tuple[str, str], list | str], l
     return found, problems
 
 
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value[:3]) + (", …" if len(value) > 3 else "") + "]"
+    return " ".join(describe_value(value).split())[:80]
+
+
 def _unexpected_form(exercise: str, case_label: str, got: object, exc: BaseException) -> Failure:
-    shown = (", ".join(f"{k}: {describe_value(v)[:80]}" for k, v in list(got.items())[:4])
-             if isinstance(got, dict) else describe_value(got)[:200])
+    shown = (", ".join(f"{k}: {_short(v)}" for k, v in list(got.items())[:4]) if isinstance(got, dict)
+             else _short(got))
     return Failure(exercise, case_label, f"what your function gave back has an unexpected form and could not be "
                    f"compared with the expected result ({shown}). Check what it returns and what it changes.")
 
