@@ -236,8 +236,8 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
         for task, r, failure in pool.run(todo):
             sub = subs[task.index]
             if r is None:  # the worker died or was stopped: this submission alone fails, and says why
-                r = SubmissionResult(sub.student, sub.lesson, "failed", failure,
-                                     max_total=load_lesson(sub.lesson).max_points, source=_relative(sub.original, folder))
+                r = SubmissionResult(sub.student, sub.lesson, "failed", failure, max_total=load_lesson(sub.lesson).max_points,
+                                     source=_relative(sub.original, folder), key=task.args[7])
             r = _redact(r, secret)
             path = _result_path(out, sub.student, sub.lesson)
             if path.exists() or path.is_symlink():
