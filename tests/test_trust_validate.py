@@ -39,5 +39,5 @@ def test_validate_on_the_command_line(tmp_path, capsys):
     src = lesson_sources(LESSON, REPO_ROOT)
     path = tmp_path / f"{LESSON}.ipynb"
     path.write_text(nbformat.writes(src.release)[:500])  # cut off: not a notebook
-    assert main(["validate", str(path), "--cell-timeout", "5"]) == 0
-    assert "NOT GRADABLE" in capsys.readouterr().out
+    assert main(["validate", str(path), "--cell-timeout", "5"]) == 2
+    assert "is not a readable notebook" in capsys.readouterr().err
