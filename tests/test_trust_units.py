@@ -187,3 +187,17 @@ def test_a_dead_or_stuck_worker_costs_only_its_own_task():
         got = {t.index: (r, why) for t, r, why in pool.run([Task(0, (600,)), Task(1, (0,))])}
     assert "longer than 3 s" in got[0][1] and got[1] == (None, "")
     assert time.monotonic() - started < 60
+
+
+def test_the_secret_leaves_the_environment_children_inherit_and_what_proc_shows():
+    import subprocess
+    import sys
+
+    probe = ("import os, sys\nfrom stgrade.secret import hide_from_proc\nv = os.environ['STGRADE_SECRET']\n"
+             "hide_from_proc(v)\nproc = open('/proc/self/environ', 'rb').read() + open('/proc/self/cmdline', 'rb').read()\n"
+             "child = os.popen('cat /proc/self/environ').read()\n"
+             "print(v.encode() in proc, v in child, 'STGRADE_SECRET' in os.environ)")
+    value = "probe-secret-" + "7" * 24
+    out = subprocess.run([sys.executable, "-c", probe, value], capture_output=True, text=True, check=True,
+                         env={**os.environ, "STGRADE_SECRET": value}).stdout
+    assert out.split() == ["False", "False", "False"]
