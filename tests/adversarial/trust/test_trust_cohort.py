@@ -231,6 +231,7 @@ def test_an_honest_mistake_costs_its_exercise_not_the_submission(graded):
     assert r.status == "graded", r.reason
     assert cells["clip_grad_value_hidden"].points == 2 and cells["adaptive_clip_grad_hidden"].points == 2
     assert cells["clip_grad_norm_visible"].points < 1
+    assert "unexpected form" in cells["clip_grad_norm_hidden"].message  # a word on why, not a bare KeyError
     assert r.total == 6 + cells["clip_grad_norm_visible"].points + cells["clip_grad_norm_hidden"].points
 
 
