@@ -17,7 +17,6 @@ its own pool, under a watchdog: a worker that dies or runs past the submission's
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import sys

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stabletrain.exercises.check import SESSION_SEEDS
 
-from .assemble import (SubmissionUnreadable, as_dict, instructor_code_cells, normalized, cell_text, grade_id_of,
+from .assemble import (SubmissionUnreadable, as_dict, cell_text, grade_id_of, instructor_code_cells, normalized,
                        read_submission)
 from .course import Lesson, lesson_ids, load_lesson
 from .grading import SubmissionResult, grade_submission

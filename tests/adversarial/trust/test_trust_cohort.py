@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from stgrade.cohorts import inject_first_line, lesson_sources
+from stgrade.cohorts import lesson_sources
 from stgrade.course import REPO_ROOT
 from stgrade.pipeline import RunOptions, grade_folder
 from stgrade.sandbox import Limits
