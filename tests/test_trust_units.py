@@ -201,3 +201,15 @@ def test_the_secret_leaves_the_environment_children_inherit_and_what_proc_shows(
     out = subprocess.run([sys.executable, "-c", probe, value], capture_output=True, text=True, check=True,
                          env={**os.environ, "STGRADE_SECRET": value}).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+def test_an_added_cell_cannot_carry_an_answer_key_past_the_scan(src):
+    from stgrade.grading import _flagged
+
+    nb = src.with_answers({**src.solutions, "clip_grad_norm": "def clip_grad_norm_(p, m, *a, **k):\n    return _h(p, m)"})
+    at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "clip_grad_norm")
+    nb.cells.insert(at, nbformat.v4.new_code_cell("def _h(p, m):\n    return torch.nn.utils.clip_grad_norm_(p, m)"))
+    notes: list[str] = []
+    flagged = _flagged(assemble(load_lesson(LESSON), nb), notes)
+    assert "clip_grad_norm_" in flagged and "clip_grad_value_" not in flagged
+    assert any("a cell you added" in n for n in notes)
