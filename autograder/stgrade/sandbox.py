@@ -173,9 +173,10 @@ class SandboxKernel:
             kind = msg["msg_type"]
             if kind == "status" and msg["content"]["execution_state"] == "idle":
                 return True
-            if kind == "display_data" and isinstance(msg["content"].get("data"), dict) and RESULT_MIME in msg["content"]["data"]:
+            data = msg["content"].get("data")
+            if kind == "display_data" and isinstance(data, dict) and RESULT_MIME in data:
                 # check()'s results: kept apart from the outputs, capped, never written to a file
-                text = msg["content"]["data"][RESULT_MIME]
+                text = data[RESULT_MIME]
                 size = len(text) if isinstance(text, str) else 0
                 counts["results_chars"] += size
                 run.results.append(text if isinstance(text, str) and counts["results_chars"] <= RESULTS_CHARS else None)
@@ -226,4 +227,3 @@ class SandboxKernel:
             run.evalue = f"the cell ran past its time limit of {limit:.0f} s and was interrupted"
         run.seconds = time.monotonic() - started
         return run
-
