@@ -55,6 +55,9 @@ def load(explicit: str | None = None, path: Path | None = None, announce=print) 
     path = Path(path or default_path())
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise RuntimeError(f"cannot create the grading secret at {path} ({type(exc).__name__}); set {FILE_ENV} "
+                           f"to a private file, or {ENV}") from None
     except FileExistsError:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
