@@ -10,13 +10,14 @@ SUBMISSIONS ?= autograder/samples/submitted
 OUT ?= grading-out
 JOBS ?= 0
 
-.PHONY: setup sandbox-tool system-tools test test-fast demo release grade lab bench clean help slides
+.PHONY: setup sandbox-tool system-tools test test-fast demo release grade validate lab bench clean help slides
 
 help:
 	@echo "make demo      build the course and grade the bundled sample cohort"
 	@echo "make test      run every test"
 	@echo "make release   regenerate course/ (student notebooks) from solutions/"
 	@echo "make grade SUBMISSIONS=<dir> OUT=<dir>   grade a folder of submissions"
+	@echo "make validate NB=<notebook>   see what the grader will give your notebook, and what it treats differently"
 	@echo "make lab       open JupyterLab on course/"
 	@echo "make slides    write offline slide decks of every lesson to slides/ (student and instructor)"
 	@echo "make bench     run the benchmarks"
@@ -63,6 +64,10 @@ demo: $(STAMP) system-tools
 
 grade: $(STAMP)
 	$(BIN)/stgrade grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+validate: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make validate NB=path/to/your_notebook.ipynb"; exit 2; }
+	$(BIN)/stgrade validate "$(NB)"
 
 # JupyterLab on the whole repository, opening course/ (instructors: solutions/); --allow-root when root
 lab: $(STAMP)

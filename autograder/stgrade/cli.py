@@ -1,9 +1,8 @@
-"""Command line: ``stgrade grade | release | demo | samples``."""
+"""Command line: ``stgrade grade | validate | release | demo | samples``."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notebook-timeout", type=float, default=300.0,
                    help="seconds a whole submission may run (default: 300)")
     p.add_argument("--memory-mb", type=int, default=4096, help="memory cap of a student's kernel (default: 4096)")
-    p.add_argument("--secret", default=os.environ.get("STGRADE_SECRET"),
-                   help="secret that picks the hidden cases' random inputs (default: $STGRADE_SECRET, else a fixed one)")
+    p.add_argument("--secret", default=None,
+                   help="secret that picks the hidden cases' random inputs and signs results (default: "
+                   "$STGRADE_SECRET, else the course's private secret file autograder/.stgrade-secret, "
+                   "created on first use; a value given here shows in the process list)")
     p.add_argument("--force", action="store_true", help="regrade submissions whose results are already up to date")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     p.add_argument("--no-sandbox", action="store_true",
@@ -32,7 +33,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     from . import report
-    from .pipeline import DEFAULT_SECRET, RunOptions, grade_folder
+    from .pipeline import RunOptions, grade_folder
 
     from .sandbox import describe, protections_in_force, sandbox_problem
 
@@ -44,7 +45,7 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
               "you trust.", file=sys.stderr)
         return 2
     print(describe(protections_in_force(limits)), flush=True)
-    options = RunOptions(jobs=args.jobs, limits=limits, secret=args.secret or DEFAULT_SECRET,
+    options = RunOptions(jobs=args.jobs, limits=limits, secret=args.secret,
                          force=args.force, quiet=args.quiet)
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
@@ -57,6 +58,14 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     return _grade(Path(args.submissions), Path(args.out), args)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import render, validate
+
+    limits = Limits(cell_seconds=args.cell_timeout, notebook_seconds=args.notebook_timeout)
+    print(render(validate(Path(args.notebook), args.lesson, limits)))
+    return 0
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -129,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", default="grading-out", help="output folder (default: grading-out)")
     _add_run_options(p)
     p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("validate", help="for students: grade one notebook as the grader will, and say what differs",
+                       description="Grade NOTEBOOK as `stgrade grade` will (the original test cells, your answers "
+                       "and the cells you added, in a fresh kernel, top to bottom), with the visible checks and "
+                       "hidden-style checks, and warn about anything the grader treats differently from your session.")
+    p.add_argument("notebook", help="your notebook (.ipynb)")
+    p.add_argument("--lesson", help="lesson id (default: from the file name or the notebook's cells)")
+    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds one cell may run (default: 30)")
+    p.add_argument("--notebook-timeout", type=float, default=300.0, help="seconds the notebook may run (default: 300)")
+    p.set_defaults(func=cmd_validate)
     p = sub.add_parser("release", help="regenerate course/ from solutions/")
     p.add_argument("lessons", nargs="*", help="lesson ids (default: all)")
     p.set_defaults(func=cmd_release)

@@ -8,7 +8,8 @@ its cells. Cell roles come from nbgrader's metadata, plus one tag of ours:
   included), whatever the submission did to it;
 - ``experiment``: tagged ``experiment`` — plots and demonstrations, skipped while grading;
 - ``setup``: every other code cell — the instructor's version is run;
-- ``markdown``: prose.
+- ``markdown``: prose;
+- ``added``: a code cell the student added (see :mod:`stgrade.assemble`), run where they put it.
 
 What a test cell checks is read from its ``check(fn, "exercise", level=...)`` calls.
 """
@@ -34,7 +35,7 @@ class Check:
 @dataclass
 class CellSpec:
     index: int
-    role: str  # solution | test | experiment | setup | markdown | raw
+    role: str  # solution | test | experiment | setup | markdown | raw | added (by the student)
     source: str
     grade_id: str | None = None
     points: float = 0.0
@@ -82,10 +83,10 @@ def parse_checks(source: str) -> list[Check]:
     return checks
 
 
-def _defined_functions(source: str) -> list[str]:
+def defined_functions(source: str) -> list[str]:
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # reported when the cell runs
         return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
@@ -118,7 +119,7 @@ def load_lesson(lesson_id: str, root: Path = REPO_ROOT) -> Lesson:
             spec.points = float(meta.get("points", 0))
             spec.checks = parse_checks(cell.source)
         if role == "solution":
-            spec.defines = _defined_functions(cell.source)
+            spec.defines = defined_functions(cell.source)
         cells.append(spec)
     return Lesson(lesson_id, source_path, release_path, cells)
 

@@ -22,6 +22,11 @@ class Submission:
     lesson: str
     path: Path | None  # None: missing
     problem: str = ""  # why it cannot be graded, found before running anything
+    original: Path | None = None  # where it was submitted, when ``path`` is the grader's snapshot
+
+    def __post_init__(self) -> None:
+        if self.original is None:
+            object.__setattr__(self, "original", self.path)
 
 
 def _pick_notebook(folder: Path, lesson: str) -> tuple[Path | None, str]:

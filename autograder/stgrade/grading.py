@@ -2,24 +2,34 @@
 
 Scoring a test cell: it earns its points when (1) the cell ran to the end in the student's kernel
 and (2) for every ``check(fn, exercise, level)`` in it, the outputs the student's function produced
-on the grader's cases — written as plain data by ``check`` — equal the reference's outputs, which
+on the grader's cases — published by ``check`` as one plain-data message, which the grader
+collected while the cell ran (:meth:`SandboxKernel.run`) — equal the reference's outputs, which
 are computed here, in the grader's process, where student code never ran. Output on stderr,
 warnings and prints cost nothing.
+
+Nothing the kernel produced is trusted: a message is decoded with size and type limits
+(:func:`stabletrain.exercises.plain.loads`), a check with no message, two messages or an
+unreadable one earns nothing, verifying a check has a time limit, and a grader error while
+verifying one case (an answer that returns something of an unexpected form, say) costs that
+case's group, never the submission. The kernel receives the student's seed, never the secret.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 from stabletrain.exercises import get_exercise, plain
-from stabletrain.exercises.base import group_score
-from stabletrain.exercises.check import CAPTURE_DIR_ENV, CAPTURE_SEED_ENV, capture_stem
+from stabletrain.exercises.base import Failure, describe_value, group_score
+from stabletrain.exercises.check import CAPTURE_SEED_ENV
 
 from . import __version__, scan
 from .assemble import SubmissionUnreadable, assemble, read_submission
@@ -66,40 +76,131 @@ def grading_seed(secret: str, student: str, lesson: str) -> int:
     return int(digest[:8], 16)
 
 
+#: scratch folders are named after the worker's pid, so leftovers of a killed worker can be found
+SCRATCH_PREFIX = "stgrade-scratch-"
+#: seconds the grader may spend verifying one check (running the reference and the mutants)
+VERIFY_SECONDS = 60.0
+#: characters of all result messages of one cell together
+CELL_RESULT_CHARS = 4 * plain.MAX_MESSAGE_CHARS
+
+
+class VerificationTimeout(BaseException):
+    """Verifying one check took longer than :data:`VERIFY_SECONDS` (a BaseException, so that
+    the ``except Exception`` that records what a function raised does not swallow it)."""
+
+
+class _time_limit:
+    """Raise :class:`VerificationTimeout` in this (main) thread after ``seconds``; a no-op elsewhere."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.armed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+
+    def _fire(self, *_: object) -> None:
+        raise VerificationTimeout(f"verification took longer than {self.seconds:.0f} s")
+
+    def __enter__(self) -> None:
+        if self.armed:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
+
+
 def _error_message(run: CellRun) -> str:
     if run.ename == "NotImplementedError":
         return "not answered yet: the function still raises NotImplementedError."
     if run.status in ("timeout", "hung", "died"):
         return f"{run.evalue}."
-    return f"{run.ename}: {run.evalue}"
+    return f"{run.ename}: {str(run.evalue)[:500]}"
 
 
-def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> tuple[float, str | None]:
+def decode_results(messages: list) -> tuple[dict[tuple[str, str], list | str], list[str]]:
+    """``{(exercise, level): outputs, or a reason why they cannot be used}`` and general problems,
+    from the result messages one test cell published."""
+    found: dict[tuple[str, str], list | str] = {}
+    problems: list[str] = []
+    total = 0
+    for text in messages:
+        total += len(text) if isinstance(text, str) else 0
+        if not isinstance(text, str) or total > CELL_RESULT_CHARS:
+            problems.append("results over the size limit were dropped")
+            continue
+        try:
+            value = plain.loads(text)
+        except plain.NotPlainData as exc:
+            problems.append(f"a result could not be read as plain data ({str(exc)[:200]})")
+            continue
+        if not (isinstance(value, dict) and isinstance(value.get("exercise"), str)
+                and isinstance(value.get("level"), str) and isinstance(value.get("outputs"), list)):
+            problems.append("a result did not have the form check() gives it")
+            continue
+        key = (value["exercise"], value["level"])
+        if key in found:
+            found[key] = "its results were recorded more than once (only check() records results)"
+        else:
+            found[key] = value["outputs"]
+    return found, problems
+
+
+def _short(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value[:3]) + (", …" if len(value) > 3 else "") + "]"
+    return " ".join(describe_value(value).split())[:80]
+
+
+def _unexpected_form(exercise: str, case_label: str, got: object, exc: BaseException) -> Failure:
+    shown = (", ".join(f"{k}: {_short(v)}" for k, v in list(got.items())[:4]) if isinstance(got, dict)
+             else _short(got))
+    return Failure(exercise, case_label, f"what your function gave back has an unexpected form and could not be "
+                   f"compared with the expected result ({shown}). Check what it returns and what it changes.")
+
+
+def verify_one(exercise, cases: list, outputs: list) -> list[Failure]:
+    """Like :meth:`Exercise.verify`, but a grader error on one case (a comparison that cannot
+    handle what came back) fails that case only."""
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return exercise.verify(cases, outputs if isinstance(outputs, list) else [])
+    failures = []
+    for case, got in zip(cases, outputs):
+        try:
+            failures += exercise.verify([case], [got])
+        except VerificationTimeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 — any grader error here costs this case, nothing more
+            failures.append(_unexpected_form(exercise.name, case.label, got, exc))
+    return failures
+
+
+def _verify_checks(spec: CellSpec, messages: list, seed: int) -> tuple[float, str | None]:
     """``(fraction of the cell's points earned, what went wrong in words or None)``.
 
     Partial credit: each check's cases fall into groups (a behaviour each); the cell earns the
     share of groups, over all its checks, whose cases all pass.
     """
     passed_groups = total_groups = 0
-    problems: list[str] = []
+    found, problems = decode_results(messages)
     for check in spec.checks:
         exercise = get_exercise(check.exercise)
         cases = exercise.cases(check.level, seed)
         groups = len({c.group_name for c in cases}) or 1
-        stem = capture_stem(capture_dir, check.exercise, check.level)
         total_groups += groups
-        if not stem.with_suffix(".json").exists():
+        outputs = found.get((check.exercise, check.level))
+        if outputs is None:
             problems.append(f"{check.exercise}: no results were recorded (the check did not run to the end).")
             continue
+        if isinstance(outputs, str):
+            problems.append(f"{check.exercise}: {outputs}.")
+            continue
         try:
-            outputs = plain.from_files(stem)
-        except Exception as exc:  # anything but well-formed plain data is a wrong answer
-            problems.append(f"{check.exercise}: the results could not be read as plain data ({type(exc).__name__}).")
+            with _time_limit(VERIFY_SECONDS):
+                failures = verify_one(exercise, cases, outputs)
+        except VerificationTimeout as exc:
+            problems.append(f"{check.exercise}: not verified: {exc}.")
             continue
-        if not isinstance(outputs, list):
-            problems.append(f"{check.exercise}: the results are not a list of case outputs.")
-            continue
-        failures = exercise.verify(cases, outputs)
         if not failures:
             passed_groups += groups
             continue
@@ -117,49 +218,44 @@ def _verify_checks(spec: CellSpec, capture_dir: Path, seed: int) -> tuple[float,
     return passed_groups / max(total_groups, 1), "\n".join(problems)
 
 
-def submission_key(path: Path, lesson: Lesson, seed: int, limits: Limits) -> str:
+def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> str:
+    """What a result depends on: the submitted bytes, the instructor's notebook, the grader's
+    version, the seed and the limits."""
     h = hashlib.sha256()
-    for part in (path.read_bytes(), lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
+    for part in (data, lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
                  repr(limits).encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 
 
 def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: Path, limits: Limits,
-                     secret: str, source: str = "") -> SubmissionResult:
+                     seed: int, source: str = "", key: str = "", data: bytes | None = None) -> SubmissionResult:
+    """Grade one submission with the student's ``seed`` (see :func:`grading_seed`; the secret
+    itself never reaches this function, so no kernel it starts can learn it). ``data``: the
+    submission's bytes as the grader read them before any student code ran (else read ``path``)."""
     started = time.monotonic()
     lesson = load_lesson(lesson_id)
-    seed = grading_seed(secret, student, lesson_id)
-    result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source,
-                              key=submission_key(path, lesson, seed, limits))
+    result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source, key=key)
     try:
-        assembled = assemble(lesson, read_submission(path))
+        assembled = assemble(lesson, read_submission(path, data))
     except SubmissionUnreadable as exc:
         result.status, result.reason = "failed", str(exc)
         result.seconds = time.monotonic() - started
         return result
     result.notes += assembled.notes
     nb = assembled.notebook
-    flagged = {}
-    for spec, cell in zip(lesson.cells, nb.cells):
-        if spec.role == "solution":
-            found = scan.problems(cell.source)
-            if found:
-                flagged.update({name: (spec.grade_id, found) for name in spec.defines})
-                result.notes.append(f"answer cell '{spec.grade_id}' {'; '.join(found)}: "
-                                    "the exercises it defines earn nothing")
-    scratch = Path(tempfile.mkdtemp(prefix=f"stgrade-{student}-"))
-    capture_dir = scratch / ".captures"
-    env = {CAPTURE_DIR_ENV: str(capture_dir), CAPTURE_SEED_ENV: str(seed)}
+    flagged = _flagged(assembled, result.notes)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_safe(student)}-"))
+    env = {CAPTURE_SEED_ENV: str(seed)}
     try:
-        result.cells = _run_and_score(lesson, nb, scratch, capture_dir, env, limits, seed, flagged)
+        result.cells = _run_and_score(assembled, scratch, env, limits, seed, flagged)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
-        result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {exc}"
+        result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if result.status == "graded":
-        result.total = sum(c.points for c in result.cells)
+        result.total = round(sum(c.points for c in result.cells), 2)
         target = autograded_dir / student / lesson_id / f"{lesson_id}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
@@ -167,49 +263,86 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     return result
 
 
-def _run_and_score(lesson: Lesson, nb: nbformat.NotebookNode, scratch: Path, capture_dir: Path, env: dict,
-                   limits: Limits, seed: int, flagged: dict) -> list[CellResult]:
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40]
+
+
+def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Functions whose exercises earn nothing: ``{function: (where, what the scan found)}``.
+
+    A flagged answer cell voids the functions it defines; a flagged added cell voids those it
+    defines or, when it defines none of the checked functions (a helper, say), every function
+    checked after it.
+    """
+    flagged: dict[str, tuple[str, list[str]]] = {}
+    checked_after: list[str] = []
+    specs = assembled.specs
+    for i, spec in enumerate(specs):
+        if spec.role not in ("solution", "added"):
+            continue
+        try:
+            found = scan.problems(assembled.notebook.cells[i].source)
+        except Exception:  # noqa: BLE001 — source the scan cannot parse runs, and fails, in the kernel
+            found = []
+        if not found:
+            continue
+        where = f"answer cell '{spec.grade_id}'" if spec.role == "solution" else f"a cell you added (cell {i + 1})"
+        names = spec.defines
+        if spec.role == "added":
+            checked_after = [c.function for later in specs[i + 1:] for c in later.checks]
+            names = [n for n in spec.defines if n in checked_after] or checked_after
+        flagged.update({name: (where, found) for name in names})
+        notes.append(f"{where} {'; '.join(found)}: the exercises it defines earn nothing")
+    return flagged
+
+
+def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
+                   flagged: dict) -> list[CellResult]:
     results: list[CellResult] = []
-    replay: list[str] = []  # setup and answer cells, re-run after a kernel restart
+    replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
     deadline = time.monotonic() + limits.notebook_seconds
     with SandboxKernel(scratch, limits, env) as kernel:
-        for spec, cell in zip(lesson.cells, nb.cells):
+        for spec, cell in zip(assembled.specs, assembled.notebook.cells):
             if cell.cell_type != "code" or spec.role == "experiment":
                 continue
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 if spec.role == "test":
                     results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
                                               f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
                 continue
-            if spec.role == "test":
-                shutil.rmtree(capture_dir, ignore_errors=True)
-                capture_dir.mkdir(parents=True)
-            run = kernel.run(cell.source)
+            run = kernel.run(cell.source, timeout=min(limits.cell_seconds, left))
             cell.outputs = run.outputs
             if run.status in ("hung", "died"):
                 kernel.restart()
                 for code in replay:
-                    kernel.run(code)
-            elif spec.role in ("setup", "solution"):
+                    if time.monotonic() > deadline:
+                        break
+                    kernel.run(code, timeout=min(limits.cell_seconds, max(deadline - time.monotonic(), 0.1)))
+            elif spec.role in ("setup", "solution", "added"):
                 replay.append(cell.source)
             if spec.role == "test":
-                results.append(_score(spec, run, capture_dir, seed, flagged))
+                results.append(_score(spec, run, seed, flagged))
                 cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
     return results
 
 
-def _score(spec: CellSpec, run: CellRun, capture_dir: Path, seed: int, flagged: dict) -> CellResult:
+def _score(spec: CellSpec, run: CellRun, seed: int, flagged: dict) -> CellResult:
     def failed(message: str) -> CellResult:
         return CellResult(spec.grade_id, 0.0, spec.points, message, "failed")
 
     for check in spec.checks:
         if check.function in flagged:
-            grade_id, found = flagged[check.function]
-            return failed(f"{check.function} is defined in answer cell '{grade_id}', which {'; '.join(found)}. "
+            where, found = flagged[check.function]
+            return failed(f"{check.function}: {where} {'; '.join(found)}. "
                           "Implement the exercise with basic tensor operations.")
     if run.status != "ok":
         return failed(_error_message(run))
-    fraction, problem = _verify_checks(spec, capture_dir, seed)
+    try:
+        fraction, problem = _verify_checks(spec, getattr(run, "results", []), seed)
+    except Exception as exc:  # noqa: BLE001 — a grader error costs this cell only, and says so
+        return failed(f"this cell could not be verified (grader error: {type(exc).__name__}); "
+                      "tell your instructor.")
     if problem:
         points = round(spec.points * fraction, 2)
         return CellResult(spec.grade_id, points, spec.points, problem, "partly passed" if points else "failed")

@@ -4,53 +4,86 @@ Writes into OUT: ``autograded/<student>/<lesson>/<lesson>.ipynb``,
 ``feedback/<student>/<lesson>.html``, ``grades.csv``, ``summary.json``, ``index.html`` (an overview
 linking every feedback page) and ``results/<student>/<lesson>.json`` (one per submission, written
 as soon as it is graded). A result whose inputs are unchanged (same file, same instructor notebook,
-same grader version, seed and limits) is reused, so an interrupted run resumes where it stopped and
-a repeated run gives the same grades; a result that would change is kept beside the new one as
-``<lesson>.previous-N.json``, never silently replaced.
+same grader version, seed and limits) and whose signature (an HMAC with the course secret) is
+intact is reused, so an interrupted run resumes where it stopped and a repeated run gives the same
+grades; a result that would change, or that was changed after it was written, is kept beside the
+new one as ``<lesson>.previous-N.json``, never silently replaced.
+
+Only this process writes results and grades. Each submission is graded in a worker process of
+its own pool, under a watchdog: a worker that dies or runs past the submission's budget is killed
+(with its kernel) and replaced, and only that submission fails, with the reason.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, feedback, report
-from .assemble import SubmissionUnreadable, read_submission
+from . import secret as secrets_
+from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_bytes, read_submission
 from .course import lesson_ids, load_lesson
 from .discover import Submission, discover
-from .grading import SubmissionResult, grade_submission, grading_seed, submission_key
+from .grading import SCRATCH_PREFIX, SubmissionResult, grading_seed, submission_key
 from .sandbox import Limits, protections_in_force
+from .workers import Pool, Task
 
-DEFAULT_SECRET = "stabletrain-default-secret"
+UNPACKED_PREFIX = "stgrade-unpacked-"
 
 
 @dataclass
 class RunOptions:
     jobs: int = 0  # 0: one per core
-    limits: Limits = Limits()
-    secret: str = DEFAULT_SECRET
+    limits: Limits = field(default_factory=Limits)
+    secret: str | None = None  # None: $STGRADE_SECRET, else the course's secret file (created on first use)
     force: bool = False  # regrade even when a result with the same inputs exists
     quiet: bool = False
+    watchdog_seconds: float | None = None  # None: from the limits (see watchdog_seconds)
 
 
 def _result_path(out: Path, student: str, lesson: str) -> Path:
     return out / "results" / student / f"{lesson or '_'}.json"
 
 
-def _load_previous(path: Path) -> SubmissionResult | None:
+def _load_previous(path: Path, secret: str) -> tuple[SubmissionResult | None, str]:
+    """The stored result, if it is intact; otherwise None and why not."""
     try:
-        return SubmissionResult.from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+        if path.is_symlink() or path.stat().st_size > 16 * 1024**2:
+            return None, "the stored result is not a plain file of a sensible size"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not secrets_.signed(secret, data):
+            return None, "the stored result was changed after it was written (its signature does not match)"
+        data.pop("signature")
+        return SubmissionResult.from_json(data), ""
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+        return None, "the stored result could not be read"
+
+
+def _write_result(path: Path, r: SubmissionResult, secret: str) -> None:
+    """Write atomically (never through a link someone left there), signed."""
+    data = r.to_json()
+    data["signature"] = secrets_.sign(secret, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _redact(r: SubmissionResult, secret: str) -> SubmissionResult:
+    """Never let the secret reach a message (feedback, summary, index)."""
+    r.reason = secrets_.redact(r.reason, secret)
+    r.notes = [secrets_.redact(n, secret) for n in r.notes]
+    for c in r.cells:
+        c.message = secrets_.redact(c.message, secret)
+    return r
 
 
 def _keep_previous(path: Path) -> Path:
@@ -66,16 +99,16 @@ def _answers(sub: Submission, lesson_id: str) -> dict[str, str]:
         return {}
     try:
         nb = read_submission(sub.path)
-    except SubmissionUnreadable:
+        lesson = load_lesson(lesson_id)
+        wanted = [c.grade_id for c in lesson.cells if c.role == "solution"]
+        found = {}
+        for cell in nb.cells:
+            gid = grade_id_of(cell)
+            if gid in wanted and gid not in found:
+                found[gid] = cell_text(cell.get("source", ""))
+        return found
+    except (SubmissionUnreadable, OSError, ValueError):
         return {}
-    lesson = load_lesson(lesson_id)
-    wanted = [c.grade_id for c in lesson.cells if c.role == "solution"]
-    found = {}
-    for cell in nb.cells:
-        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-        if gid in wanted and gid not in found:
-            found[gid] = cell.get("source", "")
-    return found
 
 
 class Progress:
@@ -99,11 +132,15 @@ class Progress:
 def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[SubmissionResult]:
     """Grade everything in ``submissions``; write all outputs into ``out``; return the results."""
     started = datetime.now(timezone.utc)
+    secret = secrets_.load(options.secret, announce=lambda line: print(line, file=sys.stderr))
+    secrets_.hide_from_proc(secret.value)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="stgrade-unpacked-"))  # notebooks taken out of zip files
+    _remove_leftovers()
+    work = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{os.getpid()}-"))  # unzipped notebooks, snapshots
     try:
         subs, warnings = discover(submissions, lesson_ids(), work)
-        results = _grade_all(subs, submissions, out, options)
+        subs = _snapshot(subs, work / "snapshots")
+        results = _grade_all(subs, submissions, out, options, secret.value)
         for sub, r in zip(subs, results):
             feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
     finally:
@@ -112,6 +149,7 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     report.write_csv(results, cell_ids, out / "grades.csv")
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions),
+            "secret": secret.describe(),
             "protections": protections_in_force(options.limits)}  # what contained the kernels (stgrade.sandbox)
     report.write_json(results, warnings, meta, out / "summary.json")
     report.write_index(results, out / "index.html")
@@ -120,9 +158,57 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     return results
 
 
-def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOptions) -> list[SubmissionResult]:
+def _remove_leftovers() -> None:
+    """Folders an interrupted run (killed, power cut) or a killed worker left in the temporary
+    directory: unpacked notebooks and scratch folders of grader processes that no longer exist."""
+    for prefix in (UNPACKED_PREFIX, SCRATCH_PREFIX):
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+            pid = folder.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _snapshot(subs: list[Submission], folder: Path) -> list[Submission]:
+    """Copy every submission into the grader's private folder before any student code runs, so
+    no submission can change a classmate's (or its own) file before it is graded."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    taken = []
+    for i, sub in enumerate(subs):
+        if sub.path is None:
+            taken.append(sub)
+            continue
+        try:
+            data = read_bytes(sub.path)
+        except SubmissionUnreadable as exc:
+            taken.append(Submission(sub.student, sub.lesson, None, str(exc)))
+            continue
+        copy = folder / f"{i}" / sub.path.name
+        copy.parent.mkdir()
+        copy.write_bytes(data)
+        taken.append(Submission(sub.student, sub.lesson, copy, sub.problem, original=sub.path))
+    return taken
+
+
+def watchdog_seconds(limits: Limits) -> float:
+    """How long one submission may take, all in, before its worker is killed: the notebook's
+    budget, a kernel restart and the verification, with a margin for a loaded machine."""
+    return 2 * limits.notebook_seconds + 2 * limits.startup_seconds + 120
+
+
+def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOptions,
+               secret: str) -> list[SubmissionResult]:
     results: dict[int, SubmissionResult] = {}
-    todo: list[int] = []
+    todo: list[Task] = []
     progress = Progress(len(subs), options.quiet)
     for i, sub in enumerate(subs):
         if sub.path is None:
@@ -132,38 +218,34 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
             progress.update(results[i], "nothing to grade")
             continue
         path = _result_path(out, sub.student, sub.lesson)
-        previous = _load_previous(path) if path.exists() else None
-        key = submission_key(sub.path, load_lesson(sub.lesson), grading_seed(options.secret, sub.student, sub.lesson),
-                             options.limits)
-        if previous is not None and previous.key == key and not options.force:
-            results[i] = previous
-            progress.update(previous, "unchanged, kept")
-            continue
-        todo.append(i)
+        seed = grading_seed(secret, sub.student, sub.lesson)
+        data = sub.path.read_bytes()
+        key = submission_key(data, load_lesson(sub.lesson), seed, options.limits)
+        note = ""
+        if path.exists() or path.is_symlink():
+            previous, note = _load_previous(path, secret)
+            if previous is not None and previous.key == key and not options.force:
+                results[i] = previous
+                progress.update(previous, "unchanged, kept")
+                continue
+        todo.append(Task(i, (sub.student, sub.lesson, sub.path, out / "autograded", options.limits, seed,
+                             _relative(sub.original, folder), key, data), note))
     jobs = options.jobs or os.cpu_count() or 1
-    autograded = out / "autograded"
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1)), mp_context=context) as pool:
-        futures = {
-            pool.submit(grade_submission, subs[i].student, subs[i].lesson, subs[i].path, autograded,
-                        options.limits, options.secret, _relative(subs[i].path, folder)): i
-            for i in todo
-        }
-        for future in as_completed(futures):
-            i = futures[future]
-            sub = subs[i]
-            try:
-                r = future.result()
-            except Exception as exc:  # a grader bug costs this submission only, and says so
-                r = SubmissionResult(sub.student, sub.lesson, "failed", f"grader error: {type(exc).__name__}: {exc}",
-                                     max_total=load_lesson(sub.lesson).max_points)
+    watchdog = options.watchdog_seconds or watchdog_seconds(options.limits)
+    with Pool(max(1, min(jobs, len(todo) or 1)), watchdog, on_replace=_remove_leftovers) as pool:
+        for task, r, failure in pool.run(todo):
+            sub = subs[task.index]
+            if r is None:  # the worker died or was stopped: this submission alone fails, and says why
+                r = SubmissionResult(sub.student, sub.lesson, "failed", failure, max_total=load_lesson(sub.lesson).max_points,
+                                     source=_relative(sub.original, folder), key=task.args[7])
+            r = _redact(r, secret)
             path = _result_path(out, sub.student, sub.lesson)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
+            if path.exists() or path.is_symlink():
                 kept = _keep_previous(path)
-                r.notes.append(f"regraded; the earlier result is kept in {kept.relative_to(out)}")
-            path.write_text(json.dumps(r.to_json(), indent=2))
-            results[i] = r
+                why = f" ({task.note})" if task.note else ""
+                r.notes.append(f"regraded{why}; the earlier result is kept in {kept.relative_to(out)}")
+            _write_result(path, r, secret)
+            results[task.index] = r
             progress.update(r, "done")
     return [results[i] for i in range(len(subs))]
 

@@ -40,10 +40,14 @@ from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from nbformat.v4 import output_from_msg
 
+from stabletrain.exercises.plain import MAX_MESSAGE_CHARS, RESULT_MIME
+
 from . import bwrap
 from .cgroup import JOIN_SCRIPT, SubmissionCgroup
 
 KERNEL_NAME = "stgrade-sandbox"
+#: characters of check() result messages kept per cell (all messages together)
+RESULTS_CHARS = 4 * MAX_MESSAGE_CHARS
 
 
 class SandboxUnavailable(RuntimeError):
@@ -75,6 +79,7 @@ class CellRun:
     ename: str | None = None
     evalue: str | None = None
     seconds: float = 0.0
+    results: list[Any] = field(default_factory=list)  # check()'s result messages (text), apart from outputs
 
 
 class _OneSpec(KernelSpecManager):
@@ -311,8 +316,39 @@ class SandboxKernel:
         started = time.monotonic()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         run = CellRun(status="ok")
-        chars = 0
-        truncated = False
+        counts = {"chars": 0, "results_chars": 0, "truncated": False}
+
+        def take(msg: dict) -> bool:
+            """Record one iopub message of this cell into ``run``; True when the cell is done."""
+            if msg["parent_header"].get("msg_id") != msg_id:
+                return False
+            kind = msg["msg_type"]
+            if kind == "status" and msg["content"]["execution_state"] == "idle":
+                return True
+            data = msg["content"].get("data")
+            if kind == "display_data" and isinstance(data, dict) and RESULT_MIME in data:
+                # check()'s results: kept apart from the outputs, capped, never written to a file
+                text = data[RESULT_MIME]
+                size = len(text) if isinstance(text, str) else 0
+                counts["results_chars"] += size
+                run.results.append(text if isinstance(text, str) and counts["results_chars"] <= RESULTS_CHARS else None)
+                return False
+            if kind == "error":
+                run.status = "error"
+                run.ename, run.evalue = str(msg["content"]["ename"])[:200], str(msg["content"]["evalue"])[:2000]
+            if kind in ("stream", "display_data", "execute_result", "error"):
+                size = len(json.dumps(msg["content"]))
+                if counts["chars"] + size <= self.limits.output_chars:
+                    run.outputs.append(output_from_msg(msg))
+                    counts["chars"] += size
+                elif not counts["truncated"]:
+                    counts["truncated"] = True
+                    run.outputs.append(output_from_msg({
+                        "header": {"msg_type": "stream"}, "msg_type": "stream",
+                        "content": {"name": "stdout", "text": "\n[stgrade: further output of this cell dropped]\n"},
+                    }))
+            return False
+
         deadline = started + limit
         interrupted_at: float | None = None
         while True:
@@ -333,25 +369,11 @@ class SandboxKernel:
                                   "(out of memory, os._exit, or a crash)")
                     break
                 continue
-            if msg["parent_header"].get("msg_id") != msg_id:
+            try:
+                if take(msg):
+                    break
+            except (KeyError, TypeError, AttributeError, ValueError):  # a malformed message is ignored
                 continue
-            kind = msg["msg_type"]
-            if kind == "status" and msg["content"]["execution_state"] == "idle":
-                break
-            if kind == "error":
-                run.status = "error"
-                run.ename, run.evalue = msg["content"]["ename"], msg["content"]["evalue"]
-            if kind in ("stream", "display_data", "execute_result", "error"):
-                size = len(json.dumps(msg["content"]))
-                if chars + size <= self.limits.output_chars:
-                    run.outputs.append(output_from_msg(msg))
-                    chars += size
-                elif not truncated:
-                    truncated = True
-                    run.outputs.append(output_from_msg({
-                        "header": {"msg_type": "stream"}, "msg_type": "stream",
-                        "content": {"name": "stdout", "text": "\n[stgrade: further output of this cell dropped]\n"},
-                    }))
         if interrupted_at is not None and run.status in ("ok", "error"):
             run.status, run.ename = "timeout", "TimeoutError"
             run.evalue = f"the cell ran past its time limit of {limit:.0f} s and was interrupted"

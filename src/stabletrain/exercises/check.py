@@ -9,25 +9,26 @@ in one line and does not stop the notebook, so Run All on an untouched student n
 every experiment and explorer below it. Under stock ``nbgrader autograde`` (``NBGRADER_EXECUTION``
 is set) an unanswered exercise raises instead, so its test cell scores 0 there too.
 
-Under the grader (the environment variable ``STABLETRAIN_CAPTURE_DIR`` is set), ``check`` compares
-nothing: it runs ``fn`` on the cases for the seed the grader chose and writes the outputs, as plain
-data, into that folder. The grader compares them in its own process, against the reference run
-where student code never ran — so a rigged ``__eq__``, a patched ``numpy.allclose`` or a patched
-``check`` cannot earn points: only right values can.
+Under the grader (the environment variable ``STABLETRAIN_CAPTURE_SEED`` is set: the seed of this
+student's cases, derived from the course secret, never the secret itself), ``check`` compares
+nothing: it runs ``fn`` on the cases for that seed and publishes the outputs, as plain data, in one
+``display_data`` message of type :data:`plain.RESULT_MIME` on the kernel's output channel. The
+grader collects that message while the cell runs (no file is involved, so nothing can rewrite it
+afterwards), decodes it with size and type limits, and compares it in its own process against the
+reference run where student code never ran — so a rigged ``__eq__``, a patched
+``numpy.allclose``, a patched ``check`` or a forged message cannot earn points: only right values
+can.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from . import guard, plain
 from .registry import get_exercise
 
-CAPTURE_DIR_ENV = "STABLETRAIN_CAPTURE_DIR"
 CAPTURE_SEED_ENV = "STABLETRAIN_CAPTURE_SEED"
 
 #: seeds of the cases a student's own session checks against (the grader uses its own)
@@ -38,14 +39,17 @@ class ExerciseCheckFailed(AssertionError):
     """A self-check found a wrong result; the message explains which and why."""
 
 
-def capture_stem(directory: str | Path, exercise: str, level: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", exercise)
-    return Path(directory) / f"{safe}.{level}"
-
-
 def run_cases(fn: Callable[..., Any], exercise: str, level: str, seed: int) -> list[dict]:
     ex = get_exercise(exercise)
     return [ex.run(fn, case) for case in ex.cases(level, seed)]
+
+
+def publish_result(exercise: str, level: str, outputs: list[dict]) -> None:
+    """Send one result message to the grader (capture mode)."""
+    from IPython.display import publish_display_data
+
+    text = plain.dumps({"exercise": exercise, "level": level, "outputs": outputs})
+    publish_display_data({plain.RESULT_MIME: text})
 
 
 def _unanswered(outputs: list[dict]) -> bool:
@@ -61,11 +65,10 @@ def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool
     """
     if not callable(fn):
         raise ExerciseCheckFailed(f"{exercise}: expected a function, got {type(fn).__name__}")
-    capture_dir = os.environ.get(CAPTURE_DIR_ENV)
-    if capture_dir:
-        seed = int(os.environ.get(CAPTURE_SEED_ENV, "0"))
-        outputs = guard.watched(exercise, lambda: run_cases(fn, exercise, level, seed))  # answer keys void it
-        plain.to_files(outputs, capture_stem(capture_dir, exercise, level))
+    seed = os.environ.get(CAPTURE_SEED_ENV)
+    if seed is not None:
+        outputs = guard.watched(exercise, lambda: run_cases(fn, exercise, level, int(seed)))  # answer keys void it
+        publish_result(exercise, level, outputs)
         return True
     ex = get_exercise(exercise)
     cases = ex.cases(level, SESSION_SEEDS[level])
