@@ -194,3 +194,16 @@ def test_scan_allows_model_modules_but_flags_sys_modules():
 
     assert scan.problems("def f(model):\n    return [m for m in model.modules()]\n") == []
     assert scan.problems("import sys\nsys.modules.pop('stabletrain.clipping')\n") == ["uses sys.modules"]
+
+
+def test_a_change_to_the_grading_code_changes_the_result_key(monkeypatch):
+    """A fixed exercise or grader must regrade on the next run, not reuse the old result."""
+    from stgrade import grading
+    from stgrade.course import load_lesson
+    from stgrade.sandbox import Limits
+
+    lesson = load_lesson("04_gradient_clipping")
+    before = grading.submission_key(b"{}", lesson, 1, Limits())
+    assert before == grading.submission_key(b"{}", lesson, 1, Limits())
+    monkeypatch.setattr(grading, "code_fingerprint", lambda: "another version of the code")
+    assert grading.submission_key(b"{}", lesson, 1, Limits()) != before

@@ -16,6 +16,7 @@ case's group, never the submission. The kernel receives the student's seed, neve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import signal
@@ -218,12 +219,27 @@ def _verify_checks(spec: CellSpec, messages: list, seed: int) -> tuple[float, st
     return passed_groups / max(total_groups, 1), "\n".join(problems)
 
 
-def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> str:
-    """What a result depends on: the submitted bytes, the instructor's notebook, the grader's
-    version, the seed and the limits."""
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of the code a grade depends on: the stabletrain package (cases, comparisons, answer
+    keys, mutant catalogues) and the grader itself. A fix to an exercise or the grader changes it,
+    so a re-run regrades instead of reusing a result the old code produced."""
+    import stabletrain
+
     h = hashlib.sha256()
-    for part in (data, lesson.source_path.read_bytes(), __version__.encode(), str(seed).encode(),
-                 repr(limits).encode()):
+    for root in (Path(stabletrain.__file__).parent, Path(__file__).parent):
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> str:
+    """What a result depends on: the submitted bytes, the instructor's notebook, the grading code
+    (:func:`code_fingerprint`), the seed and the limits."""
+    h = hashlib.sha256()
+    for part in (data, lesson.source_path.read_bytes(), __version__.encode(), code_fingerprint().encode(),
+                 str(seed).encode(), repr(limits).encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 

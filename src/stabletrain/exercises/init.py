@@ -620,7 +620,41 @@ def _compare_init(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str 
 # init_model_: a whole model, graded by the statistics of each layer
 
 
+@contextmanager
+def _without_default_init() -> Any:
+    """Build layers without running their ``reset_parameters``: it calls ``torch.nn.init``, which is
+    this lesson's answer key and voids the check when it runs while a check is watched."""
+    classes = (nn.Linear, nn.modules.conv._ConvNd)
+    saved = [(cls, cls.__dict__["reset_parameters"]) for cls in classes]
+    for cls in classes:
+        cls.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        for cls, original in saved:
+            cls.reset_parameters = original
+
+
+def _default_like_init(model: nn.Module) -> None:
+    """PyTorch's default for Linear/Conv, drawn here with torch.rand: U(±1/√fan_in) for weight and
+    bias, so a function that changes nothing keeps Var[w] = 1/(3·fan_in) and fails."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())
+                m.weight.copy_((torch.rand(m.weight.shape) * 2 - 1) * bound)
+                if m.bias is not None:
+                    m.bias.copy_((torch.rand(m.bias.shape) * 2 - 1) * bound)
+
+
 def _build_model(spec: dict[str, Any]) -> nn.Module:
+    with _without_default_init():
+        model = _layers(spec)
+    _default_like_init(model)
+    return model
+
+
+def _layers(spec: dict[str, Any]) -> nn.Module:
     layers: list[nn.Module] = []
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "selu": nn.SELU, "leaky_relu": nn.LeakyReLU,
            "sigmoid": nn.Sigmoid, "linear": nn.Identity}[spec["nonlinearity"]]
