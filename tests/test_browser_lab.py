@@ -183,7 +183,9 @@ def test_lesson_runs_and_explorers_are_live_in_jupyterlab_and_in_deck_mode(lesso
     url, token, _root = lab
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     log = PageLog(page)
-    page.goto(f"{url}/lab/tree/solutions/{lesson}/{lesson}.ipynb?token={token}")
+    # a workspace of its own per lesson, reset: JupyterLab would otherwise restore the tabs of the
+    # lessons tested before in this server, and Run All could reach another lesson's notebook
+    page.goto(f"{url}/lab/workspaces/{lesson}/tree/solutions/{lesson}/{lesson}.ipynb?reset&token={token}")
     def wait(what, condition, seconds):
         try:
             page.wait_for_function(condition, timeout=seconds * 1000, polling=500)

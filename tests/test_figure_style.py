@@ -107,3 +107,26 @@ def test_the_explorer_widget_draws_in_the_course_style():
     explorer = lab.ClippingExplorer(_clipping_sweep(), kind="norm", max_norm=2.0, clip_factor=0.05)
     sizes = style.font_sizes(explorer.figure)
     assert sizes and min(sizes) >= style.MIN_FONT_PT
+
+
+def _lab_plot_functions():
+    import importlib
+    import pkgutil
+
+    import stabletrain.lessons as lessons
+
+    for info in pkgutil.iter_modules(lessons.__path__):
+        module = importlib.import_module(f"stabletrain.lessons.{info.name}")
+        for name, fn in vars(module).items():
+            if name.startswith("plot_") and callable(fn) and getattr(fn, "__module__", "") == module.__name__:
+                yield f"{info.name}.{name}", fn
+
+
+@pytest.mark.parametrize("name, fn", list(_lab_plot_functions()), ids=[n for n, _ in _lab_plot_functions()])
+def test_every_lessons_plot_function_draws_in_the_course_style(name, fn):
+    """Every lesson's figures use stabletrain.style (fonts >= 12 pt, colour + line style): each
+    plot_* function of a lab module is decorated with @styled or draws inside course_style()."""
+    import inspect
+
+    decorated = fn.__code__.co_qualname == "styled.<locals>.wrapper"
+    assert decorated or "course_style()" in inspect.getsource(fn), f"{name} does not use stabletrain.style"

@@ -77,8 +77,8 @@ import os, sys, tempfile, runpy
 os.environ["STABLETRAIN_CAPTURE_SEED"] = "7"
 import torch
 from stabletrain.exercises import guard, plain
-import stabletrain.exercises.check as check_module
 from stabletrain.exercises.check import check
+check_module = sys.modules["stabletrain.exercises.check"]  # the package's `check` attribute is the function
 captured = {}  # check() publishes its result on the kernel's output channel; here, keep it
 check_module.publish_result = lambda exercise, level, outputs: captured.__setitem__("outputs", outputs)
 guard.KEY_OWNERS["torch.nn.init"] = "clipping"  # pretend: torch.nn.init is this exercise's answer key
