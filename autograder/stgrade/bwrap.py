@@ -116,6 +116,12 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
     argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
             "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "--new-session",
             "--hostname", "stgrade", "--setenv", "JPY_PARENT_PID", "1"]  # its parent is outside: poll nothing
+    # The private /proc, /dev, /dev/shm and /tmp come first: bwrap mounts in order, and the binds
+    # below must land on top of them — a checkout or virtual environment that lives under /tmp (a CI
+    # clone, say) would otherwise be hidden by the empty /tmp.
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(link):
             argv += ["--symlink", os.readlink(link), link]
@@ -136,10 +142,7 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
         argv += ["--tmpfs", folder, "--remount-ro", folder]
     for path, stub in hidden_files():
         argv += ["--ro-bind", stub, path]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--bind", str(scratch), str(scratch),
+    argv += ["--bind", str(scratch), str(scratch),
              "--ro-bind", connection_file, CONNECTION_FILE,
              "--remount-ro", "/",
              "--chdir", str(scratch)]
