@@ -10,7 +10,8 @@ submissions; one test per class, each failing when its protection is removed:
 - forged results: oversized and malformed result messages cost that check only;
 - no public secret: a submission hunts for the secret in its environment and in /proc;
 - breaking the batch: malformed notebooks are their student's failure, never a crash;
-- honest mistakes: a clip_grad_norm_ that forgets ``return total`` costs that exercise only;
+- honest mistakes: a clip_grad_norm_ that forgets ``return total`` costs that exercise only, and its
+  message says what came back;
 - fairness: an answer written in a new cell below the stub, and a helper in an added cell, earn
   full marks;
 - leaks: folders left by an interrupted run are removed, and a run leaves none of its own.
@@ -29,7 +30,7 @@ import nbformat
 import pytest
 
 from stgrade.cohorts import lesson_sources
-from stgrade.course import REPO_ROOT
+from stgrade.course import REPO_ROOT, load_lesson
 from stgrade.pipeline import RunOptions, grade_folder
 from stgrade.sandbox import Limits
 
@@ -39,11 +40,23 @@ LESSON = "04_gradient_clipping"
 LIMITS = Limits(cell_seconds=10, notebook_seconds=120)
 SECRET = "trust-cohort-secret-0f3a9c7d51e2b8"
 PREFIXES = ("stgrade-unpacked-", "stgrade-scratch-")
+MAX = load_lesson(LESSON).max_points  # full marks, read from the lesson rather than written down
+
+
+def _points(exercise: str) -> float:
+    """The points of the test cells checking ``exercise`` (``<exercise>_visible``, ``<exercise>_hidden``)."""
+    return sum(c.points for c in load_lesson(LESSON).test_cells if c.grade_id.rsplit("_", 1)[0] == exercise)
 
 _FORGED = '''
+from IPython import get_ipython
 from IPython.display import publish_display_data
 MIME = "application/x-stabletrain-result"
+_forged_in = set()
 def clip_grad_value_(parameters, clip_value):  # runs inside the test cell: its messages are collected there
+    cell = get_ipython().parent_header["header"]["msg_id"]  # the execute request of the running cell
+    if cell in _forged_in:  # once per cell: the forgery is the point, not the volume
+        return
+    _forged_in.add(cell)
     publish_display_data({MIME: '{"__ndarray__": ["<f8", [4294967296, 8], "AAAA"]}'})  # a "bomb"
     publish_display_data({MIME: "[" + "0," * (9 * 1024**2) + "0]"})                     # oversized
 '''
@@ -99,7 +112,8 @@ def _build(root: Path) -> Path:
         "forger": _with(src, {**good, "clip_grad_value": _FORGED}),
         "hunter": _with(src, {**good, "clip_grad_value": _HUNT + good["clip_grad_value"]}),
         "forgot_return": _with(src, {**good, "clip_grad_norm": good["clip_grad_norm"].replace("    return total", "")}),
-        "fair": _with(src, {"clip_grad_value": good["clip_grad_value"], "adaptive_clip_grad": agc_with_helper},
+        "fair": _with(src, {**{k: v for k, v in good.items() if k != "clip_grad_norm"},
+                            "adaptive_clip_grad": agc_with_helper},
                       extra={"clip_grad_norm": [good["clip_grad_norm"]], "clip_grad_value": [helper]}),
         "z_victim": _with(src, good),
     }
@@ -170,7 +184,7 @@ def _cells(result):
 
 def test_harming_others_a_classmates_notebook_is_graded_as_submitted(graded):
     victim = graded["results"]["z_victim"]
-    assert (victim.status, victim.total) == ("graded", 9), victim.notes
+    assert (victim.status, victim.total) == ("graded", MAX), victim.notes
 
 
 def test_harming_others_killing_or_stopping_the_grader_worker_costs_only_that_submission(graded):
@@ -190,27 +204,38 @@ def test_harming_others_changed_results_and_grades_are_noticed_and_regraded(grad
     for cell in data["cells"]:
         cell["points"] = 0.0
     path.write_text(json.dumps(data))
-    (out / "grades.csv").write_text((out / "grades.csv").read_text().replace(",9,9", ",0,9"))
+    with (out / "grades.csv").open() as f:
+        table = list(csv.reader(f))
+    total_col = table[0].index("total")
+    for row in table[1:]:
+        if row[0] == "fair":
+            assert row[total_col] == f"{MAX:g}", row
+            row[total_col] = "0"
+    with (out / "grades.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(table)
     again = {r.student: r for r in grade_folder(submitted, out, RunOptions(jobs=2, limits=LIMITS, quiet=True,
                                                                            secret=SECRET))}
-    assert again["fair"].total == 9 and any("changed after it was written" in n for n in again["fair"].notes)
+    assert again["fair"].total == MAX and any("changed after it was written" in n for n in again["fair"].notes)
     assert any("kept" in n for n in again["fair"].notes)
     rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
-    assert rows["fair"]["total"] == "9" and rows["hunter"]["total"] == "9"
+    assert rows["fair"]["total"] == f"{MAX:g}" and rows["hunter"]["total"] == f"{MAX:g}"
     assert again["hunter"].notes == graded["results"]["hunter"].notes  # untouched results are kept as they were
 
 
 def test_forged_result_messages_cost_that_check_and_nothing_else(graded):
     r = graded["results"]["forger"]
     cells = _cells(r)
-    assert r.status == "graded" and r.total == 6
-    assert "over the size limit" in cells["clip_grad_value_hidden"].message
-    assert "could not be read as plain data" in cells["clip_grad_value_hidden"].message
+    assert r.status == "graded" and r.total == MAX - _points("clip_grad_value"), [(c.grade_id, c.message)
+                                                                                   for c in r.cells]
+    assert all(c.points == c.max_points for c in r.cells if not c.grade_id.startswith("clip_grad_value_"))
+    message = cells["clip_grad_value_hidden"].message
+    assert "malformed array shape" in message, message  # the bomb: refused, not allocated
+    assert "characters is over the limit" in message, message  # the oversized message: refused, not parsed
 
 
 def test_the_secret_is_nowhere_a_kernel_can_read(graded):
     r = graded["results"]["hunter"]
-    assert (r.status, r.total) == ("graded", 9), [c.message for c in r.cells]
+    assert (r.status, r.total) == ("graded", MAX), [c.message for c in r.cells]
     for path in graded["out"].rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
@@ -220,7 +245,9 @@ def test_malformed_notebooks_fail_alone_and_the_batch_completes(graded):
     results, out = graded["results"], graded["out"]
     for student in ("source_42", "cells_not_a_list", "cell_not_a_dict"):
         assert results[student].status == "failed" and results[student].reason, results[student]
-    assert (results["messy"].status, results["messy"].total) == ("graded", 9), results["messy"].notes
+    assert (results["messy"].status, results["messy"].total) == ("graded", MAX), results["messy"].notes
+    assert any("appears 2 times" in n and "the instructor's version is run once" in n
+               for n in results["messy"].notes)
     rows = {r["student_id"]: r for r in csv.DictReader((out / "grades.csv").open())}
     assert set(rows) == set(results)
 
@@ -229,15 +256,21 @@ def test_an_honest_mistake_costs_its_exercise_not_the_submission(graded):
     r = graded["results"]["forgot_return"]
     cells = _cells(r)
     assert r.status == "graded", r.reason
-    assert cells["clip_grad_value_hidden"].points == 2 and cells["adaptive_clip_grad_hidden"].points == 2
-    assert cells["clip_grad_norm_visible"].points < 1
-    assert "unexpected form" in cells["clip_grad_norm_hidden"].message  # a word on why, not a bare KeyError
-    assert r.total == 6 + cells["clip_grad_norm_visible"].points + cells["clip_grad_norm_hidden"].points
+    others = [c for c in r.cells if not c.grade_id.startswith("clip_grad_norm_")]
+    assert all(c.points == c.max_points for c in others), [(c.grade_id, c.message) for c in others]
+    assert cells["clip_grad_norm_visible"].points < cells["clip_grad_norm_visible"].max_points
+    assert cells["clip_grad_norm_hidden"].points < cells["clip_grad_norm_hidden"].max_points
+    message = cells["clip_grad_norm_hidden"].message
+    # a word on what came back (the comparator's "got None", or the grader's "unexpected form"), not a bare KeyError
+    assert "got None" in message or "unexpected form" in message, message
+    assert "Traceback" not in message and "KeyError" not in message, message
+    assert r.total == (MAX - _points("clip_grad_norm") + cells["clip_grad_norm_visible"].points
+                       + cells["clip_grad_norm_hidden"].points)
 
 
 def test_answers_and_helpers_in_added_cells_earn_full_marks(graded):
     r = graded["results"]["fair"]
-    assert (r.status, r.total) == ("graded", 9), [(c.grade_id, c.message) for c in r.cells]
+    assert (r.status, r.total) == ("graded", MAX), [(c.grade_id, c.message) for c in r.cells]
     assert any("you added" in n for n in r.notes)
 
 
