@@ -80,3 +80,18 @@ def line_style(i: int) -> dict:
 def font_sizes(fig: Figure) -> list[float]:
     """Sizes (pt) of every visible text in ``fig``: tests use it to hold figures to MIN_FONT_PT."""
     return [t.get_fontsize() for t in fig.findobj(mpl.text.Text) if t.get_visible() and t.get_text().strip()]
+
+
+def canvas_png(canvas) -> bytes:
+    """Draw an Agg canvas and encode it as PNG at low compression: the explorers' redraw path,
+    about twice as fast as ``savefig``."""
+    import io
+
+    from PIL import Image
+
+    canvas.draw()
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=1)
+    return buffer.getvalue()

@@ -25,7 +25,6 @@ the output; in evaluation, running statistics); a test checks a batched run agai
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +40,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from stabletrain.data import make_regression, make_spirals
+from stabletrain import style
 from stabletrain.style import COLORS, LINESTYLES, course_style, styled
 
 __all__ = [
@@ -580,14 +580,7 @@ class BatchNormExplorer:
         self._canvas = FigureCanvasAgg(fig)
 
     def _render_png(self) -> bytes:
-        from PIL import Image
-
-        self._canvas.draw()
-        w, h = self._canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (w, h), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return style.canvas_png(self._canvas)
 
     def update(self) -> float:
         start = time.perf_counter()

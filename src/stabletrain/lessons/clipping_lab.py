@@ -26,7 +26,6 @@ setup cell, registers the PNG formatter for figures), and nothing accumulates in
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -1223,14 +1222,7 @@ class ClippingExplorer:
 
     def _render_png(self) -> bytes:
         """Draw the figure with Agg and encode it as PNG (about twice as fast as ``savefig``)."""
-        from PIL import Image
-
-        self._canvas.draw()
-        width, height = self._canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return style.canvas_png(self._canvas)
 
     def current_run(self) -> Run:
         """The run that the controls select."""

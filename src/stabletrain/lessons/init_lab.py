@@ -27,7 +27,6 @@ it as a cell's last expression.
 from __future__ import annotations
 
 import functools
-import io
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from stabletrain import style
 from ..style import COLORS, LINESTYLES, styled
 
 __all__ = [
@@ -516,14 +516,7 @@ class InitExplorer:
         self._canvas = FigureCanvasAgg(fig)
 
     def _render_png(self) -> bytes:
-        from PIL import Image
-
-        self._canvas.draw()
-        width, height = self._canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return style.canvas_png(self._canvas)
 
     def update(self) -> None:
         started = time.perf_counter()

@@ -21,7 +21,6 @@ The branch :math:`f(z) = W\,\mathrm{relu}(z)` with Kaiming's :math:`W \sim \math
 
 from __future__ import annotations
 
-import io
 import math
 import time
 import warnings
@@ -35,6 +34,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..data import make_spirals
+from stabletrain import style
 from ..style import COLORS, LINESTYLES, styled
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -522,14 +522,7 @@ class ResidualExplorer:
 
     def _png(self) -> bytes:
         """Draw with Agg and encode with PIL at low compression (faster than savefig)."""
-        from PIL import Image
-
-        self._canvas.draw()
-        width, height = self._canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return style.canvas_png(self._canvas)
 
     def update(self) -> float:
         start = time.perf_counter()

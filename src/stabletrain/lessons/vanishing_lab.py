@@ -31,7 +31,6 @@ Every figure is a detached :class:`matplotlib.figure.Figure` in the course style
 from __future__ import annotations
 
 import functools
-import io
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from stabletrain import style
 from stabletrain.style import COLORS as STYLE_COLORS
 from stabletrain.style import course_style, line_style, styled
 
@@ -682,14 +682,7 @@ class VanishingExplorer:
         self._canvas = FigureCanvasAgg(fig)
 
     def _render_png(self) -> bytes:
-        from PIL import Image
-
-        self._canvas.draw()
-        width, height = self._canvas.get_width_height()
-        image = Image.frombuffer("RGBA", (width, height), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        image.save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
+        return style.canvas_png(self._canvas)
 
     def update(self) -> float:
         """Redraw for the current controls; return (and store in ``last_update_s``) the seconds it took."""
