@@ -78,6 +78,7 @@ slides: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_grading.py
+	$(BIN)/python benchmarks/bench_lesson_cost.py
 	$(BIN)/python benchmarks/bench_reference.py
 	$(BIN)/python benchmarks/bench_notebooks.py
 

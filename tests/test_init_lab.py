@@ -37,7 +37,19 @@ SIZES = sorted({int(np.prod(c.inputs["shape"])) for name in RANDOM_EXERCISES[:-1
 
 
 def test_statistical_cases_are_big_enough():
-    assert SIZES and min(SIZES) >= 8192
+    assert SIZES and min(SIZES) >= ex.N == 4096
+
+
+def test_init_model_layers_are_big_enough_and_tell_the_fans_apart():
+    """Each weight init_model_ is graded on holds ≥ N values, and fan_in ≠ fan_out (else the
+    catalogue's Xavier and fan_out mistakes would pass on it)."""
+    exercise = get_exercise("init_model_")
+    for case in exercise.cases("hidden", 0):
+        for kind, shape in ex._reference_layers(case.inputs["model"]):
+            if kind == "LayerNorm":
+                continue
+            fan_in, fan_out = ex._fans(list(shape))
+            assert int(np.prod(shape)) >= ex.N and fan_in != fan_out, (case.label, shape)
 
 
 @pytest.mark.parametrize("n", SIZES)
@@ -148,6 +160,56 @@ def test_the_reference_passes_many_seeds(name):
     for seed in range(8):
         cases = exercise.cases("hidden", seed)
         assert exercise.verify(cases, [exercise.run(exercise.reference, c) for c in cases]) == []
+
+
+VARIANCE_EXERCISES = ("xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "variance_scaling_")
+
+
+def _variance_z(case, out) -> float:
+    """How many of its own standard deviations a fill's m₂/σ² lies outside the accepted band."""
+    kind = case.inputs["expect"]["kind"]
+    w = out["values"][0].astype(np.float64)
+    ratio = float(np.mean(w**2)) / case.inputs["expect"]["var"]
+    own_sd = ratio * math.sqrt((ex.KURTOSIS[kind] - 1) / w.size)
+    return (abs(ratio - 1) - ex.variance_band(w.size, kind)) / own_sd
+
+
+#: findings that hold or fail whatever the draw (a bound crossed is crossed at every seed)
+CERTAIN = {"raised", "new object", "shape or dtype", "malformed", "not in place", "generator ignored", "not random",
+           "beyond the uniform bound", "beyond the truncation", "mass on the edge"}
+
+
+def _findings(case, out, want) -> set[str]:
+    """Every check ``out`` fails on ``case`` (the grader stops at the first)."""
+    if ex._compare_raised(out, want):
+        return {"raised"}
+    if want["raised"]:
+        return set()
+    first = ex._assess_init(case, out)
+    expect = case.inputs["expect"]
+    if first is None or first[0] not in ("variance", "mean") or expect["kind"] in (None, "orthogonal"):
+        return {first[0]} if first else set()
+    w = out["values"][0].astype(np.float64)
+    shape = ex._check_shape_of_distribution(w, expect["var"], expect["kind"])
+    return {first[0]} | ({shape[0]} if shape else set())
+
+
+@pytest.mark.parametrize("name", VARIANCE_EXERCISES)
+def test_mistakes_only_the_variance_reveals_land_far_outside_the_band(name):
+    """Every catalogued mistake is caught by a check that fails whatever the draw, or misses the
+    variance band by ≥ 6 of its own standard deviations on some case (P(inside) < 1e-9): so each
+    is rejected at every seed, also with n = 4096 values per case."""
+    exercise = get_exercise(name)
+    cases = [c for level in ("visible", "hidden") for c in exercise.cases(level, 0)]
+    wanted = [exercise.run(exercise.reference, c) for c in cases]
+    for mutant_name, mutant in exercise.mutants.items():
+        outs = [exercise.run(mutant.fn, c) for c in cases]
+        found = set().union(*(_findings(c, o, w) for c, o, w in zip(cases, outs, wanted)))
+        assert found, f"{mutant_name} passes every case"
+        if found & CERTAIN or "variance" not in found:
+            continue  # a sure failure, or the right variance in the wrong shape: told apart by its range
+        z = max(_variance_z(c, o) for c, o in zip(cases, outs) if c.inputs["expect"]["kind"] not in (None, "orthogonal"))
+        assert z >= 6, f"{mutant_name} ({sorted(found)}): only {z:.1f} standard deviations outside the band"
 
 
 CLOSE_MUTANTS = [("variance_scaling_", "truncated_uncorrected"), ("kaiming_uniform_", "tanh_one"),

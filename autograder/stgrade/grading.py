@@ -165,14 +165,23 @@ def verify_one(exercise, cases: list, outputs: list) -> list[Failure]:
     handle what came back) fails that case only."""
     if not isinstance(outputs, list) or len(outputs) != len(cases):
         return exercise.verify(cases, outputs if isinstance(outputs, list) else [])
-    failures = []
+    failures, failed, where = [], [], []  # where: the index in failures of each diagnosable failure
     for case, got in zip(cases, outputs):
         try:
-            failures += exercise.verify([case], [got])
+            found = exercise.verify([case], [got], diagnose=False)
         except VerificationTimeout:
             raise
         except Exception as exc:  # noqa: BLE001 — any grader error here costs this case, nothing more
             failures.append(_unexpected_form(exercise.name, case.label, got, exc))
+            continue
+        for failure in found:
+            where.append(len(failures))
+            failures.append(failure)
+            failed.append((case, got))
+    # a diagnosis the catalogue cannot make costs nothing: the failure stands without a misconception
+    diagnosed = exercise.name_misconception([failures[i] for i in where], failed, on_error=lambda exc: None)
+    for i, failure in zip(where, diagnosed):
+        failures[i] = failure
     return failures
 
 

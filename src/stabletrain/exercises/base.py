@@ -14,7 +14,7 @@ process), and the project's tests, which prove every mutant is rejected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -127,18 +127,42 @@ class Exercise:
                 return mutant.misconception
         return None
 
-    def verify(self, cases: list[Case], outputs: list[dict[str, Plain]]) -> list[Failure]:
+    def verify(self, cases: list[Case], outputs: list[dict[str, Plain]], diagnose: bool = True) -> list[Failure]:
         """Compare outputs (one per case) with the reference's, computed here, in the caller's
-        process; return the failures."""
+        process; return the failures, the first one that matches a mutant naming its
+        misconception (``diagnose``; see :meth:`name_misconception`)."""
         if len(outputs) != len(cases):
             return [
                 Failure(self.name, "all cases", f"expected results for {len(cases)} cases, got {len(outputs)}")
             ]
-        failures = []
+        failures, failed = [], []
         for case, got in zip(cases, outputs):
             problem = self.compare(case, got, self.run(self.reference, case))
             if problem is not None:
-                failures.append(Failure(self.name, case.label, problem, self.diagnose(case, got)))
+                failures.append(Failure(self.name, case.label, problem))
+                failed.append((case, got))
+        return self.name_misconception(failures, failed) if diagnose else failures
+
+    def name_misconception(self, failures: list[Failure], failed: list[tuple[Case, dict[str, Plain]]],
+                           on_error: Callable[[Exception], None] | None = None) -> list[Failure]:
+        """``failures`` with the misconception of the first failed case (in order) whose outputs
+        match a mutant's. One is enough: feedback shows the first failure, and running the whole
+        catalogue on every failed case was most of the cost of verifying a wrong answer. An
+        unanswered case (``NotImplementedError``) is not diagnosed. ``on_error``: called instead of
+        raising when the catalogue cannot judge a case (the grader: a diagnosis is never worth a
+        crash)."""
+        for i, (case, got) in enumerate(failed):
+            if isinstance(got, dict) and got.get("raised") == "NotImplementedError":
+                continue
+            try:
+                misconception = self.diagnose(case, got)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+                continue
+            if misconception:
+                return [*failures[:i], replace(failures[i], misconception=misconception), *failures[i + 1:]]
         return failures
 
 

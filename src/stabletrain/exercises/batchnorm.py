@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .base import Case, Exercise, describe_value, first_difference, raised
+from .rng import seed_cpu
 
 #: answer keys switched off in grading kernels (see exercises/guard.py): torch's own batch norm
 #: and its fusion helpers, which fold batch norm into a Linear or a conv.
@@ -364,7 +365,7 @@ def _run_module(cls: Callable[..., Any], case: Case) -> dict[str, Any]:
     inputs = case.inputs
     record: dict[str, Any] = {"raised": None, "steps": []}
     try:
-        torch.manual_seed(0)
+        seed_cpu(0)
         module = _quietly(lambda: cls(inputs["num_features"], **inputs["kwargs"]))
         if inputs["state"] is not None:
             module.load_state_dict({k: torch.tensor(v) for k, v in inputs["state"].items()})
@@ -586,7 +587,7 @@ def _run_loop(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     inputs = case.inputs
     try:
         bn_class = _partner(fn, "BatchNorm1d")
-        torch.manual_seed(0)
+        seed_cpu(0)
         model = _build_classifier(bn_class, inputs["weights"])
         logits = _quietly(lambda: fn(model, torch.tensor(inputs["x_train"]), torch.tensor(inputs["y_train"]),
                                      torch.tensor(inputs["x_test"]), **inputs["kwargs"]))

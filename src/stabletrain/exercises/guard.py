@@ -202,10 +202,27 @@ def install() -> list[str]:
 
 
 def _start_watching(watch: _Watch) -> Callable[..., Any]:
+    # The tracer sees every Python call while a check runs, so its common case must be cheap: one
+    # dict lookup on the code's file name (a string whose hash is cached) says whether the file
+    # holds nothing watched (0, almost every call), is an answer key as a whole (1) or holds named
+    # answer keys (2). Only 1 and 2 resolve the real path and the function's name.
+    holding_keys = {key.rpartition(":")[0] for named in watch.named.values() for key in named}
+    kinds: dict[str, int] = {}
+
+    def kind_of(filename: str) -> int:
+        path = watch.real_path(filename)
+        kind = kinds[filename] = 1 if path in watch.files else 2 if path in holding_keys else 0
+        return kind
+
     def tracer(frame: Any, event: str, arg: Any) -> None:
         code = frame.f_code
+        kind = kinds.get(code.co_filename)
+        if kind is None:
+            kind = kind_of(code.co_filename)
+        if kind == 0:
+            return None
         path = watch.real_path(code.co_filename)
-        if path in watch.files:
+        if kind == 1:
             watch.evidence.append(f"code from the answer-key file {os.path.basename(path)} ({code.co_name}) ran")
         else:
             key = f"{path}:{code.co_name}"

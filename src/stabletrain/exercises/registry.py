@@ -15,7 +15,7 @@ import pkgutil
 from .base import Exercise
 
 #: modules of this package that are machinery, not exercises
-_INFRASTRUCTURE = {"base", "check", "guard", "plain", "registry"}
+_INFRASTRUCTURE = {"base", "check", "guard", "plain", "registry", "rng"}
 
 
 @functools.cache
