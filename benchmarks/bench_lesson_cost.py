@@ -1,25 +1,32 @@
-"""Grading cost per lesson, side by side: seconds per submission of each lesson against lesson 04.
+"""Grading cost per lesson, side by side: what a submission of each lesson costs against lesson 04.
 
 The bar for a new lesson is that grading one of its submissions costs no more than a lesson-04
-submission. Each lesson gets the same cohort (``--copies`` each of the sample perfect, partial and
-blank students), graded by ``stgrade grade --jobs 1`` (one submission at a time, so the figure is a
-submission's cost, not the pool's); the lessons take turns within a round, in an order that
-rotates from round to round, so a machine that gets busier or quieter slows them alike. Prints
-the median seconds per submission and the ratio to the baseline lesson.
+submission. Every sample student (``--copies`` each of perfect, partial and blank) hands in every
+lesson compared, and one ``stgrade grade --jobs 1`` run grades them all: a student's lessons are
+graded one right after the other, so each pair (this lesson, lesson 04) meets the same state of
+the machine — on a shared machine whose speed drifts by ±20 % from minute to minute, comparing
+whole runs graded minutes apart does not resolve a few per cent. The first student of each run
+(the worker's warm-up) is left out.
 
-    .venv/bin/python benchmarks/bench_lesson_cost.py --rounds 5
-    .venv/bin/python benchmarks/bench_lesson_cost.py --lessons 03_initialization --rounds 7
+Prints, per lesson, the mean wall-clock and CPU seconds per submission (CPU: the kernel's, counted
+by its cgroup, plus the grader's; only when grading as root) and the ratio to lesson 04: the sum
+over all pairs of this lesson's cost over lesson 04's, with the middle half of the per-pair ratios.
+
+    .venv/bin/python benchmarks/bench_lesson_cost.py --rounds 3
+    .venv/bin/python benchmarks/bench_lesson_cost.py --lessons 03_initialization --copies 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
 import statistics
 import sys
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
 from bench_grading import run_stgrade
@@ -28,21 +35,28 @@ BASELINE = "04_gradient_clipping"
 KINDS = ("perfect", "partial", "blank")
 
 
-def make_cohorts(lessons: list[str], copies: int, folder: Path) -> dict[str, Path]:
-    """``{lesson: folder of its submissions}``: ``copies`` of each kind, one lesson per folder."""
+def make_cohort(lessons: list[str], copies: int, folder: Path) -> Path:
+    """``copies`` + 1 students of each kind, each handing in every lesson (student 0 warms up)."""
     from stgrade.samples import build
 
     samples = build(folder / "samples", only=lessons)
-    cohorts = {}
-    for lesson in lessons:
-        cohort = folder / "cohorts" / lesson
+    cohort = folder / "cohort"
+    for i in range(copies + 1):
         for kind in KINDS:
-            for i in range(copies):
-                target = cohort / f"{kind}{i:02d}" / lesson
+            for lesson in lessons:
+                target = cohort / f"{i:02d}-{kind}" / lesson
                 target.mkdir(parents=True)
                 shutil.copy(samples / kind / lesson / f"{lesson}.ipynb", target / f"{lesson}.ipynb")
-        cohorts[lesson] = cohort
-    return cohorts
+    return cohort
+
+
+def costs(out: Path) -> dict[tuple[str, str], dict[str, float | None]]:
+    """``{(student, lesson): {"wall": s, "cpu": s or None}}`` of the run that wrote ``out``."""
+    found = {}
+    for s in json.loads((out / "summary.json").read_text())["submissions"]:
+        if s["status"] == "graded" and not s["student"].startswith("00-"):
+            found[(s["student"], s["lesson"])] = {"wall": s["seconds"], "cpu": s.get("cpu_seconds")}
+    return found
 
 
 def main() -> int:
@@ -50,8 +64,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lessons", nargs="*", default=None, help="lessons to compare (default: all)")
-    parser.add_argument("--copies", type=int, default=2, help="copies of each sample student per lesson")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=3, help="students of each kind (perfect, partial, blank)")
+    parser.add_argument("--rounds", type=int, default=3, help="grading runs")
     args = parser.parse_args()
     lessons = sorted(set(args.lessons or all_lessons()) | {BASELINE})
     unknown = sorted(set(lessons) - set(all_lessons()))
@@ -59,25 +73,31 @@ def main() -> int:
         parser.error(f"no sample cohort for {', '.join(unknown)}; lessons: {', '.join(all_lessons())}")
     work = Path(tempfile.mkdtemp(prefix="bench-lesson-cost-"))
     try:
-        cohorts = make_cohorts(lessons, args.copies, work)
-        n = args.copies * len(KINDS)
-        seconds: dict[str, list[float]] = {lesson: [] for lesson in lessons}
+        cohort = make_cohort(lessons, args.copies, work)
+        pairs: dict[str, list[tuple[dict, dict]]] = defaultdict(list)  # lesson -> [(its cost, 04's), ...]
         for r in range(args.rounds):
-            order = lessons[r % len(lessons):] + lessons[:r % len(lessons)]
-            for lesson in order:
-                seconds[lesson].append(run_stgrade(cohorts[lesson], work / "out", 1) / n)
-            print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{lsn[:2]} {seconds[lsn][-1]:.2f}" for lsn in lessons),
-                  file=sys.stderr)
-        base = statistics.median(seconds[BASELINE])
+            run_stgrade(cohort, work / "out", 1)
+            found = costs(work / "out")
+            for (student, lesson), cost in found.items():
+                pairs[lesson].append((cost, found[(student, BASELINE)]))
+            print(f"round {r + 1}/{args.rounds} graded", file=sys.stderr)
+        n = len(pairs[BASELINE])
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"load average at the end {os.getloadavg()[0]:.2f}")
-        print(f"cohort per lesson: {n} submissions ({args.copies} each of {', '.join(KINDS)}), stgrade --jobs 1, "
-              f"median of {args.rounds} rotating rounds")
-        print(f"{'lesson':<28}{'s/submission':>14}{'ratio to 04':>13}   per round")
-        for lesson in lessons:
-            med = statistics.median(seconds[lesson])
-            rounds = " ".join(f"{s:.2f}" for s in seconds[lesson])
-            print(f"{lesson:<28}{med:>14.2f}{med / base:>12.2f}x   {rounds}")
+        print(f"{n} submissions per lesson ({args.copies} each of {', '.join(KINDS)}, {args.rounds} runs of "
+              "stgrade grade --jobs 1), each paired with the same student's lesson 04, graded next to it")
+        print("ratio: Σ this lesson / Σ lesson 04 over the pairs; in brackets the middle half of the per-pair ratios")
+        for measure, label in (("wall", "wall-clock seconds"), ("cpu", "CPU seconds (kernel + grader)")):
+            if any(c[measure] is None for ps in pairs.values() for pair in ps for c in pair):
+                print(f"\n{label}: not counted (no cgroups: grade as root to count the kernels' CPU)")
+                continue
+            print(f"\n{label:<34}{'per submission':>15}{'ratio to 04':>13}   middle half")
+            for lesson in lessons:
+                mine = [a[measure] for a, _ in pairs[lesson]]
+                theirs = [b[measure] for _, b in pairs[lesson]]
+                q = statistics.quantiles([a / b for a, b in zip(mine, theirs)], n=4)
+                print(f"{lesson:<34}{statistics.mean(mine):>15.3f}{sum(mine) / sum(theirs):>12.3f}x"
+                      f"   {q[0]:.3f}–{q[2]:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -287,3 +287,17 @@ def test_interrupted_runs_leave_no_cgroups(tmp_path):
     fresh = cgroup.SubmissionCgroup.create(1 << 30, 64, 1.0)
     fresh.remove()
     assert not left.exists()
+
+
+def test_the_kernels_cpu_time_is_counted_across_a_restart(tmp_path):
+    """A submission's cost in CPU: what its kernels used, counted by their cgroups (busy cells in
+    a kernel that was restarted included)."""
+    require_sandbox()
+    require_root()
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass"
+    k = SandboxKernel(tmp_path, Limits(cell_seconds=20))
+    with k:
+        assert k.run(busy, timeout=20).status == "ok"
+        k.restart()
+        assert k.run(busy, timeout=20).status == "ok"
+    assert k.cpu_seconds is not None and 1.0 <= k.cpu_seconds < 30, k.cpu_seconds

@@ -86,6 +86,8 @@ def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
                                          "process_cap_per_submission", "cpu_cap_per_submission", "scratch_size_cap"))
     perfect = summary["submissions"][0]
     assert perfect["total"] == perfect["max_total"] > 0, perfect["reason"]  # full marks inside the sandbox
+    # what the submission cost: the kernel's CPU (its cgroup; starting it with torch takes ~1 s) and the grader's
+    assert 0.3 < perfect["cpu_seconds"] < 60, perfect["cpu_seconds"]
     assert list(tmp.iterdir()) == []
     assert _stale_cgroups() == []
 

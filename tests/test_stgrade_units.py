@@ -207,3 +207,19 @@ def test_a_change_to_the_grading_code_changes_the_result_key(monkeypatch):
     assert before == grading.submission_key(b"{}", lesson, 1, Limits())
     monkeypatch.setattr(grading, "code_fingerprint", lambda: "another version of the code")
     assert grading.submission_key(b"{}", lesson, 1, Limits()) != before
+
+
+def test_cpu_seconds_are_read_from_cgroup_v1_and_v2_and_unknown_without_accounting(tmp_path):
+    from stgrade.cgroup import SubmissionCgroup
+
+    assert SubmissionCgroup({}).cpu_seconds() is None
+    assert SubmissionCgroup({"cpuacct": tmp_path}).cpu_seconds() is None  # no cpuacct.usage to read
+    (tmp_path / "cpuacct.usage").write_text("2500000000\n")  # v1: nanoseconds
+    v1 = SubmissionCgroup({"cpu": tmp_path / "cpu", "cpuacct": tmp_path})
+    assert v1.cpu_seconds() == 2.5 and v1.controllers == ["cpu"]  # cpuacct counts, it does not limit
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert SubmissionCgroup({"unified": v2}).cpu_seconds() == 1.5
+    kernel = SandboxKernel(tmp_path / "scratch", Limits())
+    assert kernel.cpu_seconds is None  # never started: nothing counted

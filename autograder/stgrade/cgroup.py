@@ -71,7 +71,7 @@ def _parents(max_pids: int) -> dict[str, Path]:
                 continue
         return {}
     found = {}
-    for controller in ("memory", "pids", "cpu"):
+    for controller in ("memory", "pids", "cpu", "cpuacct"):  # cpuacct: accounting only (cpu_seconds)
         base = ROOT / controller
         if not (base / "cgroup.procs").exists():
             continue
@@ -91,9 +91,10 @@ class SubmissionCgroup:
 
     @property
     def controllers(self) -> list[str]:
+        """The controllers that limit the kernel (cpuacct only counts)."""
         if "unified" in self.paths:
             return ["memory", "pids", "cpu"]
-        return sorted(self.paths)
+        return sorted(c for c in self.paths if c != "cpuacct")
 
     @property
     def path(self) -> Path:  # the pids cgroup (or the unified one): what tests look at
@@ -111,6 +112,7 @@ class SubmissionCgroup:
             "memory": [("memory.limit_in_bytes", str(memory_bytes)), ("memory.swappiness", "0")],
             "pids": [("pids.max", str(max_pids))],
             "cpu": [("cpu.cfs_period_us", str(CPU_PERIOD_US)), ("cpu.cfs_quota_us", str(int(cpus * CPU_PERIOD_US)))],
+            "cpuacct": [],
             "unified": [("memory.max", str(memory_bytes)), ("memory.swap.max", "0"), ("pids.max", str(max_pids)),
                         ("cpu.max", f"{int(cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")],
         }
@@ -149,6 +151,22 @@ class SubmissionCgroup:
                     return int((path / name).read_text())
                 except (OSError, ValueError):
                     continue
+        return None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) that everything in the cgroup has used so far, or None when
+        no controller counts it (cgroup v1 without cpuacct)."""
+        try:
+            if "unified" in self.paths:  # cpu.stat: "usage_usec N" first
+                for line in (self.paths["unified"] / "cpu.stat").read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "usage_usec":
+                        return int(value) / 1e6
+                return None
+            if "cpuacct" in self.paths:
+                return int((self.paths["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            pass
         return None
 
     def remove(self) -> None:

@@ -58,6 +58,7 @@ class SubmissionResult:
     total: float | None = None
     max_total: float = 0.0
     seconds: float = 0.0
+    cpu_seconds: float | None = None  # CPU time: the kernels' (from their cgroups) plus the grader's; None if uncounted
     source: str = ""  # the submitted file, relative to the submissions folder
     key: str = ""  # what the result depends on; equal keys give equal results
 
@@ -258,7 +259,7 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     """Grade one submission with the student's ``seed`` (see :func:`grading_seed`; the secret
     itself never reaches this function, so no kernel it starts can learn it). ``data``: the
     submission's bytes as the grader read them before any student code ran (else read ``path``)."""
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     lesson = load_lesson(lesson_id)
     result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source, key=key)
     try:
@@ -272,8 +273,9 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     flagged = _flagged(assembled, result.notes)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_safe(student)}-"))
     env = {CAPTURE_SEED_ENV: str(seed)}
+    kernel_cpu: list[float | None] = []
     try:
-        result.cells = _run_and_score(assembled, scratch, env, limits, seed, flagged)
+        result.cells = _run_and_score(assembled, scratch, env, limits, seed, flagged, kernel_cpu)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
         result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
@@ -285,6 +287,8 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
     result.seconds = time.monotonic() - started
+    if kernel_cpu and kernel_cpu[0] is not None:
+        result.cpu_seconds = round(kernel_cpu[0] + time.process_time() - cpu_started, 3)
     return result
 
 
@@ -322,11 +326,24 @@ def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
-                   flagged: dict) -> list[CellResult]:
+                   flagged: dict, kernel_cpu: list | None = None) -> list[CellResult]:
+    """Run the notebook's graded cells and score its test cells; append the kernels' CPU seconds
+    (or None) to ``kernel_cpu``."""
     results: list[CellResult] = []
     replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
     deadline = time.monotonic() + limits.notebook_seconds
-    with SandboxKernel(scratch, limits, env) as kernel:
+    kernel = SandboxKernel(scratch, limits, env)
+    try:
+        _run_cells(kernel, assembled, limits, seed, flagged, results, replay, deadline)
+    finally:
+        if kernel_cpu is not None:
+            kernel_cpu.append(kernel.cpu_seconds)
+    return results
+
+
+def _run_cells(kernel: SandboxKernel, assembled, limits: Limits, seed: int, flagged: dict,
+               results: list[CellResult], replay: list[str], deadline: float) -> None:
+    with kernel:
         for spec, cell in zip(assembled.specs, assembled.notebook.cells):
             if cell.cell_type != "code" or spec.role == "experiment":
                 continue
@@ -349,7 +366,6 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
             if spec.role == "test":
                 results.append(_score(spec, run, seed, flagged))
                 cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
-    return results
 
 
 def _score(spec: CellSpec, run: CellRun, seed: int, flagged: dict) -> CellResult:

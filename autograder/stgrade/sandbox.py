@@ -202,6 +202,7 @@ class SandboxKernel:
         self.cgroup: SubmissionCgroup | None = None
         self.protections: dict[str, Any] = {}
         self._scratch_mounted = False
+        self._cpu_used: list[float | None] = []  # per kernel started (a restart starts another)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -249,6 +250,7 @@ class SandboxKernel:
         if not self._scratch_mounted:
             self._scratch_mounted = _mount_scratch(self.scratch, self.limits.scratch_bytes)
         self.cgroup = SubmissionCgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
+        self._cpu_used.append(None)  # counted when this kernel's cgroup is removed
         spec = KernelSpec(argv=self._argv(), display_name="Stable Training grading sandbox", language="python",
                           interrupt_mode="message")  # signals do not cross into the sandbox's PID namespace
         # ZeroMQ over Unix sockets in the scratch folder: no TCP port, nothing on the network.
@@ -285,8 +287,16 @@ class SandboxKernel:
                 pass
             self.km = None
         if self.cgroup is not None:
+            self._cpu_used[-1] = self.cgroup.cpu_seconds()
             self.cgroup.remove()
             self.cgroup = None
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        """CPU time the kernels of this submission used (everything in their cgroups), or None
+        when it cannot be counted (no cgroup: not root, or no CPU accounting)."""
+        used = self._cpu_used
+        return None if not used or None in used else sum(used)
 
     def close(self) -> None:
         """Shut down and release the scratch tmpfs (its contents are gone afterwards)."""
