@@ -10,18 +10,16 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import stabletrain
 from stabletrain.lessons import batchnorm_lab as lab
+from stabletrain.threads import single_thread
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,18 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from stabletrain.lessons import residual_lab as lab
 from stabletrain.residual import capstone_config, residual_stream_variance
+from stabletrain.threads import single_thread
 
 C = lab.CapstoneConfig
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -273,9 +273,9 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     flagged = _flagged(assembled, result.notes)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_safe(student)}-"))
     env = {CAPTURE_SEED_ENV: str(seed)}
-    kernel_cpu: list[float | None] = []
+    kernel_cpu = None
     try:
-        result.cells = _run_and_score(assembled, scratch, env, limits, seed, flagged, kernel_cpu)
+        result.cells, kernel_cpu = _run_and_score(assembled, scratch, env, limits, seed, flagged)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
         result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
@@ -287,8 +287,8 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
     result.seconds = time.monotonic() - started
-    if kernel_cpu and kernel_cpu[0] is not None:
-        result.cpu_seconds = round(kernel_cpu[0] + time.process_time() - cpu_started, 3)
+    if kernel_cpu is not None:
+        result.cpu_seconds = round(kernel_cpu + time.process_time() - cpu_started, 3)
     return result
 
 
@@ -326,24 +326,13 @@ def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
-                   flagged: dict, kernel_cpu: list | None = None) -> list[CellResult]:
-    """Run the notebook's graded cells and score its test cells; append the kernels' CPU seconds
-    (or None) to ``kernel_cpu``."""
+                   flagged: dict) -> tuple[list[CellResult], float | None]:
+    """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
+    kernels used (None when not counted)."""
     results: list[CellResult] = []
     replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
     deadline = time.monotonic() + limits.notebook_seconds
-    kernel = SandboxKernel(scratch, limits, env)
-    try:
-        _run_cells(kernel, assembled, limits, seed, flagged, results, replay, deadline)
-    finally:
-        if kernel_cpu is not None:
-            kernel_cpu.append(kernel.cpu_seconds)
-    return results
-
-
-def _run_cells(kernel: SandboxKernel, assembled, limits: Limits, seed: int, flagged: dict,
-               results: list[CellResult], replay: list[str], deadline: float) -> None:
-    with kernel:
+    with SandboxKernel(scratch, limits, env) as kernel:
         for spec, cell in zip(assembled.specs, assembled.notebook.cells):
             if cell.cell_type != "code" or spec.role == "experiment":
                 continue
@@ -366,6 +355,7 @@ def _run_cells(kernel: SandboxKernel, assembled, limits: Limits, seed: int, flag
             if spec.role == "test":
                 results.append(_score(spec, run, seed, flagged))
                 cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
+    return results, kernel.cpu_seconds
 
 
 def _score(spec: CellSpec, run: CellRun, seed: int, flagged: dict) -> CellResult:

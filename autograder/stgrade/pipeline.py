@@ -29,6 +29,7 @@ from pathlib import Path
 from . import __version__, feedback, report
 from . import secret as secrets_
 from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_bytes, read_submission
+from .cgroup import _alive
 from .course import lesson_ids, load_lesson
 from .discover import Submission, discover
 from .grading import SCRATCH_PREFIX, SubmissionResult, grading_seed, submission_key
@@ -166,16 +167,6 @@ def _remove_leftovers() -> None:
             pid = folder.name[len(prefix):].split("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _snapshot(subs: list[Submission], folder: Path) -> list[Submission]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..threads import single_thread
 from .base import Case, Exercise, describe_value, first_difference, raised
 from .rng import seed_cpu
 
@@ -101,14 +102,9 @@ def _compare(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | Non
 def _quietly(call: Callable[[], Any]) -> Any:
     """Call with warnings silenced (they are not wrong answers) and one torch thread: the tensors
     are tiny, and two threads on a busy machine make every small op many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return call()
-    finally:
-        torch.set_num_threads(threads)
+    with single_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return call()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import contextmanager
 from statistics import NormalDist
 from typing import Any
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..threads import single_thread
 from .base import Case, Exercise, describe_value, first_difference, raised, to_plain
 from .rng import cpu_rng
 
@@ -401,18 +402,6 @@ def _scaling_cases(level: str, seed: int) -> list[Case]:
 # Random initializers: running
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """One intra-op torch thread while a case runs: the tensors are small, and on a busy machine
-    a second thread only waits (a 64 × 64 QR took 100× longer with two threads than with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _fresh(inputs: dict[str, Any]) -> torch.Tensor:
     dtype = getattr(torch, inputs["dtype"])
     t = torch.full(inputs["shape"], math.nan, dtype=dtype)  # a sentinel: an initializer must overwrite it
@@ -437,7 +426,7 @@ def _run_init(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     out: dict[str, Any] = {"raised": None}
     # the global RNG is seeded from the case (gradings repeat exactly) and restored afterwards
     seed = _seed_of(case.label)
-    with _one_thread(), cpu_rng(seed):
+    with single_thread(), cpu_rng(seed):
         try:
             tensors, same = [], []
             if inputs["generator"] is not None:
@@ -710,7 +699,7 @@ def _model_cases(level: str, seed: int) -> list[Case]:
 def _run_model(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     spec = case.inputs["model"]
     out: dict[str, Any] = {"raised": None}
-    with _one_thread(), cpu_rng(_seed_of(case.label)):
+    with single_thread(), cpu_rng(_seed_of(case.label)):
         try:
             model = _build_model(spec)
             with warnings.catch_warnings():

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -42,6 +41,7 @@ from torch import Tensor
 from stabletrain.data import make_regression, make_spirals
 from stabletrain import style
 from stabletrain.style import COLORS, LINESTYLES, course_style, styled
+from stabletrain.threads import single_thread
 
 __all__ = [
     "SEEDS",
@@ -67,17 +67,6 @@ __all__ = [
 SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
 EPS = 1e-5
 CHANCE_LOSS = math.log(3.0)  # cross-entropy of a uniform guess over the 3 spiral classes
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """One intra-op thread inside (tiny tensors: threads only add synchronisation), then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def time_call(fn, *args, repeat: int = 5, number: int = 10) -> float:

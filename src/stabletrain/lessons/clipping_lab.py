@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,6 +42,7 @@ from stabletrain import style
 from stabletrain.style import styled
 from stabletrain.data import make_sequence_task
 from stabletrain.models import ExplodingRNN
+from stabletrain.threads import single_thread
 
 __all__ = [
     "KINDS",
@@ -120,22 +120,6 @@ _TAIL = 50  # the final loss is the mean over this many last steps
 
 # ----------------------------------------------------------------------------------------------
 # Small helpers
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the body with one intra-op torch thread, then restore the previous setting.
-
-    The models here are tiny: with two or more threads, each of thousands of small ops pays for
-    synchronisation, which is slower, and much slower on a busy machine. One thread also makes
-    the floating-point reductions, hence the chaotic training runs, reproducible.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _flat(tensors: Tensor | Sequence[Tensor]) -> Tensor:

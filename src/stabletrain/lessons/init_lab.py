@@ -29,8 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +40,7 @@ from torch import Tensor
 
 from stabletrain import style
 from ..style import COLORS, LINESTYLES, styled
+from stabletrain.threads import single_thread
 
 __all__ = [
     "INITS",
@@ -80,17 +80,6 @@ GAIN = {"tanh": 5.0 / 3.0, "relu": math.sqrt(2.0), "selu": 1.0, "linear": 1.0}
 _STYLE = {name: (COLORS[i % len(COLORS)], LINESTYLES[i % len(LINESTYLES)]) for i, name in enumerate(INITS)}
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """One intra-op torch thread for the body (the tensors are small; more threads only wait)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def activation(name: str, y: Tensor) -> tuple[Tensor, Tensor]:

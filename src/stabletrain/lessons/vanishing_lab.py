@@ -33,8 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +44,7 @@ from matplotlib.figure import Figure
 from stabletrain import style
 from stabletrain.style import COLORS as STYLE_COLORS
 from stabletrain.style import course_style, line_style, styled
+from stabletrain.threads import single_thread
 
 __all__ = [
     "ACTIVATIONS",
@@ -82,17 +82,6 @@ SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 WIDTH = 64
 BATCH = 32
 SEEDS = 8
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """One intra-op torch thread for the body (tiny tensors: faster, and reproducible)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _f(name: str, z: torch.Tensor) -> torch.Tensor:
