@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from stgrade.course import parse_checks
 from stgrade.discover import discover
+from stgrade.kernel import CELL_END_MIME
 from stgrade.sandbox import Limits, SandboxKernel
 from stgrade.scan import problems
 
@@ -148,6 +150,50 @@ def test_sandbox_memory_cap_gives_memory_error(kernel):
 def test_sandbox_working_directory_is_the_scratch_folder(kernel):
     run = kernel.run("import os; print(os.getcwd() == os.environ['HOME'])")
     assert run.outputs[0]["text"].strip() == "True"
+
+
+def _text(run) -> str:
+    return "".join(o.get("text", "") for o in run.outputs)
+
+
+def test_run_cells_gives_each_cell_its_own_outputs_status_and_state(kernel):
+    runs = kernel.run_cells(["print('a')", "z = 7\nprint('b')", "1 / 0", "print(z * 6)", "z"], time.monotonic() + 60)
+    assert [r.status for r in runs] == ["ok", "ok", "error", "ok", "ok"]
+    assert [_text(r) for r in runs[:2]] == ["a\n", "b\n"] and runs[2].ename == "ZeroDivisionError"
+    assert _text(runs[3]) == "42\n" and runs[4].outputs[0]["data"]["text/plain"] == "7"
+
+
+def test_run_cells_times_out_one_cell_and_goes_on(kernel):
+    runs = kernel.run_cells(["while True:\n    pass", "print('after')"], time.monotonic() + 60)
+    assert runs[0].status == "timeout" and "time limit of 3 s" in runs[0].evalue
+    assert runs[1].status == "ok" and _text(runs[1]) == "after\n"
+
+
+def test_run_cells_stops_at_the_deadline(kernel):
+    runs = kernel.run_cells(["import time\ntime.sleep(30)", "print('never')"], time.monotonic() + 1)
+    assert len(runs) == 1 and runs[0].status == "timeout"
+    assert kernel.run("print('usable')").status == "ok"
+
+
+def test_a_forged_end_mark_does_not_end_a_cell(kernel):
+    forge = ("from IPython.display import publish_display_data\n"
+             f"publish_display_data({{{CELL_END_MIME!r}: '1'}})\nprint('mine')")
+    runs = kernel.run_cells([forge, "print('second')"], time.monotonic() + 60)
+    assert [_text(r) for r in runs] == ["mine\n", "second\n"]
+
+
+def test_run_cells_returns_early_when_a_cell_breaks_the_loop(tmp_path):
+    with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
+        breaker = "get_ipython().display_pub.session = None  # no end mark can be sent any more"
+        runs = k.run_cells([breaker, "print('next')"], time.monotonic() + 60)
+        assert len(runs) == 1 and runs[0].status == "error"  # the loop's error, after the cell
+        assert _text(k.run_cells(["print('next')"], time.monotonic() + 60)[0]) == "next\n"
+
+
+def test_run_cells_reports_a_dead_kernel_at_the_cell_that_killed_it(tmp_path):
+    with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
+        runs = k.run_cells(["y = 1", "import os; os._exit(3)", "print('lost')"], time.monotonic() + 60)
+        assert [r.status for r in runs] == ["ok", "died"]
 
 
 def test_sandbox_survives_os_exit(tmp_path):

@@ -328,33 +328,36 @@ def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
 def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
                    flagged: dict) -> tuple[list[CellResult], float | None]:
     """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
-    kernels used (None when not counted)."""
+    kernels used (None when not counted).
+
+    The cells run in as few execute requests as possible (:meth:`SandboxKernel.run_cells`), each
+    with the per-cell limit, all within the notebook's. A cell that hangs or kills the kernel costs
+    a restart: the setup, answer and added cells that ran before it are replayed, then the rest runs.
+    """
+    todo = [(spec, cell) for spec, cell in zip(assembled.specs, assembled.notebook.cells)
+            if cell.cell_type == "code" and spec.role != "experiment"]
     results: list[CellResult] = []
     replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
     deadline = time.monotonic() + limits.notebook_seconds
     with SandboxKernel(scratch, limits, env) as kernel:
-        for spec, cell in zip(assembled.specs, assembled.notebook.cells):
-            if cell.cell_type != "code" or spec.role == "experiment":
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:
+        while todo and time.monotonic() < deadline:
+            runs = kernel.run_cells([cell.source for _, cell in todo], deadline)
+            for (spec, cell), run in zip(todo, runs):
+                cell.outputs = run.outputs
+                if run.status not in ("hung", "died") and spec.role in ("setup", "solution", "added"):
+                    replay.append(cell.source)
                 if spec.role == "test":
-                    results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
-                                              f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
-                continue
-            run = kernel.run(cell.source, timeout=min(limits.cell_seconds, left))
-            cell.outputs = run.outputs
-            if run.status in ("hung", "died"):
+                    results.append(_score(spec, run, seed, flagged))
+                    cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
+            todo = todo[len(runs):]
+            if runs[-1].status in ("hung", "died"):
                 kernel.restart()
-                for code in replay:
-                    if time.monotonic() > deadline:
-                        break
-                    kernel.run(code, timeout=min(limits.cell_seconds, max(deadline - time.monotonic(), 0.1)))
-            elif spec.role in ("setup", "solution", "added"):
-                replay.append(cell.source)
-            if spec.role == "test":
-                results.append(_score(spec, run, seed, flagged))
-                cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
+                if replay and time.monotonic() < deadline:
+                    kernel.run_cells(replay, deadline)
+    for spec, _ in todo:  # the notebook's time ran out before these
+        if spec.role == "test":
+            results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
+                                      f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
     return results, kernel.cpu_seconds
 
 

@@ -17,6 +17,11 @@ name and message if any, and a status:
 After ``hung`` or ``died`` the caller restarts the kernel (:meth:`restart`) and replays what it
 needs; nothing outside this submission is affected.
 
+:meth:`run_cells` runs a notebook's cells in one execute request (the grader's way: a request
+costs the kernel about 2 ms of messaging, a graded lesson has 15–27 cells), each cell with the
+same limits and its own :class:`CellRun`; the kernel marks where each cell ends
+(:func:`stgrade.kernel.run_cells`).
+
 ``Limits(sandbox="off")`` (``stgrade grade --no-sandbox``) runs the kernel without bubblewrap —
 for trusted notebooks only; with the default ``"required"``, a machine where the sandbox cannot
 be set up refuses to start a kernel (:class:`SandboxUnavailable`) instead of grading unprotected.
@@ -323,69 +328,140 @@ class SandboxKernel:
     def run(self, code: str, timeout: float | None = None) -> CellRun:
         """Execute ``code``; wall-clock limit ``timeout`` (default: the per-cell limit)."""
         limit = self.limits.cell_seconds if timeout is None else timeout
-        started = time.monotonic()
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
-        run = CellRun(status="ok")
-        counts = {"chars": 0, "results_chars": 0, "truncated": False}
-
-        def take(msg: dict) -> bool:
-            """Record one iopub message of this cell into ``run``; True when the cell is done."""
+        cell = _Cell(self.limits.output_chars, limit, time.monotonic())
+        while True:
+            msg = self._next_message(cell)
+            if msg is None:
+                break
             if msg["parent_header"].get("msg_id") != msg_id:
-                return False
-            kind = msg["msg_type"]
-            if kind == "status" and msg["content"]["execution_state"] == "idle":
-                return True
-            data = msg["content"].get("data")
-            if kind == "display_data" and isinstance(data, dict) and RESULT_MIME in data:
-                # check()'s results: kept apart from the outputs, capped, never written to a file
-                text = data[RESULT_MIME]
-                size = len(text) if isinstance(text, str) else 0
-                counts["results_chars"] += size
-                run.results.append(text if isinstance(text, str) and counts["results_chars"] <= RESULTS_CHARS else None)
-                return False
-            if kind == "error":
-                run.status = "error"
-                run.ename, run.evalue = str(msg["content"]["ename"])[:200], str(msg["content"]["evalue"])[:2000]
-            if kind in ("stream", "display_data", "execute_result", "error"):
-                size = len(json.dumps(msg["content"]))
-                if counts["chars"] + size <= self.limits.output_chars:
-                    run.outputs.append(output_from_msg(msg))
-                    counts["chars"] += size
-                elif not counts["truncated"]:
-                    counts["truncated"] = True
-                    run.outputs.append(output_from_msg({
-                        "header": {"msg_type": "stream"}, "msg_type": "stream",
-                        "content": {"name": "stdout", "text": "\n[stgrade: further output of this cell dropped]\n"},
-                    }))
-            return False
+                continue
+            if _idle(msg):
+                break
+            cell.take(msg)
+        return cell.finish()
 
-        deadline = started + limit
-        interrupted_at: float | None = None
+    def run_cells(self, sources: list[str], deadline: float) -> list[CellRun]:
+        """Execute ``sources`` as consecutive cells in one request (:func:`stgrade.kernel.run_cells`),
+        each with the per-cell limit, none past ``deadline`` (``time.monotonic()``).
+
+        Returns a :class:`CellRun` for the first ``k ≥ 1`` cells, in order; ``k < len(sources)``
+        when a cell was ``hung`` or ``died`` (restart, then run the rest), when the request ended
+        before every cell reported its end (a cell broke the loop: run the rest), or when the
+        deadline stopped a cell (its status is ``timeout``). A cell's outputs are the messages
+        between the previous cell's end mark and its own; a mark counts only in order.
+        """
+        from .kernel import CELL_END_MIME
+
+        code = f"__import__('stgrade.kernel', fromlist=['run_cells']).run_cells({list(sources)!r})"
+        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+        runs: list[CellRun] = []
+
+        def begin() -> _Cell:
+            now = time.monotonic()
+            return _Cell(self.limits.output_chars, max(min(self.limits.cell_seconds, deadline - now), 0.0), now)
+
+        cell = begin()
+        while len(runs) < len(sources):
+            msg = self._next_message(cell)
+            if msg is None:  # hung or died: the rest needs a new kernel
+                runs.append(cell.finish())
+                break
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if _idle(msg):
+                runs.append(cell.finish())  # the loop ended early: this cell is as far as it got
+                break
+            content = msg.get("content")
+            data = content.get("data") if msg["msg_type"] == "display_data" and isinstance(content, dict) else None
+            if isinstance(data, dict) and CELL_END_MIME in data:
+                if data[CELL_END_MIME] == str(len(runs)):
+                    runs.append(cell.finish())
+                    if runs[-1].status == "timeout" and time.monotonic() >= deadline:
+                        break  # the notebook's time is up: nothing more runs
+                    cell = begin()
+                continue
+            cell.take(msg)
+        return runs
+
+    def _next_message(self, cell: _Cell) -> dict | None:
+        """The next iopub message, interrupting ``cell`` past its limit; None (and ``cell`` marked
+        ``hung`` or ``died``) when the kernel will not give one."""
         while True:
             now = time.monotonic()
-            if interrupted_at is None and now > deadline:
+            if cell.interrupted_at is None and now > cell.deadline:
                 self.km.interrupt_kernel()
-                interrupted_at = now
-            if interrupted_at is not None and now > interrupted_at + self.limits.interrupt_grace_seconds:
-                run.status, run.ename = "hung", "TimeoutError"
-                run.evalue = f"the cell ran past {limit:.0f} s and did not stop when interrupted"
-                break
+                cell.interrupted_at = now
+            if cell.interrupted_at is not None and now > cell.interrupted_at + self.limits.interrupt_grace_seconds:
+                cell.fail("hung", "TimeoutError", f"the cell ran past {cell.limit:.0f} s and did not stop when interrupted")
+                return None
             try:
                 msg = self.kc.get_iopub_msg(timeout=0.2)
             except queue.Empty:
                 if not self.alive():
-                    run.status, run.ename = "died", "KernelDied"
-                    run.evalue = ("the Python process running the notebook died during this cell "
-                                  "(out of memory, os._exit, or a crash)")
-                    break
+                    cell.fail("died", "KernelDied", "the Python process running the notebook died during this cell "
+                              "(out of memory, os._exit, or a crash)")
+                    return None
                 continue
-            try:
-                if take(msg):
-                    break
-            except (KeyError, TypeError, AttributeError, ValueError):  # a malformed message is ignored
-                continue
-        if interrupted_at is not None and run.status in ("ok", "error"):
+            if isinstance(msg, dict) and isinstance(msg.get("parent_header"), dict) and "msg_type" in msg:
+                return msg
+
+
+def _idle(msg: dict) -> bool:
+    content = msg.get("content")
+    return msg["msg_type"] == "status" and isinstance(content, dict) and content.get("execution_state") == "idle"
+
+
+class _Cell:
+    """What one cell produced, as its messages arrive: outputs (capped), check() results (apart,
+    capped), the error, and its time limit."""
+
+    def __init__(self, output_chars: int, limit: float, started: float) -> None:
+        self.output_chars, self.limit, self.started = output_chars, limit, started
+        self.deadline = started + limit
+        self.interrupted_at: float | None = None
+        self.run = CellRun(status="ok")
+        self.chars = self.results_chars = 0
+        self.truncated = False
+
+    def fail(self, status: str, ename: str, evalue: str) -> None:
+        self.run.status, self.run.ename, self.run.evalue = status, ename, evalue
+
+    def take(self, msg: dict) -> None:
+        """Record one iopub message of this cell (a malformed one is ignored)."""
+        try:
+            self._take(msg)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass
+
+    def _take(self, msg: dict) -> None:
+        run, kind = self.run, msg["msg_type"]
+        data = msg["content"].get("data")
+        if kind == "display_data" and isinstance(data, dict) and RESULT_MIME in data:
+            # check()'s results: kept apart from the outputs, capped, never written to a file
+            text = data[RESULT_MIME]
+            self.results_chars += len(text) if isinstance(text, str) else 0
+            run.results.append(text if isinstance(text, str) and self.results_chars <= RESULTS_CHARS else None)
+            return
+        if kind == "error":
+            run.status = "error"
+            run.ename, run.evalue = str(msg["content"]["ename"])[:200], str(msg["content"]["evalue"])[:2000]
+        if kind in ("stream", "display_data", "execute_result", "error"):
+            size = len(json.dumps(msg["content"]))
+            if self.chars + size <= self.output_chars:
+                run.outputs.append(output_from_msg(msg))
+                self.chars += size
+            elif not self.truncated:
+                self.truncated = True
+                run.outputs.append(output_from_msg({
+                    "header": {"msg_type": "stream"}, "msg_type": "stream",
+                    "content": {"name": "stdout", "text": "\n[stgrade: further output of this cell dropped]\n"},
+                }))
+
+    def finish(self) -> CellRun:
+        run = self.run
+        if self.interrupted_at is not None and run.status in ("ok", "error"):
             run.status, run.ename = "timeout", "TimeoutError"
-            run.evalue = f"the cell ran past its time limit of {limit:.0f} s and was interrupted"
-        run.seconds = time.monotonic() - started
+            run.evalue = f"the cell ran past its time limit of {self.limit:.0f} s and was interrupted"
+        run.seconds = time.monotonic() - self.started
         return run

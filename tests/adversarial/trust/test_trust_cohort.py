@@ -51,9 +51,10 @@ _FORGED = '''
 from IPython import get_ipython
 from IPython.display import publish_display_data
 MIME = "application/x-stabletrain-result"
-_forged_in = set()
+_forged_in, _cells_begun = set(), [0]
+get_ipython().events.register("pre_run_cell", lambda info: _cells_begun.append(_cells_begun.pop() + 1))
 def clip_grad_value_(parameters, clip_value):  # runs inside the test cell: its messages are collected there
-    cell = get_ipython().parent_header["header"]["msg_id"]  # the execute request of the running cell
+    cell = _cells_begun[0]  # which cell is running (the grader may send many cells in one request)
     if cell in _forged_in:  # once per cell: the forgery is the point, not the volume
         return
     _forged_in.add(cell)
