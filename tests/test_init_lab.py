@@ -356,3 +356,20 @@ def test_init_model_reference_matches_kaiming_normal_and_leaves_other_layers():
     assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
     ref.init_model_(model, "selu")
     assert abs(linear.weight.var().item() * 256 - 1) < 0.05
+
+
+@pytest.mark.parametrize("name", sorted(ex.EXERCISES))
+def test_init_runs_repeat_exactly_so_the_grader_may_remember_the_reference(name):
+    """The grader remembers the reference's (and the mutants') outputs per case: that is only right
+    when running a case again gives the same outputs, bit for bit."""
+    from stabletrain.exercises.base import first_difference
+
+    exercise = get_exercise(name)
+    assert exercise.deterministic
+    for level in ("visible", "hidden"):
+        for case in exercise.cases(level, 11):
+            first, again = exercise.run(exercise.reference, case), exercise.run(exercise.reference, case)
+            assert first_difference(first, again, 0.0, 0.0) is None, case.label
+            remembered = exercise.known_outputs("reference", case)
+            assert first_difference(remembered, first, 0.0, 0.0) is None, case.label
+            assert exercise.known_outputs("reference", case) is remembered  # computed once

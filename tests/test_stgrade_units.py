@@ -190,10 +190,12 @@ def test_run_cells_returns_early_when_a_cell_breaks_the_loop(tmp_path):
         assert _text(k.run_cells(["print('next')"], time.monotonic() + 60)[0]) == "next\n"
 
 
-def test_run_cells_reports_a_dead_kernel_at_the_cell_that_killed_it(tmp_path):
+def test_run_cells_reports_a_dead_kernel_no_later_than_the_cell_that_killed_it(tmp_path):
+    """A dying kernel can lose the end marks of cells that had finished: the death is reported at
+    the first cell without one (the grader then reruns from there one cell per request)."""
     with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
         runs = k.run_cells(["y = 1", "import os; os._exit(3)", "print('lost')"], time.monotonic() + 60)
-        assert [r.status for r in runs] == ["ok", "died"]
+        assert len(runs) in (1, 2) and runs[-1].status == "died" and all(r.status == "ok" for r in runs[:-1])
 
 
 def test_sandbox_survives_os_exit(tmp_path):

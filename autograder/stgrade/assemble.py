@@ -21,6 +21,7 @@ on a cell makes that cell an ordinary (added) cell.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 import nbformat
 
-from .course import CellSpec, Lesson, defined_functions
+from .course import CellSpec, Lesson, defined_functions, read_notebook
 
 _RELEASE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 MAX_NOTEBOOK_BYTES = 50 * 1024**2
@@ -108,7 +109,7 @@ def read_submission(path, data: bytes | None = None) -> nbformat.NotebookNode:
 def _release_sources(lesson: Lesson) -> dict[str, str]:
     if not lesson.release_path.exists():
         return {}
-    nb = nbformat.read(lesson.release_path, as_version=4)
+    nb = read_notebook(lesson.release_path)
     return {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells
             if c.metadata.get("nbgrader", {}).get("grade_id")}
 
@@ -123,7 +124,7 @@ def instructor_code_cells(lesson: Lesson) -> dict[str, int]:
     found = {normalized(spec.source): spec.index for spec in lesson.cells
              if spec.role in ("setup", "experiment") and not spec.grade_id}
     if lesson.release_path.exists():
-        release = nbformat.read(lesson.release_path, as_version=4)
+        release = read_notebook(lesson.release_path)
         by_position = [spec for spec in lesson.cells if spec.role in ("setup", "experiment") and not spec.grade_id]
         theirs = [c for c in release.cells if c.cell_type == "code" and not grade_id_of(c)]
         if len(theirs) == len(by_position):  # released notebooks keep the instructor's order
@@ -133,7 +134,7 @@ def instructor_code_cells(lesson: Lesson) -> dict[str, int]:
 
 
 def assemble(lesson: Lesson, submission: nbformat.NotebookNode) -> Assembled:
-    source_nb = nbformat.read(lesson.source_path, as_version=4)
+    source_nb = read_notebook(lesson.source_path)
     roles = {spec.grade_id: spec for spec in lesson.cells if spec.grade_id}
     known_code = instructor_code_cells(lesson)
     answers: dict[str, str] = {}
@@ -176,7 +177,7 @@ def assemble(lesson: Lesson, submission: nbformat.NotebookNode) -> Assembled:
             notes.append(f"cell '{gid}' appears {n} times in the submission; {how}")
     if unknown:
         notes.append(f"cells with unknown ids were run as added cells: {', '.join(sorted(set(unknown)))}")
-    out = nbformat.v4.new_notebook(metadata=source_nb.metadata)
+    out = nbformat.v4.new_notebook(metadata=copy.deepcopy(source_nb.metadata))  # the source is shared
     specs: list[CellSpec] = []
 
     def add_cells(after: int) -> None:

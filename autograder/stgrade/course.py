@@ -17,6 +17,7 @@ What a test cell checks is read from its ``check(fn, "exercise", level=...)`` ca
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,12 +105,25 @@ def cell_role(cell: nbformat.NotebookNode) -> str:
     return "setup"
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (the instructor's or the released one), parsed and validated once
+    per version of the file: a grader reads these for every submission. Shared by every caller:
+    read it, and copy what you change."""
+    stat = Path(path).stat()
+    return _parsed(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path: str, mtime_ns: int, size: int) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
 def load_lesson(lesson_id: str, root: Path = REPO_ROOT) -> Lesson:
     source_path = root / "solutions" / lesson_id / f"{lesson_id}.ipynb"
     release_path = root / "course" / lesson_id / f"{lesson_id}.ipynb"
     if not source_path.exists():
         raise FileNotFoundError(f"no instructor notebook for lesson {lesson_id!r} at {source_path}")
-    nb = nbformat.read(source_path, as_version=4)
+    nb = read_notebook(source_path)
     cells = []
     for i, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader", {})

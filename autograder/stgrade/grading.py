@@ -330,27 +330,34 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
     """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
     kernels used (None when not counted).
 
-    The cells run in as few execute requests as possible (:meth:`SandboxKernel.run_cells`), each
-    with the per-cell limit, all within the notebook's. A cell that hangs or kills the kernel costs
-    a restart: the setup, answer and added cells that ran before it are replayed, then the rest runs.
+    The cells run in one execute request (:meth:`SandboxKernel.run_cells`), each with the per-cell
+    limit, all within the notebook's. A cell that hangs or kills the kernel costs a restart: the
+    setup, answer and added cells that ran before it are replayed and the rest runs. When that
+    happens in a batch, the cell blamed is only the first whose end mark did not arrive — a dying
+    kernel can lose the marks of cells that had finished — so from there on the cells run one per
+    request, where a hang or a death belongs to the cell that was sent, for certain.
     """
     todo = [(spec, cell) for spec, cell in zip(assembled.specs, assembled.notebook.cells)
             if cell.cell_type == "code" and spec.role != "experiment"]
     results: list[CellResult] = []
     replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
     deadline = time.monotonic() + limits.notebook_seconds
+    one_at_a_time = False
     with SandboxKernel(scratch, limits, env) as kernel:
         while todo and time.monotonic() < deadline:
-            runs = kernel.run_cells([cell.source for _, cell in todo], deadline)
-            for (spec, cell), run in zip(todo, runs):
+            runs = kernel.run_cells([cell.source for _, cell in todo[:1 if one_at_a_time else None]], deadline)
+            lost = runs[-1].status in ("hung", "died")
+            certain = runs[:-1] if lost and not one_at_a_time else runs
+            for (spec, cell), run in zip(todo, certain):
                 cell.outputs = run.outputs
                 if run.status not in ("hung", "died") and spec.role in ("setup", "solution", "added"):
                     replay.append(cell.source)
                 if spec.role == "test":
                     results.append(_score(spec, run, seed, flagged))
                     cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
-            todo = todo[len(runs):]
-            if runs[-1].status in ("hung", "died"):
+            todo = todo[len(certain):]
+            if lost:
+                one_at_a_time = True
                 kernel.restart()
                 if replay and time.monotonic() < deadline:
                     kernel.run_cells(replay, deadline)

@@ -11,6 +11,7 @@ answers.
 from __future__ import annotations
 
 import ast
+import functools
 
 from stabletrain.exercises.guard import reference_modules, torch_answer_keys
 
@@ -25,6 +26,7 @@ FORBIDDEN_ATTRIBUTES = ("__code__", "__wrapped__", "__globals__", "__builtins__"
 FORBIDDEN_QUALIFIED = ("sys.modules",)
 
 
+@functools.cache
 def answer_key_names() -> frozenset[str]:
     """Every function name that is an answer key in some lesson."""
     import stabletrain

@@ -13,6 +13,7 @@ process), and the project's tests, which prove every mutant is rejected.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -91,14 +92,23 @@ class Exercise:
         compare: ``(case, got, want) -> problem or None``.
         mutants: name -> :class:`Mutant`, given as ``"stabletrain.exercises.clipping_mutants:VALUE"``
             (a module of its own, ending in ``_mutants``, imported only when first needed) or a dict.
+        deterministic: ``run(fn, case)`` depends on nothing but ``fn`` and the case (its runner seeds
+            every random number from the case), so the reference's and the mutants' outputs on a
+            case are computed once per process and remembered (cases whose inputs are JSON). A
+            grader verifies the same cases for every student whose cases do not depend on the seed.
     """
+
+    #: outputs remembered per exercise, at most (then forgotten all at once)
+    REMEMBERED = 2048
 
     def __init__(self, name: str, reference: Callable[..., Any] | str, make_cases: Callable[[str, int], list[Case]],
                  run: Callable[[Callable[..., Any], Case], dict[str, Plain]],
                  compare: Callable[[Case, dict[str, Plain], dict[str, Plain]], str | None],
-                 mutants: dict[str, Mutant] | str | None = None) -> None:
+                 mutants: dict[str, Mutant] | str | None = None, deterministic: bool = False) -> None:
         self.name, self.make_cases, self.run, self.compare = name, make_cases, run, compare
         self._reference, self._mutants = reference, mutants if mutants is not None else {}
+        self.deterministic = deterministic
+        self._remembered: dict[tuple[str, str, str], dict[str, Plain]] = {}
 
     def __repr__(self) -> str:
         return f"Exercise({self.name!r})"
@@ -120,10 +130,26 @@ class Exercise:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         return self.make_cases(level, seed)
 
+    def known_outputs(self, who: str, case: Case) -> dict[str, Plain]:
+        """What the reference (``who="reference"``) or a mutant (its name) gives on ``case``,
+        remembered when the exercise is :attr:`deterministic`. Shared: compare, never change."""
+        fn = self.reference if who == "reference" else self.mutants[who].fn
+        if not self.deterministic:
+            return self.run(fn, case)
+        try:
+            key = (who, case.label, json.dumps(case.inputs, sort_keys=True, allow_nan=True))
+        except (TypeError, ValueError):  # inputs that are not JSON: run every time
+            return self.run(fn, case)
+        if key not in self._remembered:
+            if len(self._remembered) >= self.REMEMBERED:
+                self._remembered.clear()
+            self._remembered[key] = self.run(fn, case)
+        return self._remembered[key]
+
     def diagnose(self, case: Case, got: dict[str, Plain]) -> str | None:
         """The misconception of the first mutant whose outputs equal ``got`` on ``case``."""
-        for mutant in self.mutants.values():
-            if self.compare(case, got, self.run(mutant.fn, case)) is None:
+        for name, mutant in self.mutants.items():
+            if self.compare(case, got, self.known_outputs(name, case)) is None:
                 return mutant.misconception
         return None
 
@@ -137,7 +163,7 @@ class Exercise:
             ]
         failures, failed = [], []
         for case, got in zip(cases, outputs):
-            problem = self.compare(case, got, self.run(self.reference, case))
+            problem = self.compare(case, got, self.known_outputs("reference", case))
             if problem is not None:
                 failures.append(Failure(self.name, case.label, problem))
                 failed.append((case, got))
