@@ -198,6 +198,16 @@ def test_run_cells_reports_a_dead_kernel_no_later_than_the_cell_that_killed_it(t
         assert len(runs) in (1, 2) and runs[-1].status == "died" and all(r.status == "ok" for r in runs[:-1])
 
 
+def test_a_kernel_finds_matplotlibs_font_list_ready(tmp_path):
+    """Searching the fonts again took about 0.1 s of every submission's setup cell."""
+    code = ("import logging, io\nlog = io.StringIO()\nlogger = logging.getLogger('matplotlib.font_manager')\n"
+            "logger.addHandler(logging.StreamHandler(log)); logger.setLevel(logging.DEBUG)\n"
+            "import matplotlib.font_manager\nprint(log.getvalue())")
+    with SandboxKernel(tmp_path, Limits(cell_seconds=20)) as k:
+        text = _text(k.run(code))
+    assert "Using fontManager instance from" in text and "generated new fontManager" not in text, text
+
+
 def test_sandbox_survives_os_exit(tmp_path):
     with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
         k.run("y = 1")

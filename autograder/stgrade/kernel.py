@@ -46,28 +46,21 @@ CELL_END_MIME = "application/x-stgrade-cell-end"
 
 def run_cells(sources: list[str]) -> None:
     """Run ``sources`` in this kernel, each as a cell of its own (IPython's ``run_cell``: magics,
-    tracebacks and figures as in a cell the front end sent), and after each one flush its output
-    and publish ``{CELL_END_MIME: "<index>"}``. One execute request for a whole notebook instead of
-    one per cell: each request costs the kernel about 2 ms of messaging.
+    tracebacks and figures as in a cell the front end sent), and after each one publish
+    ``{CELL_END_MIME: "<index>"}`` (publishing flushes ``sys.stdout`` and ``sys.stderr`` first).
+    One execute request for a whole notebook instead of one per cell: each request costs the kernel
+    about 2 ms of messaging, a cell in here about 0.5 ms.
 
     The grader trusts none of this: a cell that breaks the loop, or fakes an end, only moves its
     own notebook's outputs between cells, and the grader reruns from where the marks stop.
     """
-    import sys
-
     from IPython import get_ipython
 
     shell = get_ipython()
     run_cell, publish = shell.run_cell, shell.display_pub.publish  # as they were before any cell ran
-    streams = (sys.stdout, sys.stderr)
     for index, source in enumerate(sources):
         run_cell(source, store_history=False)
-        for stream in streams:  # the cell's prints belong before its end mark
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001 — a stream the cell broke loses its own output only
-                pass
-        publish(data={CELL_END_MIME: str(index)}, metadata={})
+        publish(data={CELL_END_MIME: str(index)}, metadata={})  # flushes the cell's prints before the mark
 
 
 def main() -> None:
