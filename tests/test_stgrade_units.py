@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import time
 import zipfile
 from pathlib import Path
@@ -196,6 +197,50 @@ def test_run_cells_reports_a_dead_kernel_no_later_than_the_cell_that_killed_it(t
     with SandboxKernel(tmp_path, Limits(cell_seconds=5)) as k:
         runs = k.run_cells(["y = 1", "import os; os._exit(3)", "print('lost')"], time.monotonic() + 60)
         assert len(runs) in (1, 2) and runs[-1].status == "died" and all(r.status == "ok" for r in runs[:-1])
+
+
+class _ScriptedKernel:
+    """Stands in for a kernel client and manager: iopub messages from a script of (delay, message)."""
+
+    def __init__(self, script):
+        self.script, self.interrupts = list(script), 0
+
+    def execute(self, code, **_):
+        return "batch"
+
+    def get_iopub_msg(self, timeout):
+        if not self.script:
+            raise queue.Empty
+        delay, msg = self.script[0]
+        if delay > timeout:
+            self.script[0] = (delay - timeout, msg)
+            time.sleep(timeout)
+            raise queue.Empty
+        time.sleep(delay)
+        self.script.pop(0)
+        return {"parent_header": {"msg_id": "batch"}, **msg}
+
+    def interrupt_kernel(self):
+        self.interrupts += 1
+
+    def is_alive(self):
+        return True
+
+
+def _mark(i):
+    return {"msg_type": "display_data", "content": {"data": {CELL_END_MIME: str(i)}, "metadata": {}}}
+
+
+def test_an_interrupt_that_lands_after_a_cell_ended_times_out_the_next_cell(tmp_path):
+    """C code that holds the GIL keeps the kernel from sending the previous cell's end mark: that
+    cell's clock runs out, but the interrupt stops the cell that was running."""
+    kernel = SandboxKernel(tmp_path, Limits(cell_seconds=0.3, interrupt_grace_seconds=5))
+    error = {"msg_type": "error", "content": {"ename": "KeyboardInterrupt", "evalue": "", "traceback": []}}
+    kernel.kc = kernel.km = fake = _ScriptedKernel([
+        (0.8, _mark(0)), (0.0, error), (0.0, _mark(1)),
+        (0.0, {"msg_type": "status", "content": {"execution_state": "idle"}})])
+    runs = kernel.run_cells(["print('quick')", "sum(range(10**10))"], time.monotonic() + 60)
+    assert fake.interrupts == 1 and [r.status for r in runs] == ["ok", "timeout"]
 
 
 def test_a_kernel_finds_matplotlibs_font_list_ready(tmp_path):

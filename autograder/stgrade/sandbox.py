@@ -378,7 +378,9 @@ class SandboxKernel:
         when a cell was ``hung`` or ``died`` (restart, then run the rest), when the request ended
         before every cell reported its end (a cell broke the loop: run the rest), or when the
         deadline stopped a cell (its status is ``timeout``). A cell's outputs are the messages
-        between the previous cell's end mark and its own; a mark counts only in order.
+        between the previous cell's end mark and its own; a mark counts only in order. A cell's
+        clock starts when the previous mark arrives; an interrupt sent for a cell that then ends
+        without an error is the next cell's (its mark was late, not the cell).
         """
         from .kernel import CELL_END_MIME
 
@@ -405,10 +407,16 @@ class SandboxKernel:
             data = content.get("data") if msg["msg_type"] == "display_data" and isinstance(content, dict) else None
             if isinstance(data, dict) and CELL_END_MIME in data:
                 if data[CELL_END_MIME] == str(len(runs)):
+                    # interrupted, yet it ended without an error: the interrupt reached the kernel after this
+                    # cell ended (C code holding the GIL delays the end mark), so it is the next cell's
+                    carried = cell.interrupted_at if cell.run.status == "ok" else None
+                    if carried is not None:
+                        cell.interrupted_at = None
                     runs.append(cell.finish())
-                    if runs[-1].status == "timeout" and time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline and (runs[-1].status == "timeout" or carried is not None):
                         break  # the notebook's time is up: nothing more runs
                     cell = begin()
+                    cell.interrupted_at = carried
                 continue
             cell.take(msg)
         return runs
