@@ -145,3 +145,31 @@ def test_running_cases_never_imports_an_answer_key_or_a_mutant_catalogue():
     forbidden = {f"stabletrain.{m}" for m in reference_modules()}
     leaked = [m for m in loaded if m in forbidden or m.endswith("_mutants")]
     assert not leaked, f"running cases imported answer keys or mutant catalogues: {leaked}"
+
+
+def test_an_unanswered_case_fails_without_running_the_reference():
+    """A blank notebook's cases all raise NotImplementedError: they fail whatever the reference
+    gives, so the grader does not run it (lesson 01's references train networks)."""
+    from stabletrain.exercises.base import Case, Exercise
+
+    calls = []
+
+    def reference(x):
+        calls.append(x)
+        return 2 * x
+
+    def blank(x):
+        raise NotImplementedError()
+
+    def run(fn, case):
+        try:
+            return {"raised": None, "value": fn(case.inputs["x"])}
+        except Exception as exc:  # noqa: BLE001 — what it raised is its behaviour
+            return {"raised": type(exc).__name__, "message": str(exc)}
+
+    ex = Exercise("double", reference, make_cases=lambda level, seed: [Case("one", {"x": 1})], run=run,
+                  compare=lambda case, got, want: None if got == want else "differs")
+    cases = ex.cases("visible", 0)
+    failures = ex.verify(cases, [run(blank, cases[0])])
+    assert [f.problem for f in failures] == ["your function raised NotImplementedError: "] and calls == []
+    assert ex.verify(cases, [{"raised": None, "value": 2}]) == [] and calls == [1]  # an answer does run it

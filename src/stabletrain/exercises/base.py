@@ -163,7 +163,10 @@ class Exercise:
             ]
         failures, failed = [], []
         for case, got in zip(cases, outputs):
-            problem = self.compare(case, got, self.known_outputs("reference", case))
+            if unanswered(got):  # fails whatever the reference gives: it is not run (a blank notebook is cheap)
+                problem = f"your function raised NotImplementedError: {str(got.get('message', ''))[:200]}"
+            else:
+                problem = self.compare(case, got, self.known_outputs("reference", case))
             if problem is not None:
                 failures.append(Failure(self.name, case.label, problem))
                 failed.append((case, got))
@@ -178,7 +181,7 @@ class Exercise:
         raising when the catalogue cannot judge a case (the grader: a diagnosis is never worth a
         crash)."""
         for i, (case, got) in enumerate(failed):
-            if isinstance(got, dict) and got.get("raised") == "NotImplementedError":
+            if unanswered(got):
                 continue
             try:
                 misconception = self.diagnose(case, got)
@@ -190,6 +193,11 @@ class Exercise:
             if misconception:
                 return [*failures[:i], replace(failures[i], misconception=misconception), *failures[i + 1:]]
         return failures
+
+
+def unanswered(outputs: Plain) -> bool:
+    """Whether one case's outputs say the function still raises ``NotImplementedError`` (the stub)."""
+    return isinstance(outputs, dict) and outputs.get("raised") == "NotImplementedError"
 
 
 def group_score(cases: list[Case], failures: list[Failure]) -> tuple[int, int, list[str]]:

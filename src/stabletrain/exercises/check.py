@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import guard, plain
+from .base import unanswered
 from .registry import get_exercise
 
 CAPTURE_SEED_ENV = "STABLETRAIN_CAPTURE_SEED"
@@ -53,7 +54,7 @@ def publish_result(exercise: str, level: str, outputs: list[dict]) -> None:
 
 
 def _unanswered(outputs: list[dict]) -> bool:
-    return bool(outputs) and all(isinstance(o, dict) and o.get("raised") == "NotImplementedError" for o in outputs)
+    return bool(outputs) and all(unanswered(o) for o in outputs)
 
 
 def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool:
