@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import signal
 import shutil
@@ -340,18 +341,20 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
     todo = [(spec, cell) for spec, cell in zip(assembled.specs, assembled.notebook.cells)
             if cell.cell_type == "code" and spec.role != "experiment"]
     results: list[CellResult] = []
-    replay: list[str] = []  # setup, answer and added cells, re-run after a kernel restart
+    replay: list[tuple[str, str]] = []  # (role, source) of setup, answer and added cells, re-run after a restart
     deadline = time.monotonic() + limits.notebook_seconds
     one_at_a_time = False
     with SandboxKernel(scratch, limits, env) as kernel:
         while todo and time.monotonic() < deadline:
-            runs = kernel.run_cells([cell.source for _, cell in todo[:1 if one_at_a_time else None]], deadline)
+            batch = todo[:1 if one_at_a_time else None]
+            runs = kernel.run_cells([cell.source for _, cell in batch], deadline,
+                                    setup=_leading_setup(spec.role for spec, _ in batch))
             lost = runs[-1].status in ("hung", "died")
             certain = runs[:-1] if lost and not one_at_a_time else runs
             for (spec, cell), run in zip(todo, certain):
                 cell.outputs = run.outputs
                 if run.status not in ("hung", "died") and spec.role in ("setup", "solution", "added"):
-                    replay.append(cell.source)
+                    replay.append((spec.role, cell.source))
                 if spec.role == "test":
                     results.append(_score(spec, run, seed, flagged))
                     cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
@@ -360,12 +363,18 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
                 one_at_a_time = True
                 kernel.restart()
                 if replay and time.monotonic() < deadline:
-                    kernel.run_cells(replay, deadline)
+                    kernel.run_cells([source for _, source in replay], deadline,
+                                     setup=_leading_setup(role for role, _ in replay))
     for spec, _ in todo:  # the notebook's time ran out before these
         if spec.role == "test":
             results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
                                       f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
     return results, kernel.cpu_seconds
+
+
+def _leading_setup(roles) -> int:
+    """How many of the cells (by role, in order) are the lesson's setup before anything else."""
+    return sum(1 for _ in itertools.takewhile(lambda role: role == "setup", roles))
 
 
 def _score(spec: CellSpec, run: CellRun, seed: int, flagged: dict) -> CellResult:

@@ -370,9 +370,10 @@ class SandboxKernel:
             cell.take(msg)
         return cell.finish()
 
-    def run_cells(self, sources: list[str], deadline: float) -> list[CellRun]:
+    def run_cells(self, sources: list[str], deadline: float, setup: int = 0) -> list[CellRun]:
         """Execute ``sources`` as consecutive cells in one request (:func:`stgrade.kernel.run_cells`),
-        each with the per-cell limit, none past ``deadline`` (``time.monotonic()``).
+        each with the per-cell limit, none past ``deadline`` (``time.monotonic()``); the first
+        ``setup`` of them are the lesson's setup (run with the garbage collector off).
 
         Returns a :class:`CellRun` for the first ``k ≥ 1`` cells, in order; ``k < len(sources)``
         when a cell was ``hung`` or ``died`` (restart, then run the rest), when the request ended
@@ -384,7 +385,7 @@ class SandboxKernel:
         """
         from .kernel import CELL_END_MIME
 
-        code = f"__import__('stgrade.kernel', fromlist=['run_cells']).run_cells({list(sources)!r})"
+        code = f"__import__('stgrade.kernel', fromlist=['run_cells']).run_cells({list(sources)!r}, setup={int(setup)})"
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         runs: list[CellRun] = []
 
