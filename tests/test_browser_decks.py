@@ -232,7 +232,10 @@ def test_static_explorers_answer_their_controls(lesson, decks, browser):
                     continue
             label = control.evaluate("e => e.closest('label').innerText")
             assert changed, f"explorer {k}: moving {label!r} never changes the picture"
-        for img in root.locator("img").all():
-            assert img.evaluate("i => i.complete && i.naturalWidth > 0"), "an explorer frame did not load"
+        for img in root.locator("img").all():  # the last control moved may have swapped a frame in just now
+            try:
+                page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=3000)
+            except Exception:
+                raise AssertionError(f"an explorer frame did not load within 3 s: {img.get_attribute('src')[:80]}")
     assert not log.errors and not log.failed, (log.errors, log.failed)
     page.close()
