@@ -136,7 +136,10 @@ def main() -> int:
             print(f"speed-up (nbgrader / stgrade): {stock / ours:.2f}x")
             stock_scores = {r["student_id"]: float(r["score"])
                             for r in csv.DictReader((work / "nbgrader-course" / "grades.csv").open())}
-            print(f"\nmean score by kind of student (out of 9){'':<6}stgrade  nbgrader")
+            from stgrade.course import load_lesson
+
+            most = sum(spec.points for spec in load_lesson(LESSON).cells if spec.role == "test")
+            print(f"\nmean score by kind of student (out of {most:g}){'':<5}stgrade  nbgrader")
             theirs = mean_by_kind(stock_scores)
             for kind, score in mean_by_kind(ours_scores).items():
                 print(f"  {kind:<44}{score:>7.1f}{theirs.get(kind, float('nan')):>10.1f}")
