@@ -54,12 +54,12 @@ def _grader(submitted: Path, out: Path, tmp: Path, *extra: str) -> subprocess.Po
 
 def _stale_cgroups() -> list[Path]:
     """stgrade cgroups whose grader process is gone (others may be in use by parallel tests)."""
-    from stgrade.cgroup import PREFIX, _alive
+    from stgrade.cgroup import PREFIX, process_alive
 
     stale = []
     for path in CGROUP_ROOT.glob(f"**/{PREFIX}*"):
         owner = path.name[len(PREFIX):].split("-", 1)[0]
-        if path.is_dir() and owner.isdigit() and "-" in path.name[len(PREFIX):] and not _alive(int(owner)):
+        if path.is_dir() and owner.isdigit() and "-" in path.name[len(PREFIX):] and not process_alive(int(owner)):
             stale.append(path)
     return stale
 

@@ -203,7 +203,8 @@ def _kill_and_remove(path: Path) -> None:
             time.sleep(0.02)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts: it cannot be signalled, but it is there)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -226,7 +227,7 @@ def sweep_stale(parents) -> list[Path]:
                 owner = int(path.name[len(PREFIX):].split("-", 1)[0])
             except ValueError:
                 continue
-            if not _alive(owner):
+            if not process_alive(owner):
                 _kill_and_remove(path)
                 removed.append(path)
     return removed

@@ -29,7 +29,7 @@ from pathlib import Path
 from . import __version__, feedback, report
 from . import secret as secrets_
 from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_bytes, read_submission
-from .cgroup import _alive
+from .cgroup import process_alive
 from .course import lesson_ids, load_lesson
 from .discover import Submission, discover
 from .grading import SCRATCH_PREFIX, SubmissionResult, grading_seed, submission_key
@@ -165,7 +165,7 @@ def _remove_leftovers() -> None:
     for prefix in (UNPACKED_PREFIX, SCRATCH_PREFIX):
         for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
             pid = folder.name[len(prefix):].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
