@@ -31,6 +31,10 @@ def test_source_notebook_matches_its_jupytext_twin(lesson):
     committed = nbformat.read(folder / f"{lesson}.ipynb", as_version=4)
     assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in from_text.cells], (
         f"solutions/{lesson}/{lesson}.ipynb is out of date with its .py: run `make release`")
+    # byte for byte, cell ids included: otherwise every build rewrites it and leaves the checkout dirty
+    assert (folder / f"{lesson}.ipynb").read_text() == jupytext.writes(from_text, fmt="ipynb"), (
+        f"solutions/{lesson}/{lesson}.ipynb differs from what `make release` writes (ids, metadata, format): "
+        "run `make release` rather than editing it or syncing it with jupytext")
 
 
 @pytest.mark.xdist_group("release")
