@@ -10,7 +10,10 @@ whole runs graded minutes apart does not resolve a few per cent. The first stude
 
 Prints, per lesson, the mean wall-clock and CPU seconds per submission (CPU: the kernel's, counted
 by its cgroup, plus the grader's; only when grading as root) and the ratio to lesson 04: the sum
-over all pairs of this lesson's cost over lesson 04's, with the middle half of the per-pair ratios.
+over all pairs of this lesson's cost over lesson 04's, with its 95 % confidence interval (a
+bootstrap over the pairs: how far the ratio could move on another run of the same length) and the
+middle half of the per-pair ratios. A lesson "costs no more than lesson 04" beyond doubt only when
+the interval's upper end is at most 1.
 
     .venv/bin/python benchmarks/bench_lesson_cost.py --rounds 3
     .venv/bin/python benchmarks/bench_lesson_cost.py --lessons 03_initialization --copies 5
@@ -59,6 +62,18 @@ def costs(out: Path) -> dict[tuple[str, str], dict[str, float | None]]:
     return found
 
 
+def ratio_interval(mine: list[float], theirs: list[float], resamples: int = 10_000,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``Σ mine / Σ theirs``, resampling the pairs with replacement."""
+    import numpy as np
+
+    a, b = np.asarray(mine), np.asarray(theirs)
+    picks = np.random.default_rng(0).integers(0, len(a), size=(resamples, len(a)))
+    ratios = a[picks].sum(axis=1) / b[picks].sum(axis=1)
+    low, high = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def main() -> int:
     from stgrade.samples import lessons as all_lessons
 
@@ -86,18 +101,20 @@ def main() -> int:
               f"load average at the end {os.getloadavg()[0]:.2f}")
         print(f"{n} submissions per lesson ({args.copies} each of {', '.join(KINDS)}, {args.rounds} runs of "
               "stgrade grade --jobs 1), each paired with the same student's lesson 04, graded next to it")
-        print("ratio: Σ this lesson / Σ lesson 04 over the pairs; in brackets the middle half of the per-pair ratios")
+        print("ratio: Σ this lesson / Σ lesson 04 over the pairs, its 95 % bootstrap interval, and the middle "
+              "half of the per-pair ratios")
         for measure, label in (("wall", "wall-clock seconds"), ("cpu", "CPU seconds (kernel + grader)")):
             if any(c[measure] is None for ps in pairs.values() for pair in ps for c in pair):
                 print(f"\n{label}: not counted (no cgroups: grade as root to count the kernels' CPU)")
                 continue
-            print(f"\n{label:<34}{'per submission':>15}{'ratio to 04':>13}   middle half")
+            print(f"\n{label:<34}{'per submission':>15}{'ratio to 04':>13}   {'95 % interval':<15}middle half")
             for lesson in lessons:
                 mine = [a[measure] for a, _ in pairs[lesson]]
                 theirs = [b[measure] for _, b in pairs[lesson]]
                 q = statistics.quantiles([a / b for a, b in zip(mine, theirs)], n=4)
+                low, high = ratio_interval(mine, theirs)
                 print(f"{lesson:<34}{statistics.mean(mine):>15.3f}{sum(mine) / sum(theirs):>12.3f}x"
-                      f"   {q[0]:.3f}–{q[2]:.3f}")
+                      f"   {low:.3f}–{high:.3f}    {q[0]:.3f}–{q[2]:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

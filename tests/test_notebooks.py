@@ -38,6 +38,9 @@ def test_instructor_notebook_runs_top_to_bottom(lesson, tmp_path):
     assert images >= 3, "the lesson's plots did not render"
     checks = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert checks.count("✓") >= 3, "the visible self-checks did not report success"
+    echoed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and cell_role(c) == "test"
+              for o in c.outputs if o.output_type == "execute_result"]
+    assert echoed == [], f"test cells {echoed} show an Out[n] under their check's one line"
 
 
 @pytest.mark.parametrize("lesson", lesson_ids())
@@ -52,3 +55,4 @@ def test_student_notebook_runs_top_to_bottom_and_says_not_answered_yet(lesson, t
     for index, name in checked:
         text = "".join(o.get("text", "") for o in nb.cells[index].outputs)
         assert f"{name}: not answered yet" in text, (index, name, text)
+        assert [o.output_type for o in nb.cells[index].outputs] == ["stream"], (index, name)  # that line only

@@ -57,12 +57,14 @@ def _unanswered(outputs: list[dict]) -> bool:
     return bool(outputs) and all(unanswered(o) for o in outputs)
 
 
-def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool:
+def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> None:
     """Check ``fn`` as an implementation of ``exercise`` on the cases of ``level``.
 
-    Returns True when every case passes, False (after one line saying so) when the exercise is
-    not answered yet; raises :class:`ExerciseCheckFailed` naming the first failed case, what was
-    expected, what came back and the likely misconception.
+    Prints one line when every case passes, or when the exercise is not answered yet; raises
+    :class:`ExerciseCheckFailed` naming the first failed case, what was expected, what came back
+    and the likely misconception. Returns None, so a test cell shows that one line and nothing
+    else (a returned ``True`` would be echoed as ``Out[n]: True`` under every check, and in a
+    grading kernel each echo is one more message).
     """
     if not callable(fn):
         raise ExerciseCheckFailed(f"{exercise}: expected a function, got {type(fn).__name__}")
@@ -70,7 +72,7 @@ def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool
     if seed is not None:
         outputs = guard.watched(exercise, lambda: run_cases(fn, exercise, level, int(seed)))  # answer keys void it
         publish_result(exercise, level, outputs)
-        return True
+        return
     ex = get_exercise(exercise)
     cases = ex.cases(level, SESSION_SEEDS[level])
     outputs = [ex.run(fn, case) for case in cases]
@@ -79,7 +81,7 @@ def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool
             raise ExerciseCheckFailed(f"{exercise}: not answered yet (the function raises NotImplementedError)")
         print(f"… {exercise}: not answered yet — write it in the exercise cell above, run that cell, "
               "then run this one again.")
-        return False
+        return
     failures = ex.verify(cases, outputs)
     if failures:
         more = f"\n  ({len(failures) - 1} more {level} checks failed too.)" if len(failures) > 1 else ""
@@ -87,4 +89,3 @@ def check(fn: Callable[..., Any], exercise: str, level: str = "visible") -> bool
     tip = (f" Before handing in, also run check({getattr(fn, '__name__', 'fn')}, {exercise!r}, level=\"hidden\"): "
            "the kinds of cases the grader uses." if level == "visible" else "")
     print(f"✓ {exercise}: all {len(cases)} {level} checks passed.{tip}")
-    return True
