@@ -15,6 +15,12 @@ bootstrap over the pairs: how far the ratio could move on another run of the sam
 middle half of the per-pair ratios. A lesson "costs no more than lesson 04" beyond doubt only when
 the interval's upper end is at most 1.
 
+Starting and stopping the kernel (~1.6 s: Python, torch, ipykernel, the answer-key guard) is the
+same work for every lesson but carries most of the noise, so a third table leaves it out
+(``seconds - kernel_start_stop_seconds`` of each submission): the lesson's own work — its setup
+cell, its cells and checks, the grader's verification — resolves a difference about four times
+finer. Its ratio is of that work alone, not of a whole submission.
+
     .venv/bin/python benchmarks/bench_lesson_cost.py --rounds 3
     .venv/bin/python benchmarks/bench_lesson_cost.py --lessons 03_initialization --copies 5
 """
@@ -54,11 +60,13 @@ def make_cohort(lessons: list[str], copies: int, folder: Path) -> Path:
 
 
 def costs(out: Path) -> dict[tuple[str, str], dict[str, float | None]]:
-    """``{(student, lesson): {"wall": s, "cpu": s or None}}`` of the run that wrote ``out``."""
+    """``{(student, lesson): {"wall": s, "cpu": s or None, "own": s}}`` of the run that wrote ``out``
+    (``own``: wall seconds without starting and stopping the kernel)."""
     found = {}
     for s in json.loads((out / "summary.json").read_text())["submissions"]:
         if s["status"] == "graded" and not s["student"].startswith("00-"):
-            found[(s["student"], s["lesson"])] = {"wall": s["seconds"], "cpu": s.get("cpu_seconds")}
+            found[(s["student"], s["lesson"])] = {"wall": s["seconds"], "cpu": s.get("cpu_seconds"),
+                                                  "own": s["seconds"] - s["kernel_start_stop_seconds"]}
     return found
 
 
@@ -103,7 +111,8 @@ def main() -> int:
               "stgrade grade --jobs 1), each paired with the same student's lesson 04, graded next to it")
         print("ratio: Σ this lesson / Σ lesson 04 over the pairs, its 95 % bootstrap interval, and the middle "
               "half of the per-pair ratios")
-        for measure, label in (("wall", "wall-clock seconds"), ("cpu", "CPU seconds (kernel + grader)")):
+        for measure, label in (("wall", "wall-clock seconds"), ("cpu", "CPU seconds (kernel + grader)"),
+                               ("own", "wall s without kernel start/stop")):
             if any(c[measure] is None for ps in pairs.values() for pair in ps for c in pair):
                 print(f"\n{label}: not counted (no cgroups: grade as root to count the kernels' CPU)")
                 continue

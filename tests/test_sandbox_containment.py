@@ -296,8 +296,12 @@ def test_the_kernels_cpu_time_is_counted_across_a_restart(tmp_path):
     require_root()
     busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass"
     k = SandboxKernel(tmp_path, Limits(cell_seconds=20))
+    started = time.monotonic()
     with k:
         assert k.run(busy, timeout=20).status == "ok"
         k.restart()
         assert k.run(busy, timeout=20).status == "ok"
+    elapsed = time.monotonic() - started
     assert k.cpu_seconds is not None and 1.0 <= k.cpu_seconds < 30, k.cpu_seconds
+    # two starts and two stops, counted in wall-clock seconds; the busy cells' second is not among them
+    assert 0.2 < k.start_stop_seconds <= elapsed - 1.0, (k.start_stop_seconds, elapsed)

@@ -88,6 +88,8 @@ def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
     assert perfect["total"] == perfect["max_total"] > 0, perfect["reason"]  # full marks inside the sandbox
     # what the submission cost: the kernel's CPU (its cgroup; starting it with torch takes ~1 s) and the grader's
     assert 0.3 < perfect["cpu_seconds"] < 60, perfect["cpu_seconds"]
+    # of its wall-clock seconds, starting and stopping the kernel (the same work for every lesson)
+    assert 0.2 < perfect["kernel_start_stop_seconds"] < perfect["seconds"], perfect
     assert list(tmp.iterdir()) == []
     assert _stale_cgroups() == []
 

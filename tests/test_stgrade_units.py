@@ -343,3 +343,20 @@ def test_cpu_seconds_are_read_from_cgroup_v1_and_v2_and_unknown_without_accounti
     assert SubmissionCgroup({"unified": v2}).cpu_seconds() == 1.5
     kernel = SandboxKernel(tmp_path / "scratch", Limits())
     assert kernel.cpu_seconds is None  # never started: nothing counted
+
+
+def test_start_and_stop_seconds_count_a_failed_starts_own_cleanup_once(tmp_path, monkeypatch):
+    kernel = SandboxKernel(tmp_path / "scratch", Limits())
+    monkeypatch.setattr(kernel, "_shutdown", lambda: time.sleep(0.1))
+
+    def failing_start():
+        time.sleep(0.1)
+        kernel.shutdown()  # as _start does when the kernel does not come up
+        raise RuntimeError("no kernel")
+
+    monkeypatch.setattr(kernel, "_start", failing_start)
+    with pytest.raises(RuntimeError):
+        kernel.start()
+    assert 0.2 <= kernel.start_stop_seconds < 0.29, kernel.start_stop_seconds  # not 0.3: the shutdown once
+    kernel.shutdown()
+    assert 0.3 <= kernel.start_stop_seconds < 0.39, kernel.start_stop_seconds

@@ -60,6 +60,7 @@ class SubmissionResult:
     max_total: float = 0.0
     seconds: float = 0.0
     cpu_seconds: float | None = None  # CPU time: the kernels' (from their cgroups) plus the grader's; None if uncounted
+    kernel_start_stop_seconds: float = 0.0  # of ``seconds``: starting and stopping kernels, the same for every lesson
     source: str = ""  # the submitted file, relative to the submissions folder
     key: str = ""  # what the result depends on; equal keys give equal results
 
@@ -276,7 +277,8 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     env = {CAPTURE_SEED_ENV: str(seed)}
     kernel_cpu = None
     try:
-        result.cells, kernel_cpu = _run_and_score(assembled, scratch, env, limits, seed, flagged)
+        result.cells, kernel_cpu, result.kernel_start_stop_seconds = _run_and_score(
+            assembled, scratch, env, limits, seed, flagged)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
         result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
@@ -327,9 +329,9 @@ def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
-                   flagged: dict) -> tuple[list[CellResult], float | None]:
+                   flagged: dict) -> tuple[list[CellResult], float | None, float]:
     """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
-    kernels used (None when not counted).
+    kernels used (None when not counted) and the wall seconds spent starting and stopping them.
 
     The cells run in one execute request (:meth:`SandboxKernel.run_cells`), each with the per-cell
     limit, all within the notebook's. A cell that hangs or kills the kernel costs a restart: the
@@ -369,7 +371,7 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
         if spec.role == "test":
             results.append(CellResult(spec.grade_id, 0.0, spec.points, "not run: the notebook used up its "
                                       f"time budget of {limits.notebook_seconds:.0f} s.", "not run"))
-    return results, kernel.cpu_seconds
+    return results, kernel.cpu_seconds, round(kernel.start_stop_seconds, 3)
 
 
 def _leading_setup(roles) -> int:

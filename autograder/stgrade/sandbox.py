@@ -29,6 +29,7 @@ be set up refuses to start a kernel (:class:`SandboxUnavailable`) instead of gra
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
@@ -38,6 +39,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +238,9 @@ class SandboxKernel:
         self.protections: dict[str, Any] = {}
         self._scratch_mounted = False
         self._cpu_used: list[float | None] = []  # per kernel started (a restart starts another)
+        #: wall seconds spent starting and stopping kernels: the same work for every lesson
+        self.start_stop_seconds = 0.0
+        self._counting = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -272,7 +277,25 @@ class SandboxKernel:
             argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *self.cgroup.procs_files(), "--", *argv]
         return argv
 
+    @contextlib.contextmanager
+    def _counting_start_stop(self) -> Iterator[None]:
+        """Add the time inside to :attr:`start_stop_seconds` (once: a failed start's own shutdown
+        is part of that start)."""
+        if self._counting:
+            yield
+            return
+        self._counting, started = True, time.monotonic()
+        try:
+            yield
+        finally:
+            self._counting = False
+            self.start_stop_seconds += time.monotonic() - started
+
     def start(self) -> None:
+        with self._counting_start_stop():
+            self._start()
+
+    def _start(self) -> None:
         problem = sandbox_problem(self.limits)
         if problem:
             raise SandboxUnavailable(f"the grading sandbox cannot be set up: {problem}")
@@ -306,6 +329,10 @@ class SandboxKernel:
             raise
 
     def shutdown(self) -> None:
+        with self._counting_start_stop():
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
