@@ -138,7 +138,7 @@ def main() -> int:
                             for r in csv.DictReader((work / "nbgrader-course" / "grades.csv").open())}
             from stgrade.course import load_lesson
 
-            most = sum(spec.points for spec in load_lesson(LESSON).cells if spec.role == "test")
+            most = load_lesson(LESSON).max_points
             print(f"\nmean score by kind of student (out of {most:g}){'':<5}stgrade  nbgrader")
             theirs = mean_by_kind(stock_scores)
             for kind, score in mean_by_kind(ours_scores).items():
