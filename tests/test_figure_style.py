@@ -52,9 +52,41 @@ def _cliff_kwargs() -> dict[str, Any]:
 
 
 _LAB04 = "stabletrain.lessons.clipping_lab"
+_LAB01 = "stabletrain.lessons.vanishing_lab"
+
+
+@functools.cache
+def _vanishing_sweep():
+    from stabletrain.lessons import vanishing_lab as lab
+
+    return lab.gradient_sweep(depths=(6,), scales=(0.5, 1.0, 2.0), seeds=(0, 1))
+
+
+def _vanishing_training():
+    from stabletrain.lessons import vanishing_lab as lab
+
+    return {"batch": lab.train_deep_batch(depth=5, width=8, scales=(1.0, 3.0), seeds=(0, 1), steps=8, lr=0.5)}
+
+
+def _vanishing_walks():
+    from stabletrain.lessons import vanishing_lab as lab
+
+    return {"walks": lab.random_walk(width=8, depth=10, samples=40)}
+
+
+def _vanishing_spectra():
+    from stabletrain.lessons import vanishing_lab as lab
+
+    return {"spectra": lab.jacobian_spectra(depths=(2, 4), width=6, seeds=(0, 1))}
 
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
+    ("01-sigmoid-derivative", _LAB01, "plot_sigmoid_derivative", dict),
+    ("01-random-walk", _LAB01, "plot_random_walk", _vanishing_walks),
+    ("01-sweep", _LAB01, "plot_sweep", lambda: {"sweep": _vanishing_sweep(), "depth": 6}),
+    ("01-slopes", _LAB01, "plot_slopes", lambda: {"sweep": _vanishing_sweep(), "depth": 6}),
+    ("01-jacobian-spectra", _LAB01, "plot_jacobian_spectra", _vanishing_spectra),
+    ("01-training", _LAB01, "plot_training", _vanishing_training),
     ("04-jacobian-norms", _LAB04, "plot_jacobian_norms", _jacobian_kwargs),
     ("04-clipping-geometry", _LAB04, "plot_clipping_geometry", lambda: {"g": (2.4, 0.6), "c": 1.0}),
     ("04-agc-units", _LAB04, "plot_agc_units", _agc_kwargs),

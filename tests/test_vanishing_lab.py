@@ -25,7 +25,7 @@ from stabletrain.vanishing import backprop_grad_norms
 
 @pytest.fixture(scope="module")
 def small_sweep() -> lab.Sweep:
-    return lab.gradient_sweep(depths=(5, 12), scales=(0.5, 1.0, 2.0), seeds=5, keep_weights=True)
+    return lab.gradient_sweep(depths=(5, 12), scales=(0.5, 1.0, 2.0), seeds=(0, 1, 2, 3, 4), keep_weights=True)
 
 
 def _check_figure(fig: Figure, axes: int) -> None:
@@ -42,18 +42,18 @@ def _check_figure(fig: Figure, axes: int) -> None:
 def test_sweep_matches_the_reference_backprop(small_sweep):
     """Seed by seed, the batched torch sweep equals stabletrain.vanishing.backprop_grad_norms."""
     n = small_sweep.width
-    gen = torch.Generator().manual_seed(12)  # what gradient_sweep draws for depth 12, seed 0
-    z = torch.randn(5, 12, n, n, generator=gen, dtype=torch.float64)
-    x = torch.randn(5, small_sweep.batch, n, generator=gen, dtype=torch.float64)
-    g = torch.randn(5, small_sweep.batch, n, generator=gen, dtype=torch.float64)
-    assert torch.equal(z, small_sweep.weights[12])
     for act in ("sigmoid", "tanh", "relu"):
         for s in (0, 3):
-            weights = [(z[s, i] * (2.0 / math.sqrt(n))).numpy() for i in range(12)]
-            inputs, _ = backprop_grad_norms(weights, [np.zeros(n)] * 12, x[s].numpy(), g[s].numpy(), act)
+            gen = torch.Generator().manual_seed(1_000_003 * s + 12)  # what gradient_sweep draws for depth 12, seed s
+            z = torch.randn(12, n, n, generator=gen, dtype=torch.float64)
+            x = torch.randn(small_sweep.batch, n, generator=gen, dtype=torch.float64)
+            g = torch.randn(small_sweep.batch, n, generator=gen, dtype=torch.float64)
+            assert torch.equal(z, small_sweep.weights[12][s])
+            weights = [(z[i] * (2.0 / math.sqrt(n))).numpy() for i in range(12)]
+            inputs, _ = backprop_grad_norms(weights, [np.zeros(n)] * 12, x.numpy(), g.numpy(), act)
             got = small_sweep.log_norms[12, act, 2.0][s]
             np.testing.assert_allclose(got[:-1], np.log(inputs), rtol=1e-10)
-            assert got[-1] == pytest.approx(math.log(g[s].norm().item()))
+            assert got[-1] == pytest.approx(math.log(g.norm().item()))
     assert small_sweep.log_norms[5, "tanh", 1.0].shape == (5, 6)
     assert small_sweep.control[5].shape == (5, 6)
 
@@ -82,30 +82,52 @@ def test_fit_slopes_recovers_a_line():
 def test_random_walk_is_seeded_and_starts_at_zero():
     a, b = lab.random_walk(width=8, depth=5, samples=10, seed=3), lab.random_walk(width=8, depth=5, samples=10, seed=3)
     assert np.array_equal(a, b) and np.all(a[:, 0] == 0) and a.shape == (10, 6)
+    moved = lab.random_walk(width=8, depth=5, samples=10, seed=3, jitter=1e-6)
+    assert not np.array_equal(a, moved) and np.allclose(a, moved, atol=1e-4)
+    stats = lab.random_walk_stats(seeds=(3, 4), width=8, depth=5, samples=10)
+    assert stats["step_mean"][0] == pytest.approx(np.diff(a, axis=1).mean()) and stats["steps"].tolist() == [50, 50]
+
+
+def test_a_seed_does_not_depend_on_the_others_and_jitter_moves_it_a_little():
+    """Seed 3 alone equals seed 3 of a batch of seeds; the jitter moves a result by about 1e-6, not more."""
+    alone = lab.gradient_sweep(depths=(5,), activations=("tanh",), scales=(1.0,), seeds=(3,))
+    batch = lab.gradient_sweep(depths=(5,), activations=("tanh",), scales=(1.0,), seeds=(0, 3))
+    assert np.array_equal(alone.log_norms[5, "tanh", 1.0][0], batch.log_norms[5, "tanh", 1.0][1])
+    moved = lab.gradient_sweep(depths=(5,), activations=("tanh",), scales=(1.0,), seeds=(3,), jitter=1e-6)
+    diff = np.abs(moved.log_norms[5, "tanh", 1.0] - alone.log_norms[5, "tanh", 1.0]).max()
+    assert 0 < diff < 1e-4
+    spectra = lab.jacobian_spectra(depths=(3,), width=6, seeds=(1,))
+    spectra_moved = lab.jacobian_spectra(depths=(3,), width=6, seeds=(1,), jitter=1e-6)
+    orthogonal = ("linear", 1.0, "orthogonal", 3)
+    assert np.allclose(spectra_moved[orthogonal], 1, atol=1e-13)  # the jitter moves the draw before QR
+    gaussian = ("tanh", 1.0, "gaussian", 3)
+    assert 0 < np.abs(spectra_moved[gaussian] - spectra[gaussian]).max() < 1e-4
 
 
 def test_sigmoid_chain_respects_its_bound():
-    chain = lab.sigmoid_chain(depth=6, width=16, seeds=5)
+    chain = lab.sigmoid_chain(depth=6, width=16, seeds=(0, 1, 2, 3, 4))
     assert np.all(chain["ratio"] <= chain["bound"]) and chain["ratio"].shape == (5,)
 
 
 def test_train_deep_batch_matches_one_model_trained_alone():
-    """Model (scale 1.5, seed 1) of the batch equals the same MLP trained as an nn.Sequential."""
+    """Model (scale 1.5, seed 1) of the batch equals the same MLP trained as an nn.Sequential, built as
+    the notebook's relu_mlp builds it (a generator seeded with the seed, randn · c/√fan_in per layer)."""
     from stabletrain.data import make_spirals
 
-    batch = lab.train_deep_batch(activation="tanh", depth=4, width=8, scales=(0.5, 1.5), seeds=2, steps=5, lr=0.1)
-    gen = torch.Generator().manual_seed(0)
+    batch = lab.train_deep_batch(activation="tanh", depth=4, width=8, scales=(0.5, 1.5), seeds=(0, 1), steps=5, lr=0.1)
+    gen = torch.Generator().manual_seed(1)
     widths = [2, 8, 8, 8, 3]
-    zs = [torch.randn(2, b, a, generator=gen) for a, b in zip(widths[:-1], widths[1:])]
     layers = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         linear = torch.nn.Linear(a, b)
         with torch.no_grad():
-            linear.weight.copy_(zs[i][1] * (1.5 / math.sqrt(a)))
+            linear.weight.copy_(torch.randn(b, a, generator=gen) * (1.5 / math.sqrt(a)))
             linear.bias.zero_()
         layers += [linear, torch.nn.Tanh()] if i < 3 else [linear]
     model = torch.nn.Sequential(*layers)
-    x, y = make_spirals(50, classes=3, seed=0)
+    for w, layer in zip(lab.deep_mlp_weights(1.5, depth=4, width=8, seed=1), model[::2]):
+        assert torch.equal(w, layer.weight)
+    x, y = make_spirals(50, classes=3, seed=1)
     for step in range(5):  # plain SGD by hand (torch.optim's first step imports torch._dynamo: slow)
         model.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -122,9 +144,9 @@ def test_figures(small_sweep):
     _check_figure(lab.plot_random_walk(lab.random_walk(width=8, depth=10, samples=50)), 1)
     _check_figure(lab.plot_sweep(small_sweep, depth=12), 3)
     _check_figure(lab.plot_slopes(small_sweep, depth=12), 1)
-    spectra = lab.jacobian_spectra(depths=(2, 4), width=6, seeds=2)
+    spectra = lab.jacobian_spectra(depths=(2, 4), width=6, seeds=(0, 1))
     _check_figure(lab.plot_jacobian_spectra(spectra), 3)
-    batch = lab.train_deep_batch(activation="relu", depth=5, width=8, scales=(1.0, 3.0), seeds=2, steps=8, lr=0.5)
+    batch = lab.train_deep_batch(activation="relu", depth=5, width=8, scales=(1.0, 3.0), seeds=(0, 1), steps=8, lr=0.5)
     _check_figure(lab.plot_training(batch), 2)
 
 

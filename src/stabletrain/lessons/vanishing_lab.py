@@ -42,6 +42,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from stabletrain import style
+from stabletrain.perturb import jitter_
 from stabletrain.style import COLORS as STYLE_COLORS
 from stabletrain.style import course_style, line_style, styled
 from stabletrain.threads import single_thread
@@ -53,12 +54,15 @@ __all__ = [
     "WIDTH",
     "BATCH",
     "SEEDS",
+    "TRAINING_SEEDS",
+    "LR",
     "single_thread",
     "derivative",
     "plot_sigmoid_derivative",
     "sigmoid_chain",
     "random_walk",
     "random_walk_prediction",
+    "random_walk_stats",
     "plot_random_walk",
     "Sweep",
     "gradient_sweep",
@@ -71,6 +75,7 @@ __all__ = [
     "plot_jacobian_spectra",
     "TrainingBatch",
     "train_deep_batch",
+    "deep_mlp_weights",
     "plot_training",
     "VanishingExplorer",
 ]
@@ -81,7 +86,12 @@ DEPTHS: tuple[int, ...] = (5, 20, 50)
 SCALES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 WIDTH = 64
 BATCH = 32
-SEEDS = 8
+#: the seeds of the sweep and the sigmoid chain (each seed: its own weights, inputs and upstream gradient)
+SEEDS: tuple[int, ...] = tuple(range(8))
+#: the seeds of the Jacobian spectra and the training experiment (each seed: its own weights and data)
+TRAINING_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+#: the training experiment's learning rate (full-batch SGD)
+LR = 0.05
 
 
 def _f(name: str, z: torch.Tensor) -> torch.Tensor:
@@ -146,35 +156,38 @@ def plot_sigmoid_derivative() -> Figure:
     return fig
 
 
-def sigmoid_chain(depth: int = 20, width: int = WIDTH, scale: float = 1.0, seeds: int = SEEDS,
-                  seed: int = 0) -> dict[str, np.ndarray]:
+def sigmoid_chain(depth: int = 20, width: int = WIDTH, scale: float = 1.0, seeds: Sequence[int] = SEEDS,
+                  jitter: float = 0.0) -> dict[str, np.ndarray]:
     r"""Backpropagate through ``depth`` bias-free sigmoid layers, one network per seed.
 
-    Returns float64 arrays of shape (seeds,): ``ratio`` :math:`= \|g_0\|/\|g_L\|` (input-side over
+    Returns float64 arrays of shape (len(seeds),): ``ratio`` :math:`= \|g_0\|/\|g_L\|` (input-side over
     output-side gradient norm, batch of ``BATCH``), ``bound`` :math:`= \prod_l \tfrac14\|W_l\|_2`
     (since :math:`\|g_{l-1}\| = \|(g_l\odot\sigma'(y_l))W_l\| \le \tfrac14\|W_l\|_2\|g_l\|`), and
-    ``quarter`` :math:`= (1/4)^{L}` for reference.
+    ``quarter`` :math:`= (1/4)^{L}` for reference. ``jitter``: relative jitter of the initial weights
+    (:func:`stabletrain.perturb.jitter_`).
     """
     sweep = gradient_sweep(depths=(depth,), activations=("sigmoid",), scales=(scale,), width=width, seeds=seeds,
-                           seed=seed, keep_weights=True)
+                           jitter=jitter, keep_weights=True)
     log_norms = sweep.log_norms[depth, "sigmoid", scale]
     ratio = np.exp(log_norms[:, 0] - log_norms[:, -1])
     weights = sweep.weights[depth][:, :, :, :] * (scale / math.sqrt(width))
     spectral = torch.linalg.matrix_norm(weights, ord=2).numpy()  # (seeds, depth)
     bound = np.prod(spectral / 4, axis=1)
-    return {"ratio": ratio, "bound": bound, "quarter": np.full(seeds, 0.25**depth)}
+    return {"ratio": ratio, "bound": bound, "quarter": np.full(len(seeds), 0.25**depth)}
 
 
 # ----------------------------------------------------------------------------------------------
 # Products of random matrices: the log-norm as a random walk
 
 
-def random_walk(width: int = 16, depth: int = 50, samples: int = 400, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+def random_walk(width: int = 16, depth: int = 50, samples: int = 400, scale: float = 1.0, seed: int = 0,
+                jitter: float = 0.0) -> np.ndarray:
     r""":math:`\ln\|W_l \cdots W_1 v\|` for l = 0..depth, ``samples`` independent draws, shape (samples, depth + 1).
 
     :math:`v` is a unit vector, :math:`W_l` iid Gaussian with std ``scale``/√``width``. By the
     rotation invariance of the Gaussian, each step adds an independent increment
-    :math:`\tfrac12\ln(\sigma_w^2\chi^2_n)`: the log-norm is a random walk.
+    :math:`\tfrac12\ln(\sigma_w^2\chi^2_n)`: the log-norm is a random walk. ``jitter``: relative
+    jitter of every matrix (:func:`stabletrain.perturb.jitter_`, its own generator).
     """
     gen = torch.Generator().manual_seed(seed)
     v = torch.randn(samples, width, 1, generator=gen, dtype=torch.float64)
@@ -184,11 +197,31 @@ def random_walk(width: int = 16, depth: int = 50, samples: int = 400, scale: flo
     std = scale / math.sqrt(width)
     for layer in range(1, depth + 1):
         w = std * torch.randn(samples, width, width, generator=gen, dtype=torch.float64)
+        jitter_(w, jitter, seed=1_000_003 * seed + layer)
         v = torch.bmm(w, v)
         n = torch.linalg.vector_norm(v, dim=(1, 2))
         log_norm = log_norm + torch.log(n)
         v = v / n[:, None, None]  # renormalise: the increments are what we track, without overflow
         out[:, layer] = log_norm.numpy()
+    return out
+
+
+def random_walk_stats(seeds: Sequence[int] = TRAINING_SEEDS, jitter: float = 0.0, width: int = 16, depth: int = 50,
+                      samples: int = 1000, scale: float = 1.0) -> dict[str, np.ndarray]:
+    """What the notebook prints about :func:`random_walk`, one entry per seed (arrays of shape (len(seeds),)).
+
+    ``step_mean``, ``step_var``: mean and variance of all ``samples × depth`` increments;
+    ``final_mean``, ``final_std``: of the log-norm after ``depth`` layers; ``steps``: how many increments.
+    """
+    stats: dict[str, list[float]] = {"step_mean": [], "step_var": [], "final_mean": [], "final_std": []}
+    for seed in seeds:
+        walks = random_walk(width=width, depth=depth, samples=samples, scale=scale, seed=seed, jitter=jitter)
+        steps = np.diff(walks, axis=1)
+        for key, value in (("step_mean", steps.mean()), ("step_var", steps.var()), ("final_mean", walks[:, -1].mean()),
+                           ("final_std", walks[:, -1].std())):
+            stats[key].append(float(value))
+    out = {key: np.array(values) for key, values in stats.items()}
+    out["steps"] = np.full(len(seeds), samples * depth)
     return out
 
 
@@ -290,23 +323,29 @@ def _backprop_log_norms(z: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, ac
 
 
 def gradient_sweep(depths: Sequence[int] = DEPTHS, activations: Sequence[str] = ACTIVATIONS,
-                   scales: Sequence[float] = SCALES, width: int = WIDTH, batch: int = BATCH, seeds: int = SEEDS,
-                   seed: int = 0, keep_weights: bool = False) -> Sweep:
+                   scales: Sequence[float] = SCALES, width: int = WIDTH, batch: int = BATCH,
+                   seeds: Sequence[int] = SEEDS, jitter: float = 0.0, keep_weights: bool = False) -> Sweep:
     r"""Backpropagate a random upstream gradient through bias-free MLPs; record ln‖∂L/∂h_l‖ per layer.
 
-    For each depth, ``seeds`` networks share one draw of standard-normal matrices Z (seeded by
-    ``(seed, depth)``), inputs :math:`x \sim \mathcal N(0, I)` of shape (batch, width) and an
-    upstream gradient :math:`G \sim \mathcal N(0, I)`; a weight scale c uses :math:`W = cZ/\sqrt n`,
-    so scales and activations are compared on the same random draws. float64 throughout.
+    For each depth and seed, one generator (seeded by ``(seed, depth)``) draws standard-normal
+    matrices Z, inputs :math:`x \sim \mathcal N(0, I)` of shape (batch, width) and an upstream
+    gradient :math:`G \sim \mathcal N(0, I)`; a weight scale c uses :math:`W = cZ/\sqrt n`, so scales
+    and activations are compared on the same random draws, and a seed's networks do not depend on
+    which other seeds run with it. ``jitter`` multiplies every entry of Z by :math:`1 + \text{jitter}\cdot\varepsilon`
+    (:func:`stabletrain.perturb.jitter_`). float64 throughout.
     """
     start = time.perf_counter()
     log_norms, control, kept = {}, {}, {}
     with single_thread():
         for depth in depths:
-            gen = torch.Generator().manual_seed(1_000_003 * seed + depth)
-            z = torch.randn(seeds, depth, width, width, generator=gen, dtype=torch.float64)
-            x = torch.randn(seeds, batch, width, generator=gen, dtype=torch.float64)
-            grad = torch.randn(seeds, batch, width, generator=gen, dtype=torch.float64)
+            draws = []
+            for seed in seeds:
+                gen = torch.Generator().manual_seed(1_000_003 * seed + depth)
+                z = torch.randn(depth, width, width, generator=gen, dtype=torch.float64)
+                jitter_(z, jitter, seed=1_000_003 * seed + depth)
+                draws.append((z, torch.randn(batch, width, generator=gen, dtype=torch.float64),
+                              torch.randn(batch, width, generator=gen, dtype=torch.float64)))
+            z, x, grad = (torch.stack(parts) for parts in zip(*draws))
             for activation in activations:
                 result = _backprop_log_norms(z, x, grad, activation, scales).numpy()
                 for i, c in enumerate(scales):
@@ -314,7 +353,7 @@ def gradient_sweep(depths: Sequence[int] = DEPTHS, activations: Sequence[str] = 
             control[depth] = _backprop_log_norms(z, x, grad, "linear", (1.0,)).numpy()[0]
             if keep_weights:
                 kept[depth] = z
-    return Sweep(width, batch, seeds, log_norms, control, time.perf_counter() - start, kept)
+    return Sweep(width, batch, len(seeds), log_norms, control, time.perf_counter() - start, kept)
 
 
 def preactivation_variances(depth: int, activation: str, scale: float, input_var: float = 1.0) -> np.ndarray:
@@ -431,19 +470,23 @@ def plot_slopes(sweep: Sweep, depth: int = 50) -> Figure:
 # Jacobian spectra
 
 
-def _orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(n, n)))
+def _orthogonal(gaussian: np.ndarray) -> np.ndarray:
+    """The orthogonal factor of a square Gaussian matrix, signs fixed so that it is Haar-distributed."""
+    q, r = np.linalg.qr(gaussian)
     return q * np.sign(np.diag(r))
 
 
 def jacobian_spectra(depths: Sequence[int] = DEPTHS, setups: Sequence[tuple[str, float, str]] = (
         ("linear", 1.0, "orthogonal"), ("tanh", 1.0, "gaussian"), ("relu", math.sqrt(2), "gaussian")),
-        width: int = 32, seeds: int = 5, seed: int = 0) -> dict[tuple[str, float, str, int], np.ndarray]:
+        width: int = 32, seeds: Sequence[int] = TRAINING_SEEDS,
+        jitter: float = 0.0) -> dict[tuple[str, float, str, int], np.ndarray]:
     r"""Singular values of :math:`\partial h_L/\partial x` (reference ``jacobian_singular_values``).
 
-    For each ``(activation, c, weights)`` setup and depth: ``seeds`` networks (Gaussian weights of
-    std c/√n, or c times a random orthogonal matrix), zero biases, one input
-    :math:`x\sim\mathcal N(0, I)`; returns an array (seeds, width) of singular values, largest first.
+    For each ``(activation, c, weights)`` setup, depth and seed: a network with Gaussian weights of
+    std c/√n, or c times random orthogonal matrices (QR of a Gaussian draw), zero biases, one input
+    :math:`x\sim\mathcal N(0, I)`; returns an array (len(seeds), width) of singular values, largest
+    first. ``jitter``: relative jitter of every Gaussian draw (:func:`stabletrain.perturb.jitter_`), before
+    the QR of an orthogonal setup.
     """
     from stabletrain.vanishing import jacobian_singular_values
 
@@ -451,12 +494,14 @@ def jacobian_spectra(depths: Sequence[int] = DEPTHS, setups: Sequence[tuple[str,
     for activation, c, kind in setups:
         for depth in depths:
             values = []
-            for s in range(seeds):
-                rng = np.random.default_rng([seed, s, depth])
-                if kind == "orthogonal":
-                    weights = [c * _orthogonal(width, rng) for _ in range(depth)]
+            for s in seeds:
+                rng = np.random.default_rng([s, depth])
+                draws = [rng.normal(size=(width, width)) for _ in range(depth)]
+                jitter_([torch.from_numpy(z) for z in draws], jitter, seed=1_000_003 * s + depth)  # in place
+                if kind == "orthogonal":  # the jitter moves the Gaussian draw, and the weights stay orthogonal
+                    weights = [c * _orthogonal(z) for z in draws]
                 else:
-                    weights = [rng.normal(0.0, c / math.sqrt(width), size=(width, width)) for _ in range(depth)]
+                    weights = [z * (c / math.sqrt(width)) for z in draws]
                 biases = [np.zeros(width) for _ in range(depth)]
                 values.append(jacobian_singular_values(weights, biases, rng.normal(size=width), activation))
             out[activation, float(c), kind, depth] = np.array(values)
@@ -521,32 +566,44 @@ class TrainingBatch:
         return self.losses[self.scales.index(scale), :, -10:].mean(axis=1)
 
 
-def train_deep_batch(activation: str = "tanh", depth: int = 20, width: int = 32,
-                     scales: Sequence[float] = (0.5, 1.0, 2.0), seeds: int = 5, steps: int = 100, lr: float = 0.1,
-                     seed: int = 0, points_per_class: int = 50) -> TrainingBatch:
-    r"""Train ``len(scales) × seeds`` MLPs on the 3-class spirals (``points_per_class`` per class) with full-batch SGD, all at once.
+def deep_mlp_weights(c: float, depth: int = 20, width: int = 32, seed: int = 0, jitter: float = 0.0,
+                     inputs: int = 2, classes: int = 3) -> list[torch.Tensor]:
+    """The weights of the training experiment's MLP: float32 ``(fan_out, fan_in)`` matrices with entries N(0, c²/fan_in).
+
+    Drawn layer by layer from ``torch.Generator().manual_seed(seed)`` as ``randn(fan_out, fan_in) · (c/√fan_in)``
+    (the notebook's ``relu_mlp`` draws the same), then jittered (:func:`stabletrain.perturb.jitter_`).
+    """
+    widths = [inputs] + [width] * (depth - 1) + [classes]
+    gen = torch.Generator().manual_seed(seed)
+    zs = [torch.randn(n_out, n_in, generator=gen) for n_in, n_out in zip(widths[:-1], widths[1:])]
+    jitter_(zs, jitter, seed=seed)
+    return [z * (c / math.sqrt(z.shape[1])) for z in zs]
+
+
+def train_deep_batch(activation: str = "relu", depth: int = 20, width: int = 32,
+                     scales: Sequence[float] = (1.0, math.sqrt(2), 2.0), seeds: Sequence[int] = TRAINING_SEEDS,
+                     steps: int = 100, lr: float = LR, jitter: float = 0.0, points_per_class: int = 50) -> TrainingBatch:
+    r"""Train ``len(scales) × len(seeds)`` MLPs on the 3-class spirals with full-batch SGD, all at once.
 
     Each model: ``depth`` Linear layers (2 → width → … → width → 3), the activation after all but
-    the last, weights :math:`\mathcal N(0, c^2/\text{fan\_in})`, zero biases, cross-entropy. Models
-    with the same seed share their random draws (only c differs). Records the loss and every
-    layer's weight-gradient norm at every step. float32, one thread.
+    the last, weights from :func:`deep_mlp_weights` (N(0, c²/fan_in), the same draws for every c),
+    zero biases, cross-entropy, on ``make_spirals(points_per_class, classes=3, seed=seed)``: a seed
+    changes the weights and the data. Records the loss and every layer's weight-gradient norm at
+    every step. float32, one thread.
     """
     from stabletrain.data import make_spirals
 
     start = time.perf_counter()
-    x, y = make_spirals(points_per_class, classes=3, seed=0)
-    widths = [2] + [width] * (depth - 1) + [3]
-    m = len(scales) * seeds
-    with single_thread(), torch.random.fork_rng(devices=[]):
-        gen = torch.Generator().manual_seed(seed)
-        c = torch.tensor([s for s in scales for _ in range(seeds)], dtype=torch.float32)
-        weights, biases = [], []
-        for n_in, n_out in zip(widths[:-1], widths[1:]):
-            z = torch.randn(seeds, n_out, n_in, generator=gen).repeat(len(scales), 1, 1)
-            weights.append((z * (c / math.sqrt(n_in))[:, None, None]).requires_grad_())
-            biases.append(torch.zeros(m, 1, n_out, requires_grad=True))
+    seeds = tuple(int(s) for s in seeds)
+    data = [make_spirals(points_per_class, classes=3, seed=s) for s in seeds]
+    m = len(scales) * len(seeds)
+    with single_thread():
+        per_model = [deep_mlp_weights(c, depth, width, seed=s, jitter=jitter) for c in scales for s in seeds]
+        weights = [torch.stack(layer).requires_grad_() for layer in zip(*per_model)]
+        biases = [torch.zeros(m, 1, w.shape[1], requires_grad=True) for w in weights]
         params = weights + biases
-        xb = x.expand(m, -1, -1)
+        xb = torch.stack([x for x, _ in data]).repeat(len(scales), 1, 1)
+        yb = torch.stack([y for _, y in data]).repeat(len(scales), 1).reshape(-1)
         losses = np.zeros((m, steps))
         norms = np.zeros((m, steps, depth))
         for step in range(steps):
@@ -555,19 +612,20 @@ def train_deep_batch(activation: str = "tanh", depth: int = 20, width: int = 32,
                 h = torch.baddbmm(b, h, w.transpose(1, 2))
                 if i < depth - 1:
                     h = _f(activation, h)
-            loss = torch.nn.functional.cross_entropy(h.reshape(-1, 3), y.repeat(m), reduction="none")
-            per_model = loss.reshape(m, -1).mean(dim=1)
+            loss = torch.nn.functional.cross_entropy(h.reshape(-1, h.shape[-1]), yb, reduction="none")
+            per_model_loss = loss.reshape(m, -1).mean(dim=1)
             for p in params:
                 p.grad = None
-            per_model.sum().backward()
-            losses[:, step] = per_model.detach().numpy()
+            per_model_loss.sum().backward()
+            losses[:, step] = per_model_loss.detach().numpy()
             norms[:, step] = torch.stack([torch.linalg.vector_norm(w.grad, dim=(1, 2)) for w in weights], 1).numpy()
             with torch.no_grad():
                 for p in params:
                     p -= lr * p.grad
-    shape = (len(scales), seeds)
-    return TrainingBatch(activation, depth, width, [float(s) for s in scales], seeds, losses.reshape(*shape, steps),
-                         norms.reshape(*shape, steps, depth), time.perf_counter() - start)
+    shape = (len(scales), len(seeds))
+    return TrainingBatch(activation, depth, width, [float(s) for s in scales], len(seeds),
+                         losses.reshape(*shape, steps), norms.reshape(*shape, steps, depth),
+                         time.perf_counter() - start)
 
 
 #: losses above this are drawn at it, and gradient norms above 10**GRAD_CEIL at it (the plot says so)
