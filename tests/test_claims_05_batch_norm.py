@@ -1,7 +1,14 @@
-"""Every quantitative sentence of lesson 05's prose (and instructor notes), checked over its seeds.
+"""Every quantitative sentence of lesson 05's prose (and instructor notes), checked on every run.
 
-Each experiment runs once per module (the lab caches its results); the whole file takes about
-20 s on one idle core. When a claim stops holding on every seed, change the claim in the lesson.
+Each experiment of the lab runs under every variant of ``claims_support.runs``: native kernels on
+the lesson's seeds 0–4 and the held-back seeds 5–14, and on seeds 0–4 the avx2 and default CPU
+kernels and a 1e-6 jitter of the initial weights (docs/LESSON_STANDARD.md §4). A claim holds on
+all of them with a margin; each docstring quotes the sentence and says what was measured over all
+runs (30 runs per seed-level statistic: 15 native + 3 × 5). Deterministic facts (closed forms,
+float64 arithmetic on fixed inputs, torch conventions) are checked once and say so.
+
+All variants together cost about 55 s of CPU with a cold cache (the subprocesses' torch imports
+included); set ``STABLETRAIN_CLAIMS_CACHE`` to keep them between sessions.
 """
 
 from __future__ import annotations
@@ -15,9 +22,13 @@ import sys
 import numpy as np
 import pytest
 
+import claims_support as claims
 import stabletrain
 from stabletrain.lessons import batchnorm_lab as lab
 from stabletrain.threads import single_thread
+
+_LAB = "stabletrain.lessons.batchnorm_lab:"
+CHANCE = math.log(3)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,55 +38,82 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def standardization():
-    return lab.standardization_experiment()
+def standardization() -> list[claims.Run]:
+    return claims.runs(_LAB + "standardization_experiment")
 
 
 @pytest.fixture(scope="module")
-def sweep():
-    return lab.sweep_experiment()
+def sweep() -> list[claims.Run]:
+    return claims.runs(_LAB + "sweep_experiment")
 
 
 @pytest.fixture(scope="module")
-def grads():
-    return lab.gradient_norm_experiment()
+def grads() -> list[claims.Run]:
+    return claims.runs(_LAB + "gradient_norm_experiment")
 
 
 @pytest.fixture(scope="module")
-def sizes():
-    return lab.batch_size_experiment()
+def sizes() -> list[claims.Run]:
+    return claims.runs(_LAB + "batch_size_experiment")
 
 
-def test_every_experiment_runs_over_five_seeds(standardization, sweep, grads, sizes):
-    assert len(lab.SEEDS) >= 5
-    assert standardization.raw.shape[0] == sweep.final["bn"].shape[0] == len(lab.SEEDS)
-    assert all(v.shape[0] == len(lab.SEEDS) for v in grads.norms.values())
-    assert sizes.eval_mode["bn"].shape[0] == len(lab.SEEDS)
+def _index(values, value):
+    return list(values).index(value)
+
+
+def test_every_experiment_runs_over_the_lessons_seeds_and_every_variant(standardization, sweep, grads, sizes):
+    assert lab.SEEDS == claims.LESSON_SEEDS
+    for runs in (standardization, sweep, grads, sizes):
+        assert [r.variant for r in runs] == list(claims.VARIANTS)
+        assert runs[0].seeds == claims.LESSON_SEEDS + claims.HELD_BACK_SEEDS
+    for run in standardization:
+        assert run.result.raw.shape[0] == len(run.seeds)
+    for run in sweep:
+        assert run.result.final["bn"].shape[0] == len(run.seeds)
+    for run in grads:
+        assert all(v.shape[0] == len(run.seeds) for v in run.result.norms.values())
+    for run in sizes:
+        assert run.result.eval_mode["bn"].shape[0] == len(run.seeds)
 
 
 # ----------------------------------------------------------------------------------------------
 # Section 1: standardizing the inputs
 
 
-def test_raw_features_keep_more_than_40_percent_after_100_steps(standardization):
-    kept = standardization.raw[:, 100] / standardization.raw[:, 0]
-    assert np.all(kept > 0.40)
-    assert 0.48 <= kept.min() and kept.max() < 0.72  # instructor note: 48–71 %
+def test_raw_features_keep_more_than_15_percent_after_100_steps(standardization):
+    """"With raw features, gradient descent at the step 1/λ_max still holds more than 15 % of its
+    initial excess loss after 100 steps on every seed."  Measured over all runs: 23–75 % (seed 14
+    lowest, 23.2 %); the instructor note says 23–75 %. Gradient descent starts at w = 0, so the
+    jitter variant equals the native one here."""
+    for run in standardization:
+        kept = run.result.raw[:, 100] / run.result.raw[:, 0]
+        assert np.all(kept > 0.15), (run.label, kept)
+        assert kept.max() < 0.9, (run.label, kept)  # instructor note: 23–75 %
 
 
-def test_standardized_excess_loss_below_1e_8_after_10_steps(standardization):
-    assert np.all(standardization.standardized[:, 10] < 1e-8)
+def test_standardized_excess_loss_below_1e_6_after_10_steps(standardization):
+    """"standardized, the excess loss is below 10⁻⁶ after 10 steps and below 10⁻¹² after 20".
+    Measured: at most 9.8e-8 after 10 steps (seed 5), 1.2e-13 after 20."""
+    for run in standardization:
+        assert np.all(run.result.standardized[:, 10] < 1e-6), run.label
+        assert np.all(run.result.standardized[:, 20] < 1e-12), run.label
 
 
 def test_condition_numbers(standardization):
-    assert np.all(standardization.condition_raw > 1e9)
-    assert np.all(standardization.condition_standardized < 2)
-    assert standardization.condition_raw.min() > 2.7e9  # instructor note: minimum 2.8e9
-    assert 1.55 < standardization.condition_standardized.min() and standardization.condition_standardized.max() < 1.95
+    """"above 10⁹ raw, below 2.5 standardized, on every seed".  Measured: raw 2.5e9–4.0e9,
+    standardized 1.48–2.04 (seed 5 the largest). Instructor note: "2.5–4 × 10⁹ raw against
+    1.5–2.0 standardized"."""
+    for run in standardization:
+        raw, std = run.result.condition_raw, run.result.condition_standardized
+        assert np.all(raw > 1e9) and np.all(std < 2.5), run.label
+        assert 2e9 < raw.min() and raw.max() < 5e9, run.label
+        assert 1.2 < std.min(), run.label
 
 
 def test_slowest_component_shrinks_by_one_minus_one_over_kappa():
-    """The derivation: at step 1/lambda_max the error along the smallest eigenvector shrinks by 1 - 1/kappa."""
+    """The derivation: at step 1/lambda_max the error along the smallest eigenvector shrinks by
+    1 - 1/kappa, and 2/lambda_max is the stability limit (|1 - eta lambda_max| = 1 there). Float64
+    linear algebra on fixed inputs: deterministic, no variants."""
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 3)) * np.array([1.0, 3.0, 10.0])
     h = a.T @ a / len(a)
@@ -83,20 +121,24 @@ def test_slowest_component_shrinks_by_one_minus_one_over_kappa():
     e = evecs[:, 0]  # error along the slowest direction
     after = e - (1 / evals[-1]) * (h @ e)
     assert np.allclose(after, (1 - evals[0] / evals[-1]) * e)
+    top = evecs[:, -1]
+    assert np.allclose(top - (2 / evals[-1]) * (h @ top), -top)  # 2/lambda_max: the top direction flips sign
 
 
 # ----------------------------------------------------------------------------------------------
-# Section 2: a batch of two
+# Section 2: a batch of two (deterministic: float64 on fixed inputs)
 
 
-def test_batch_of_two_gives_plus_minus_one():
+def test_batch_of_two_gives_beta_plus_minus_gamma():
+    """"training-mode batch norm outputs β ± γ — only which sample is larger survives"."""
     rng = np.random.default_rng(1)
     for _ in range(5):
         pair = rng.normal(0, 5, size=(2, 6))
-        out, _ = stabletrain.batchnorm_forward(pair, np.ones(6), np.zeros(6), np.zeros(6), np.ones(6))
+        gamma, beta = rng.uniform(0.5, 2, 6), rng.normal(size=6)
+        out, _ = stabletrain.batchnorm_forward(pair, gamma, beta, np.zeros(6), np.ones(6))
         half = np.abs(pair[0] - pair[1]) / 2
-        assert np.allclose(np.abs(out), half / np.sqrt(half**2 + 1e-5))  # the formula of Section 2
-        assert np.all(np.sign(out[0]) == np.sign(pair[0] - pair[1]))  # only which one is larger survives
+        assert np.allclose(np.abs(out - beta), gamma * half / np.sqrt(half**2 + 1e-5))  # Section 2's formula
+        assert np.all(np.sign(out[0] - beta) == np.sign(pair[0] - pair[1]))  # only which one is larger survives
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,62 +180,95 @@ def test_closed_form_backward_is_faster_whatever_the_allocator_does(regime, mall
 # Section 7: the heat maps
 
 
-def _index(values, value):
-    return list(values).index(value)
-
-
-def test_without_bn_small_scales_stay_at_chance(sweep):
-    plain = sweep.final["plain"]
-    for scale in (0.25, 0.5):
-        assert np.all(np.abs(plain[:, _index(sweep.scales, scale)] - math.log(3)) < 0.03)
+def test_without_bn_small_scales_stay_at_chance_on_almost_every_run(sweep):
+    """"Without batch norm, weight scale 0.25 stays at the chance loss at every learning rate on
+    every seed, and 0.5 on almost every run".  A run "stays at chance" when its final loss is within
+    0.03 of ln 3. Measured: scale 0.25 at most 0.014 away on all 30 × 5 runs; scale 0.5 left chance
+    on 1 of the 150 runs (native seed 5, lr 0.3: 0.94) and on none of the other 75 × 3 runs. The
+    test allows up to 5 % of the runs of each variant at scale 0.5."""
+    for run in sweep:
+        plain = run.result.final["plain"]
+        assert np.all(np.abs(plain[:, _index(run.result.scales, 0.25)] - CHANCE) < 0.03), run.label
+        left = np.abs(plain[:, _index(run.result.scales, 0.5)] - CHANCE) >= 0.03
+        assert left.mean() <= 0.05, (run.label, left.sum())
 
 
 def test_without_bn_scale_4_always_diverges(sweep):
-    assert np.all(np.isinf(sweep.final["plain"][:, _index(sweep.scales, 4.0)]))
+    """"at weight scale 4 every run diverges at every learning rate" — on all 30 × 5 runs."""
+    for run in sweep:
+        assert np.all(np.isinf(run.result.final["plain"][:, _index(run.result.scales, 4.0)])), run.label
 
 
-def test_without_bn_only_the_kaiming_scale_trains_at_most_learning_rates(sweep):
-    med = sweep.median("plain")
-    trains = (med < 1.0).sum(axis=1)  # learning rates at which the median run got below chance
-    majority = len(sweep.lrs) // 2 + 1
-    for i, scale in enumerate(sweep.scales):
-        assert (trains[i] >= majority) == (scale == 1.0), (scale, trains[i])
-    i1, i2 = _index(sweep.scales, 1.0), _index(sweep.scales, 2.0)
-    assert round(med[i1, _index(sweep.lrs, 0.1)], 2) == 0.32  # instructor note
-    assert round(med[i2, _index(sweep.lrs, 0.01)], 2) == 0.48
-    assert np.isinf(sweep.final["plain"][:, i2, _index(sweep.lrs, 0.01)]).sum() == 2
+def test_without_bn_only_a_narrow_band_trains(sweep):
+    """"Without batch norm only a narrow band trains: the Kaiming scale at learning rates up to 0.3,
+    and weight scale 2 at the smallest learning rate; every other cell stays at chance or
+    diverges."  Measured medians: Kaiming 0.84–0.89, 0.56–0.57, 0.32–0.41, 0.64–0.88 and 1.10–1.11
+    at lr 0.01 … 1; scale 2, lr 0.01: 0.47–0.53; every cell outside the band at 1.098 or more (or
+    diverged). Instructor note: "median 0.3–0.4 at lr 0.1", "about 0.5 at scale 2, lr 0.01, where
+    some seeds diverge (2 of 5 in each 5-seed run, 3 of 15 natively)"."""
+    band = {(1.0, lr) for lr in (0.01, 0.03, 0.1, 0.3)} | {(2.0, 0.01)}
+    for run in sweep:
+        s = run.result
+        med = s.median("plain")
+        for i, scale in enumerate(s.scales):
+            for j, lr in enumerate(s.lrs):
+                if (scale, lr) not in band:
+                    assert med[i, j] > 1.05, (run.label, scale, lr, med[i, j])
+        i1, i2 = _index(s.scales, 1.0), _index(s.scales, 2.0)
+        assert med[i1, _index(s.lrs, 0.03)] < 0.7 and med[i1, _index(s.lrs, 0.1)] < 0.5, run.label
+        assert 0.25 < med[i1, _index(s.lrs, 0.1)], run.label  # instructor note: 0.3–0.4
+        assert 0.35 < med[i2, _index(s.lrs, 0.01)] < 0.65, run.label  # about 0.5
+        diverged = np.isinf(s.final["plain"][:, i2, _index(s.lrs, 0.01)]).sum()
+        assert 0 < diverged < len(run.seeds), (run.label, diverged)  # some seeds, not all
 
 
-def test_with_bn_every_cell_trains_on_every_seed(sweep):
-    assert np.all(sweep.final["bn"] < 0.8)
-    assert sweep.final["bn"].max() > 0.7  # instructor note: worst 0.74
-    best = np.unravel_index(sweep.median("bn").argmin(), sweep.median("bn").shape)
-    assert (sweep.scales[best[0]], sweep.lrs[best[1]]) == (2.0, 0.1)
-    assert round(sweep.median("bn").min(), 2) == 0.34
+def test_with_bn_every_cell_trains(sweep):
+    """"With batch norm all 25 cells train: every cell's median final loss is below 0.85 (chance is
+    1.10), and almost every run ends below 0.8."  Measured: largest median 0.64–0.71; runs above
+    0.8: 1 of 125 (default kernels, seed 4 at weight scale 0.25 and lr 1: 0.91), none of the other
+    625 (an AVX-512 Intel machine saw 0.82 in that corner too; with the generic kernels exported for
+    the whole session, 1 of 125 jittered runs reached 0.83). The test allows 5 % of the runs.
+    Instructor note: "the best 0.32–0.37, at lr 0.1 (0.3 with the generic kernels on seeds 0–14);
+    the noisiest cell is weight scale 0.25 at lr 1"."""
+    for run in sweep:
+        s = run.result
+        bn, med = s.final["bn"], s.median("bn")
+        assert np.all(med < 0.85), (run.label, med.max())
+        assert (bn >= 0.8).mean() <= 0.05, (run.label, (bn >= 0.8).sum())
+        best = np.unravel_index(med.argmin(), med.shape)
+        assert s.lrs[best[1]] in (0.1, 0.3) and 0.25 < med.min() < 0.45, (run.label, best, med.min())
 
 
 # ----------------------------------------------------------------------------------------------
-# Section 7: gradient norms
+# Section 7: gradient norms (float64, at initialization)
 
 
-def test_without_bn_weight_scales_differ_by_twelve_orders(grads):
-    small, large = grads.norms["plain", 0.5], grads.norms["plain", 2.0]
-    assert np.all(large / small > 1e12)
+def test_without_bn_weight_scales_differ_by_eleven_orders(grads):
+    """"the gradient norms at weight scales 0.5 and 2 differ by about twelve orders of magnitude
+    (more than 10¹¹ at every layer on every seed)".  Measured: 1.0e12 to 4.1e13 over all runs."""
+    for run in grads:
+        small, large = run.result.norms["plain", 0.5], run.result.norms["plain", 2.0]
+        assert np.all(large / small > 1e11), run.label
 
 
-def test_with_bn_weight_scales_agree_within_a_factor(grads):
-    stacked = np.stack([grads.norms["bn", s] for s in (0.5, 1.0, 2.0)])
-    spread = stacked.max(axis=0) / stacked.min(axis=0)
-    assert np.all(spread < 2.5)
-    assert spread.max() < 2.3  # instructor note
+def test_with_bn_weight_scales_agree_within_a_factor_of_3(grads):
+    """"With batch norm, the three weight scales give gradient norms within a factor of 3 of each
+    other at every layer, on every seed."  Measured: largest spread 2.22 over all runs."""
+    for run in grads:
+        stacked = np.stack([run.result.norms["bn", s] for s in (0.5, 1.0, 2.0)])
+        spread = stacked.max(axis=0) / stacked.min(axis=0)
+        assert np.all(spread < 3), (run.label, spread.max())
 
 
 def test_with_bn_the_gradient_grows_towards_the_input(grads):
-    for scale in (0.5, 1.0, 2.0):
-        v = grads.norms["bn", scale]
-        ratio = v[:, 1] / v[:, -2]  # second layer / last hidden layer
-        assert np.all(ratio > 25)
-        assert ratio.min() > 30 and ratio.max() < 65  # instructor note: 30–64
+    """"the second layer's gradient is more than 25 times the last hidden layer's on every seed";
+    instructor note "30–95×".  Measured: 30.6–93.5 over all runs."""
+    for run in grads:
+        for scale in (0.5, 1.0, 2.0):
+            v = run.result.norms["bn", scale]
+            ratio = v[:, 1] / v[:, -2]  # second layer / last hidden layer
+            assert np.all(ratio > 25), (run.label, scale, ratio.min())
+            assert ratio.max() < 120, (run.label, scale, ratio.max())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,28 +276,37 @@ def test_with_bn_the_gradient_grows_towards_the_input(grads):
 
 
 def test_train_eval_disagreement_at_batch_2_and_64(sizes):
-    dis = sizes.disagreement["bn"]
-    b2, b64 = _index(sizes.batch_sizes, 2), _index(sizes.batch_sizes, 64)
-    assert np.all(dis[:, b2] >= 0.3)
-    assert dis[:, b2].min() >= 1 / 3 - 1e-6 and dis[:, b2].max() < 0.52  # "a third to a half", 33–51 %
-    assert np.all(dis[:, b64] <= 0.11)
-    assert dis[:, b64].min() >= 0.07  # instructor note: 7–10 %
-    assert np.all(sizes.disagreement["plain"] == 0)  # the control: the same in both modes
+    """"At batch 2, between a fifth and two thirds of the training points (about 40 % on a typical
+    seed) change their predicted class … At batch 64 about a tenth (below 15 % on every seed)."
+    Measured over all runs: 27–59 % at batch 2 (medians per variant 38–44 %), 7.0–10.2 % at batch 64.
+    The control never changes (0 on every run)."""
+    for run in sizes:
+        s = run.result
+        dis = s.disagreement["bn"]
+        b2, b64 = _index(s.batch_sizes, 2), _index(s.batch_sizes, 64)
+        assert np.all((0.2 < dis[:, b2]) & (dis[:, b2] < 0.7)), (run.label, dis[:, b2])
+        assert 0.3 < np.median(dis[:, b2]) < 0.55, run.label
+        assert np.all(dis[:, b64] < 0.15) and np.all(dis[:, b64] > 0.03), (run.label, dis[:, b64])
+        assert np.all(s.disagreement["plain"] == 0), run.label  # the control: the same in both modes
 
 
 def test_test_accuracy_at_batch_2_and_64(sizes):
-    b2, b64 = _index(sizes.batch_sizes, 2), _index(sizes.batch_sizes, 64)
-    bn, plain = sizes.test_accuracy["bn"], sizes.test_accuracy["plain"]
-    assert np.all(bn[:, b2] <= 0.6)
-    assert np.all(bn[:, b2] < plain[:, b2])
-    assert np.all(bn[:, b64] >= 0.97)
-    assert 0.48 < bn[:, b2].min() and bn[:, b64].max() <= 0.99 + 1e-6  # instructor note
-    assert 0.74 < plain[:, b2].min() and plain[:, b2].max() < 0.93
-    assert 0.96 < plain[:, b64].min() and plain[:, b64].max() < 0.99
+    """"with batch norm it is more than 0.1 below the control's at batch 2 on every seed, and above
+    0.95 at batch 64".  Measured: the control leads by 0.16–0.60 at batch 2; BN reaches 0.977–0.993
+    at batch 64. Instructor note: "with BN 0.38–0.71 at batch 2 and 0.98–0.99 at batch 64; without
+    0.75–0.97 and 0.97–0.98"."""
+    for run in sizes:
+        s = run.result
+        b2, b64 = _index(s.batch_sizes, 2), _index(s.batch_sizes, 64)
+        bn, plain = s.test_accuracy["bn"], s.test_accuracy["plain"]
+        assert np.all(plain[:, b2] - bn[:, b2] > 0.1), (run.label, (plain - bn)[:, b2])
+        assert np.all(bn[:, b64] > 0.95), (run.label, bn[:, b64])
+        assert 0.25 < bn[:, b2].min() and bn[:, b2].max() < 0.9, run.label  # instructor note
+        assert 0.6 < plain[:, b2].min() and 0.95 < plain[:, b64].min(), run.label
 
 
 # ----------------------------------------------------------------------------------------------
-# Section 8: the explorer's instructor note
+# Section 8: the explorer's instructor note (deterministic)
 
 
 def test_running_mean_reaches_90_and_99_percent():

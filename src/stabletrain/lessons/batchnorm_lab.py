@@ -38,8 +38,9 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from stabletrain.data import make_regression, make_spirals
 from stabletrain import style
+from stabletrain.data import make_regression, make_spirals
+from stabletrain.perturb import jitter_
 from stabletrain.style import COLORS, LINESTYLES, course_style, styled
 from stabletrain.threads import single_thread
 
@@ -99,8 +100,9 @@ class StandardizationResult:
     condition_standardized: np.ndarray  # (seeds,)
 
 
-def _gd_excess_loss(x: Tensor, y: Tensor, steps: int) -> tuple[np.ndarray, float]:
-    """Excess loss of gradient descent on 0.5·mean((Xw + b - y)²) at the largest safe step 1/λ_max."""
+def _gd_excess_loss(x: Tensor, y: Tensor, steps: int, jitter: float = 0.0) -> tuple[np.ndarray, float]:
+    """Excess loss of gradient descent on 0.5·mean((Xw + b - y)²) at the step 1/λ_max (half the largest
+    stable step 2/λ_max: the fastest direction is solved in one step, none oscillates)."""
     n = x.shape[0]
     a = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
     h = a.T @ a / n
@@ -109,6 +111,7 @@ def _gd_excess_loss(x: Tensor, y: Tensor, steps: int) -> tuple[np.ndarray, float
     w_star = torch.linalg.lstsq(a, y).solution
     best = 0.5 * ((a @ w_star - y) ** 2).mean().item()
     w = torch.zeros(a.shape[1], 1, dtype=x.dtype)
+    jitter_(w, jitter)
     losses = np.empty(steps + 1)
     for t in range(steps + 1):
         r = a @ w - y
@@ -118,18 +121,21 @@ def _gd_excess_loss(x: Tensor, y: Tensor, steps: int) -> tuple[np.ndarray, float
 
 
 @cache
-def standardization_experiment(steps: int = 200, n: int = 256, d: int = 8, seeds: tuple[int, ...] = SEEDS
-                               ) -> StandardizationResult:
-    """Features scaled from 1 to 1000 and offset by 50 (``make_regression``), raw vs standardized."""
+def standardization_experiment(steps: int = 200, n: int = 256, d: int = 8, seeds: tuple[int, ...] = SEEDS,
+                               jitter: float = 0.0) -> StandardizationResult:
+    """Features scaled from 1 to 1000 and offset by 50 (``make_regression``), raw vs standardized.
+
+    Gradient descent starts from w = 0, float64; ``jitter`` (the claims tests' perturbation of the
+    initial weights) multiplies zeros and so changes nothing: it is accepted for the common interface."""
     raw, std, c_raw, c_std = [], [], [], []
     for seed in seeds:
         x, y = make_regression(n, d, noise=0.1, seed=seed, scale_spread=1e3, offset=50.0)
         x, y = x.double(), y.double()
         z = (x - x.mean(0)) / x.std(0, correction=0)
-        losses, cond = _gd_excess_loss(x, y, steps)
+        losses, cond = _gd_excess_loss(x, y, steps, jitter)
         raw.append(losses)
         c_raw.append(cond)
-        losses, cond = _gd_excess_loss(z, y, steps)
+        losses, cond = _gd_excess_loss(z, y, steps, jitter)
         std.append(losses)
         c_std.append(cond)
     return StandardizationResult(steps, np.array(raw), np.array(std), np.array(c_raw), np.array(c_std))
@@ -168,14 +174,16 @@ class BatchedMLP:
     after every hidden Linear (Linear -> BN -> ReLU), as stacked tensors of shape ``(runs, ...)``.
 
     Weights are :math:`\mathcal N(0, s^2 \cdot 2/\text{fan\_in})` (Kaiming's ReLU init times a
-    weight scale ``s``, one per run); biases, β zero; γ one. ``forward`` takes ``(runs, batch, in)``
-    and returns ``(runs, batch, out)``; in ``training`` mode BN uses each run's batch statistics
-    and updates its running statistics (momentum 0.1, unbiased variance), in evaluation the
-    running ones.
+    weight scale ``s``, one per run); biases, β zero; γ one. ``jitter`` multiplies every initial
+    weight by ``1 + jitter·ε`` (:func:`stabletrain.perturb.jitter_`, its own generator, so the
+    data and minibatches stay the same). ``forward`` takes ``(runs, batch, in)`` and returns
+    ``(runs, batch, out)``; in ``training`` mode BN uses each run's batch statistics and updates its
+    running statistics (momentum 0.1, unbiased variance), in evaluation the running ones.
     """
 
     def __init__(self, runs: int, depth: int, width: int, d_in: int, d_out: int, bn: bool,
-                 scales: Tensor, seeds: Sequence[int], dtype: torch.dtype = torch.float32) -> None:
+                 scales: Tensor, seeds: Sequence[int], dtype: torch.dtype = torch.float32, jitter: float = 0.0
+                 ) -> None:
         self.bn, self.depth = bn, depth
         sizes = [d_in] + [width] * depth + [d_out]
         self.weights: list[Tensor] = []
@@ -184,6 +192,7 @@ class BatchedMLP:
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             w = torch.stack([torch.randn(fan_in, fan_out, generator=g, dtype=dtype) for g in per_run])
             w *= (scales.to(dtype) * math.sqrt(2.0 / fan_in)).view(runs, 1, 1)
+            jitter_(w, jitter, seed=len(self.weights))
             self.weights.append(w.requires_grad_())
             self.biases.append(torch.zeros(runs, 1, fan_out, dtype=dtype, requires_grad=True))
         self.gammas = [torch.ones(runs, 1, width, dtype=dtype, requires_grad=True) for _ in range(depth)] if bn else []
@@ -260,8 +269,8 @@ class SweepResult:
 @cache
 def sweep_experiment(scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
                      lrs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0), depth: int = 8, width: int = 24,
-                     steps: int = 100, batch: int = 32, tail: int = 10, seeds: tuple[int, ...] = SEEDS
-                     ) -> SweepResult:
+                     steps: int = 100, batch: int = 32, tail: int = 10, seeds: tuple[int, ...] = SEEDS,
+                     jitter: float = 0.0) -> SweepResult:
     """Train a ``depth``-hidden-layer ReLU MLP on 3-class spirals for every seed × scale × lr, with
     and without BN: 2 × 125 models trained at once. Each seed has its own initialization and its
     own minibatch order, shared by every setting."""
@@ -278,7 +287,7 @@ def sweep_experiment(scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
     final = {}
     with single_thread():
         for kind in ("plain", "bn"):
-            model = BatchedMLP(runs, depth, width, 2, 3, kind == "bn", scale_t, seed_of_run)
+            model = BatchedMLP(runs, depth, width, 2, 3, kind == "bn", scale_t, seed_of_run, jitter=jitter)
             losses = torch.zeros(steps, runs)
             for t in range(steps):
                 idx = batches[seed_index, t]  # (runs, batch)
@@ -347,7 +356,8 @@ class BatchSizeResult:
 
 @cache
 def batch_size_experiment(batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64), steps: int = 400, depth: int = 3,
-                          width: int = 32, lr: float = 0.05, seeds: tuple[int, ...] = SEEDS) -> BatchSizeResult:
+                          width: int = 32, lr: float = 0.05, seeds: tuple[int, ...] = SEEDS,
+                          jitter: float = 0.0) -> BatchSizeResult:
     """Train the BN network and its plain control at each batch size (same steps and learning rate),
     then measure the loss on the training set in training mode (batch statistics, in batches of the
     training batch size) and in evaluation mode (running statistics)."""
@@ -363,7 +373,7 @@ def batch_size_experiment(batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64), 
         for j, b in enumerate(batch_sizes):
             for kind in ("plain", "bn"):
                 gens = [torch.Generator().manual_seed(500 + s) for s in seeds]  # same minibatches for both kinds
-                model = BatchedMLP(runs, depth, width, 2, 3, kind == "bn", torch.ones(runs), seeds)
+                model = BatchedMLP(runs, depth, width, 2, 3, kind == "bn", torch.ones(runs), seeds, jitter=jitter)
                 for _ in range(steps):
                     idx = torch.stack([torch.randint(0, len(x), (b,), generator=g) for g in gens])
                     _cross_entropy(model.forward(x[idx]), y[idx]).sum().backward()
@@ -440,7 +450,7 @@ class GradNormResult:
 
 @cache
 def gradient_norm_experiment(depth: int = 20, width: int = 64, batch: int = 128, scales: tuple[float, ...] = (0.5, 1.0, 2.0),
-                             seeds: tuple[int, ...] = SEEDS) -> GradNormResult:
+                             seeds: tuple[int, ...] = SEEDS, jitter: float = 0.0) -> GradNormResult:
     """‖∂L/∂W_l‖ for the hidden layers l = 1 … depth+1 (and the output layer) at initialization, one
     batch of spirals, cross-entropy; float64."""
     x, y = _spirals()
@@ -452,7 +462,7 @@ def gradient_norm_experiment(depth: int = 20, width: int = 64, batch: int = 128,
         for kind in ("plain", "bn"):
             for scale in scales:
                 model = BatchedMLP(runs, depth, width, 2, 3, kind == "bn", torch.full((runs,), scale), seeds,
-                                   dtype=torch.float64)
+                                   dtype=torch.float64, jitter=jitter)
                 loss = _cross_entropy(model.forward(x[idx].double()), y[idx]).sum()
                 grads = torch.autograd.grad(loss, model.weights)
                 result.norms[kind, scale] = torch.stack([gr.flatten(1).norm(dim=1) for gr in grads], 1).numpy()
