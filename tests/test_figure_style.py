@@ -79,6 +79,37 @@ def _vanishing_spectra():
 
     return {"spectra": lab.jacobian_spectra(depths=(2, 4), width=6, seeds=(0, 1))}
 
+
+_LAB03 = "stabletrain.lessons.init_lab"
+
+
+@functools.cache
+def _init_sweep():
+    from stabletrain.lessons import init_lab as lab
+
+    return lab.depth_sweep(inits=("too small", "xavier", "kaiming", "lsuv"), activations=("tanh", "relu"), depth=12,
+                           width=16, batch=16, seeds=(0, 1), sample_layers=(1, 12))
+
+
+def _init_prediction_kwargs() -> dict[str, Any]:
+    import stabletrain
+    from stabletrain.lessons import init_lab as lab
+
+    measured, predicted = {}, {}
+    for name, (init, act) in lab.PREDICTION_SETTINGS.items():
+        measured[name] = lab.profile(init, act, depth=12, width=16, batch=16, seeds=(0, 1))
+        var_w = lab.weight_variance(init, act, 16)
+        predicted[name] = (stabletrain.predicted_activation_variance(12, 16, var_w, act),
+                           stabletrain.predicted_gradient_variance(12, 16, var_w, act))
+    return {"measured": measured, "predicted": predicted}
+
+
+def _init_lab():
+    from stabletrain.lessons import init_lab as lab
+
+    return lab
+
+
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("01-sigmoid-derivative", _LAB01, "plot_sigmoid_derivative", dict),
@@ -96,6 +127,15 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("04-threshold-sweep", _LAB04, "plot_threshold_sweep", lambda: {"sweep": _clipping_sweep()}),
     ("04-clipping-stats", _LAB04, "plot_clipping_stats",
      lambda: {"sweep": _clipping_sweep(), "keys": [("value", 2.0), ("norm", 2.0), ("agc", 0.05)]}),
+    ("03-depth-profiles", _LAB03, "plot_depth_profiles", lambda: {"sweep": _init_sweep(), "what": "act_std"}),
+    ("03-depth-gradients", _LAB03, "plot_depth_profiles", lambda: {"sweep": _init_sweep(), "what": "grad_std"}),
+    ("03-histograms", _LAB03, "plot_histograms",
+     lambda: {"sweep": _init_sweep(), "act": "tanh", "inits": ["xavier", "kaiming"], "layers": (1, 12)}),
+    ("03-prediction", _LAB03, "plot_prediction", _init_prediction_kwargs),
+    ("03-training", _LAB03, "plot_training",
+     lambda: {"training": _init_lab().train_sweep(_init_lab().TRAIN_INITS, depth=3, width=8, steps=5, seeds=(0, 1))}),
+    ("03-symmetry", _LAB03, "plot_symmetry",
+     lambda: {"sym": _init_lab().symmetry_sweep(("zero", "constant", "random", "nudged"), steps=5, seeds=(0, 1))}),
 ]
 
 

@@ -249,41 +249,41 @@ def test_the_lab_does_not_import_answer_keys():
 def test_init_weights_have_the_stated_variances():
     for init in ("too small", "too large", "xavier", "kaiming", "pytorch default", "orthogonal"):
         for act in lab.ACTIVATIONS:
-            w = lab.init_weights(init, act, depth=4, width=64, seeds=5)
+            w = lab.init_weights(init, act, depth=4, width=64, seeds=(0, 1, 2, 3, 4))
             assert w.shape == (5, 4, 64, 64) and w.dtype == torch.float64
             assert abs(w.var().item() / lab.weight_variance(init, act, 64) - 1) < 0.05
 
 
 def test_orthogonal_weights_are_orthogonal_times_gain():
-    w = lab.init_weights("orthogonal", "relu", depth=3, width=16, seeds=2)
+    w = lab.init_weights("orthogonal", "relu", depth=3, width=16, seeds=(0, 1))
     eye = torch.eye(16, dtype=torch.float64)
     assert torch.allclose(w.transpose(-1, -2) @ w, 2 * eye, atol=1e-10)
 
 
 def test_profile_lsuv_gives_unit_pre_activation_variance_and_matches_a_plain_loop():
-    p = lab.profile("kaiming", "tanh", depth=6, width=16, batch=32, seeds=3)
+    p = lab.profile("kaiming", "tanh", depth=6, width=16, batch=32, seeds=(0, 1, 2))
     assert p.act_std.shape == (3, 6) and np.all(np.isfinite(p.grad_std))
     # the plain, one-seed, autograd version of the same network gives the same statistics
-    weights = lab.init_weights("kaiming", "tanh", 6, 16, 3)
-    gen = torch.Generator().manual_seed(7919)
-    x = torch.randn(3, 32, 16, generator=gen, dtype=torch.float64)
-    upstream = torch.randn(3, 32, 16, generator=gen, dtype=torch.float64)
-    h = x[1].clone().requires_grad_(True)
+    weights = lab.init_weights("kaiming", "tanh", 6, 16, (1,))[0]
+    gen = torch.Generator().manual_seed(1 + 7919)
+    x = torch.randn(32, 16, generator=gen, dtype=torch.float64)
+    upstream = torch.randn(32, 16, generator=gen, dtype=torch.float64)
+    h = x.clone().requires_grad_(True)
     outs = []
     for layer in range(6):
-        h = torch.tanh(h @ weights[1, layer].T)
+        h = torch.tanh(h @ weights[layer].T)
         h.retain_grad()
         outs.append(h)
-    h.backward(upstream[1])
+    h.backward(upstream)
     assert np.allclose([o.std().item() for o in outs], p.act_std[1])
     assert np.allclose([o.grad.std().item() for o in outs], p.grad_std[1])
-    lsuv = lab.profile("lsuv", "relu", depth=8, width=16, batch=32, seeds=2)
+    lsuv = lab.profile("lsuv", "relu", depth=8, width=16, batch=32, seeds=(0, 1))
     assert np.all(np.isfinite(lsuv.act_std)) and np.all(lsuv.act_std > 0.1)
 
 
 def test_float64_keeps_exploding_and_vanishing_signals_finite():
     for init in ("too small", "too large"):
-        p = lab.profile(init, "relu", depth=50, width=64, batch=16, seeds=2)
+        p = lab.profile(init, "relu", depth=50, width=64, batch=16, seeds=(0, 1))
         assert np.all(np.isfinite(p.act_std)) and np.all(p.act_std > 0)
 
 
@@ -299,10 +299,33 @@ def test_activation_derivatives():
 
 
 def test_symmetry_and_training_shapes():
-    run = lab.symmetry_run("constant", steps=5)
-    assert set(run) == {"spread", "grad_spread", "loss", "moved"} and len(run["loss"]) == 5
-    tr = lab.train_sweep(("kaiming", "pytorch default"), depth=3, width=8, steps=4, seeds=2)
+    sym = lab.symmetry_sweep(("constant", "nudged"), steps=5, seeds=(3, 4))
+    assert set(sym.spread) == {"constant", "nudged"} and sym.loss["constant"].shape == (2, 5)
+    assert np.all(sym.spread["nudged"] > 0) and lab.separation_step(sym.spread["nudged"]).tolist() == [6, 6]
+    tr = lab.train_sweep(("kaiming", "pytorch default"), depth=3, width=8, steps=4, seeds=(0, 1))
     assert tr.losses.shape == (2, 2, 4) and tr.final("kaiming").shape == (2,)
+
+
+def test_a_seed_is_the_same_experiment_alone_or_with_others():
+    """Seed s gives the same numbers whichever seeds run beside it (each seed draws from its own
+    generators), so the notebook's seeds 0–4 are the first five of the claims tests' 0–14."""
+    both = lab.train_sweep(("kaiming", "xavier"), depth=3, width=8, steps=6, seeds=(2, 5))
+    alone = lab.train_sweep(("kaiming", "xavier"), depth=3, width=8, steps=6, seeds=(5,))
+    assert np.allclose(both.losses[:, 1], alone.losses[:, 0], rtol=1e-5, atol=1e-6)
+    p2, p1 = lab.profile("kaiming", "relu", 6, 16, 8, seeds=(2, 5)), lab.profile("kaiming", "relu", 6, 16, 8, seeds=(5,))
+    assert np.allclose(p2.act_std[1], p1.act_std[0])
+    s2, s1 = lab.symmetry_sweep(("random",), 5, seeds=(2, 5)), lab.symmetry_sweep(("random",), 5, seeds=(5,))
+    assert np.allclose(s2.loss["random"][1], s1.loss["random"][0], rtol=1e-5)
+
+
+def test_jitter_moves_the_start_and_nothing_else():
+    """jitter multiplies the initial weights by 1 + jitter·ε: the data and the draws stay the same."""
+    plain = lab.profile("kaiming", "tanh", 4, 16, 8, seeds=(0,))
+    jittered = lab.profile("kaiming", "tanh", 4, 16, 8, seeds=(0,), jitter=1e-6)
+    assert not np.array_equal(plain.act_std, jittered.act_std)
+    assert np.allclose(plain.act_std, jittered.act_std, rtol=1e-5)
+    zero = lab.symmetry_sweep(("zero",), 5, seeds=(0,), jitter=1e-6)
+    assert np.all(zero.spread["zero"] == 0)  # 0·(1 + ε) = 0: jitter cannot break a zero init
 
 
 @pytest.fixture(scope="module")
@@ -312,8 +335,8 @@ def small_sweep():
 
 
 def test_figures_have_alt_text_and_readable_fonts(small_sweep):
-    tr = lab.train_sweep(("kaiming", "pytorch default"), depth=3, width=8, steps=4, seeds=2)
-    sym = {"zero": [lab.symmetry_run("zero", steps=3)], "random": [lab.symmetry_run("random", steps=3)]}
+    tr = lab.train_sweep(("kaiming", "pytorch default"), depth=3, width=8, steps=4, seeds=(0, 1))
+    sym = lab.symmetry_sweep(("zero", "random"), steps=3, seeds=(0,))
     p = lab.profile("kaiming", "relu", depth=10, width=16)
     figures = [lab.plot_depth_profiles(small_sweep, "act_std"), lab.plot_depth_profiles(small_sweep, "grad_std"),
                lab.plot_histograms(small_sweep, "tanh", ["xavier", "kaiming"], layers=(1, 10)),

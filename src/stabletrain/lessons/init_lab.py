@@ -15,7 +15,12 @@ The notebook derives and checks the formulas itself; what is heavier lives here:
   and LSUV (orthogonal, then each layer rescaled on the batch so that its output has variance 1).
 - **Training** (:func:`train_sweep`): many small deep ReLU MLPs trained at once on the spirals,
   one per (initialization, seed), with plain SGD; the loss per step.
-- **Symmetry** (:func:`symmetry_run`): what zero and constant init do to a hidden layer.
+- **Symmetry** (:func:`symmetry_sweep`): what zero and constant init do to a hidden layer, and what
+  a nudge of one part in a million (rounding's size) does to a constant init over longer training.
+- **Seeds and perturbations**: every experiment takes its seeds as a tuple (:data:`SEEDS` by
+  default; a seed fixes the weights, the data and the minibatches) and a ``jitter`` that multiplies
+  every initial weight by 1 + jitter·ε (:func:`stabletrain.perturb.jitter_`, its own generator);
+  :func:`all_experiments` runs everything the notebook runs, for the claims tests.
 - **Figures** (:func:`plot_depth_profiles`, :func:`plot_histograms`, :func:`plot_prediction`,
   :func:`plot_training`, :func:`plot_symmetry`) in :mod:`stabletrain.style`, each with a label
   that says what it shows (its alt text), and :class:`InitExplorer`, the widget.
@@ -40,6 +45,7 @@ from torch import Tensor
 
 from stabletrain import style
 from ..style import COLORS, LINESTYLES, styled
+from stabletrain.perturb import jitter_
 from stabletrain.threads import single_thread
 
 __all__ = [
@@ -55,7 +61,14 @@ __all__ = [
     "profile",
     "weight_variance",
     "train_sweep",
-    "symmetry_run",
+    "SEEDS",
+    "NUDGE",
+    "Symmetry",
+    "Training",
+    "Experiments",
+    "symmetry_sweep",
+    "separation_step",
+    "all_experiments",
     "plot_depth_profiles",
     "plot_histograms",
     "plot_prediction",
@@ -119,18 +132,27 @@ def _orthogonal(shape: tuple[int, ...], gen: torch.Generator) -> Tensor:
     return q * torch.diagonal(r, dim1=-2, dim2=-1).sign().unsqueeze(-2)
 
 
-def init_weights(init: str, act: str, depth: int, width: int, seeds: int, seed: int = 0) -> Tensor:
-    """Weights of shape (seeds, depth, width, width), float64, for every init but LSUV's rescaling
-    (LSUV starts from orthogonal matrices with gain 1; :func:`depth_sweep` rescales them)."""
-    gen = torch.Generator().manual_seed(seed)
-    shape = (seeds, depth, width, width)
-    if init in ("orthogonal", "lsuv"):
-        gain = GAIN[act] if init == "orthogonal" else 1.0
-        return gain * _orthogonal(shape, gen)
-    if init == "pytorch default":
-        bound = 1.0 / math.sqrt(width)
-        return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-    return torch.randn(shape, generator=gen, dtype=torch.float64) * math.sqrt(weight_variance(init, act, width))
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""The notebook's seeds. A seed fixes a network's weights, its inputs (data) and its minibatches."""
+
+
+def init_weights(init: str, act: str, depth: int, width: int, seeds: Sequence[int] = SEEDS) -> Tensor:
+    """Weights of shape (len(seeds), depth, width, width), float64, each seed's drawn from its own
+    generator, for every init but LSUV's rescaling (LSUV starts from orthogonal matrices with gain 1;
+    :func:`profile` rescales them)."""
+    shape = (depth, width, width)
+    out = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed))
+        if init in ("orthogonal", "lsuv"):
+            gain = GAIN[act] if init == "orthogonal" else 1.0
+            out.append(gain * _orthogonal(shape, gen))
+        elif init == "pytorch default":
+            bound = 1.0 / math.sqrt(width)
+            out.append((torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        else:
+            out.append(torch.randn(shape, generator=gen, dtype=torch.float64) * math.sqrt(weight_variance(init, act, width)))
+    return torch.stack(out)
 
 
 @dataclass
@@ -145,23 +167,34 @@ class Profile:
     grad_std: np.ndarray  # (seeds, depth): std of ∂L/∂h_l
     act_var: np.ndarray  # (seeds, depth): variance of h_l
     grad_var: np.ndarray  # (seeds, depth): variance of ∂L/∂h_l
-    samples: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> activations of seed 0
+    samples: dict[int, np.ndarray] = field(default_factory=dict)  # layer -> (seeds, batch·width) activations
     seconds: float = 0.0
+    seeds: tuple[int, ...] = SEEDS
 
     def median_range(self, what: str = "act_std") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         values = getattr(self, what)
         return np.median(values, axis=0), values.min(axis=0), values.max(axis=0)
 
 
-def profile(init: str, act: str, depth: int = 50, width: int = 64, batch: int = 128, seeds: int = 5,
-            seed: int = 0, sample_layers: Sequence[int] = ()) -> Profile:
-    """Run the deep MLP forward and backward for ``seeds`` networks at once; see the module doc."""
+def profile(init: str, act: str, depth: int = 50, width: int = 64, batch: int = 128, seeds: Sequence[int] = SEEDS,
+            jitter: float = 0.0, sample_layers: Sequence[int] = ()) -> Profile:
+    """Run the deep MLP forward and backward for every seed at once; see the module doc.
+
+    Seed s draws its weights from ``Generator().manual_seed(s)`` and its inputs and output gradient
+    from ``manual_seed(s + 7919)``; ``jitter`` multiplies every initial weight by 1 + jitter·ε
+    (:func:`stabletrain.perturb.jitter_`, its own generator).
+    """
     started = time.perf_counter()
+    seeds = tuple(int(s) for s in seeds)
     with single_thread(), torch.no_grad():
-        weights = init_weights(init, act, depth, width, seeds, seed)
-        gen = torch.Generator().manual_seed(seed + 7919)
-        h = torch.randn(seeds, batch, width, generator=gen, dtype=torch.float64)
-        upstream = torch.randn(seeds, batch, width, generator=gen, dtype=torch.float64)
+        weights = init_weights(init, act, depth, width, seeds)
+        jitter_(weights, jitter)
+        inputs, upstreams = [], []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(seed + 7919)
+            inputs.append(torch.randn(batch, width, generator=gen, dtype=torch.float64))
+            upstreams.append(torch.randn(batch, width, generator=gen, dtype=torch.float64))
+        h, upstream = torch.stack(inputs), torch.stack(upstreams)
         slopes, act_var, act_std, samples = [], [], [], {}
         for layer in range(depth):
             w = weights[:, layer]
@@ -175,7 +208,7 @@ def profile(init: str, act: str, depth: int = 50, width: int = 64, batch: int = 
             act_var.append(h.var(dim=(1, 2)))
             act_std.append(h.std(dim=(1, 2)))
             if layer + 1 in sample_layers:
-                samples[layer + 1] = h[0].flatten().numpy().copy()
+                samples[layer + 1] = h.reshape(len(seeds), -1).numpy().copy()
         g = upstream  # ∂L/∂h_L for L = Σ h_L ⊙ upstream
         grad_var = [None] * depth
         grad_std = [None] * depth
@@ -185,14 +218,14 @@ def profile(init: str, act: str, depth: int = 50, width: int = 64, batch: int = 
             g = torch.bmm(g * slopes[layer], weights[:, layer])
     stack = lambda xs: torch.stack(xs, dim=1).numpy()  # noqa: E731
     return Profile(init, act, width, depth, stack(act_std), stack(grad_std), stack(act_var), stack(grad_var),
-                   samples, time.perf_counter() - started)
+                   samples, time.perf_counter() - started, seeds)
 
 
 def depth_sweep(inits: Sequence[str] = INITS, activations: Sequence[str] = ACTIVATIONS, depth: int = 50,
-                width: int = 64, batch: int = 64, seeds: int = 5, sample_layers: Sequence[int] = (1, 10, 25, 50),
-                ) -> dict[tuple[str, str], Profile]:
+                width: int = 64, batch: int = 64, seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+                sample_layers: Sequence[int] = (1, 10, 25, 50)) -> dict[tuple[str, str], Profile]:
     """:func:`profile` for every (init, activation) pair."""
-    return {(i, a): profile(i, a, depth, width, batch, seeds, sample_layers=sample_layers)
+    return {(i, a): profile(i, a, depth, width, batch, seeds, jitter, sample_layers=sample_layers)
             for a in activations for i in inits}
 
 
@@ -209,6 +242,7 @@ class Training:
     steps: int
     lr: float
     seconds: float
+    seeds: tuple[int, ...] = SEEDS
 
     def final(self, init: str, last: int = 20) -> np.ndarray:
         """Mean loss over the last ``last`` steps, per seed."""
@@ -216,23 +250,32 @@ class Training:
 
 
 def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", "too small"), depth: int = 12,
-                width: int = 32, steps: int = 300, seeds: int = 5, lr: float = 0.05, batch: int = 128,
-                momentum: float = 0.9, seed: int = 0) -> Training:
-    """Train ``len(inits) × seeds`` ReLU MLPs (2 → width → … → 3, ``depth`` Linear layers, biases 0)
-    on three spirals, all at once, with SGD + momentum and the same minibatches; the loss per step."""
+                width: int = 32, steps: int = 300, seeds: Sequence[int] = SEEDS, lr: float = 0.05, batch: int = 128,
+                momentum: float = 0.9, jitter: float = 0.0) -> Training:
+    """Train ``len(inits) × len(seeds)`` ReLU MLPs (2 → width → … → 3, ``depth`` Linear layers,
+    biases 0) on three spirals, all at once, with SGD + momentum; the loss per step.
+
+    Seed s draws its spirals with ``make_spirals(200, seed=s)``, its weights from
+    ``Generator().manual_seed(10_000 + s)`` and its minibatches from ``manual_seed(20_000 + s)``;
+    the inits of one seed share data and minibatches (a paired comparison). ``jitter``: every
+    initial weight × (1 + jitter·ε), :func:`stabletrain.perturb.jitter_`.
+    """
     from ..data import make_spirals
 
     started = time.perf_counter()
-    x, y = make_spirals(200, classes=3, seed=seed)
-    x, y = x.to(torch.float32), y
-    runs = len(inits) * seeds
-    gen = torch.Generator().manual_seed(seed + 1)
+    seeds = tuple(int(s) for s in seeds)
+    data = [make_spirals(200, classes=3, seed=s) for s in seeds]
+    x_all = torch.stack([x for x, _ in data]).to(torch.float32)  # (seeds, N, 2)
+    y_all = torch.stack([y for _, y in data])  # (seeds, N)
+    n_seeds, n_points = len(seeds), x_all.shape[1]
+    runs = len(inits) * n_seeds  # run r = (init r // seeds, seed r % seeds)
+    gens = [torch.Generator().manual_seed(10_000 + s) for s in seeds]
     dims = [2] + [width] * (depth - 1) + [3]
     weights, biases = [], []
     for fan_in, fan_out in zip(dims[:-1], dims[1:]):
         layer = []
         for init in inits:
-            for s in range(seeds):
+            for gen in gens:
                 if init == "pytorch default":
                     b = 1 / math.sqrt(fan_in)
                     w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * b
@@ -240,21 +283,23 @@ def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", 
                     var = {"kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out), "too small": 1e-4}[init]
                     w = torch.randn(fan_out, fan_in, generator=gen) * math.sqrt(var)
                 layer.append(w.T)
-        weights.append(torch.stack(layer).requires_grad_(True))  # (runs, in, out)
-        biases.append(torch.zeros(runs, 1, fan_out, requires_grad=True))
-    params = weights + biases
+        weights.append(torch.stack(layer))  # (runs, in, out)
+        biases.append(torch.zeros(runs, 1, fan_out))
+    jitter_(weights, jitter)
+    params = [p.requires_grad_(True) for p in weights + biases]
     velocity = [torch.zeros_like(p) for p in params]
     losses = np.empty((runs, steps))
-    batch_gen = torch.Generator().manual_seed(seed + 2)
+    batch_gens = [torch.Generator().manual_seed(20_000 + s) for s in seeds]
+    rows = torch.arange(n_seeds).unsqueeze(1)
     with single_thread():
         for step in range(steps):
-            idx = torch.randint(0, len(x), (batch,), generator=batch_gen)
-            h = x[idx].expand(runs, batch, 2)
+            idx = torch.stack([torch.randint(0, n_points, (batch,), generator=g) for g in batch_gens])
+            h = x_all[rows, idx].repeat(len(inits), 1, 1)  # (runs, batch, 2)
+            target = y_all[rows, idx].repeat(len(inits), 1).reshape(-1)
             for i, (w, b) in enumerate(zip(weights, biases)):
                 h = torch.baddbmm(b, h, w)
                 if i < len(weights) - 1:
                     h = torch.relu(h)
-            target = y[idx].repeat(runs)
             loss = torch.nn.functional.cross_entropy(h.reshape(runs * batch, 3), target, reduction="none")
             per_run = loss.reshape(runs, batch).mean(dim=1)
             grads = torch.autograd.grad(per_run.sum(), params)
@@ -263,47 +308,135 @@ def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", 
                     v.mul_(momentum).add_(g)
                     p.sub_(lr * v)
             losses[:, step] = per_run.detach().numpy()
-    return Training(tuple(inits), losses.reshape(len(inits), seeds, steps), depth, width, steps, lr,
-                    time.perf_counter() - started)
+    return Training(tuple(inits), losses.reshape(len(inits), n_seeds, steps), depth, width, steps, lr,
+                    time.perf_counter() - started, seeds)
 
 
 # ----------------------------------------------------------------------------------------------
 # Symmetry
 
+#: how much the "nudged" constant init moves each weight: w · (1 + NUDGE·ε), about eight float32 roundings
+NUDGE = 1e-6
 
-def symmetry_run(init: str, steps: int = 100, seed: int = 0, width: int = 8, lr: float = 0.5) -> dict[str, np.ndarray]:
-    """A 2 → width → 3 tanh MLP on the spirals, trained by full-batch gradient descent from
-    ``init`` ("zero", "constant" (every weight 0.5) or "random" (Xavier)); per step the largest
-    difference between two hidden units' incoming weights and between their gradients, the loss,
-    and how far W₁ has moved from its start (largest entry)."""
+
+_SYMMETRY_ORDER = ("zero", "constant", "random", "nudged")  # one colour and dash pattern per init in every figure
+
+
+def separation_step(spread: np.ndarray, level: float = 0.1) -> np.ndarray:
+    """Per seed (rows of ``spread``), the first step (1-based) at which two hidden units differ by
+    more than ``level``; the number of steps + 1 where they never do."""
+    above = spread > level
+    return np.where(above.any(axis=1), above.argmax(axis=1) + 1, spread.shape[1] + 1)
+
+
+@dataclass
+class Symmetry:
+    """Per init, seed and step: the largest difference between two hidden units' incoming weights
+    (``spread``) and between their gradients (``grad_spread``), the loss, and how far W₁ has moved
+    from its start (``moved``, largest entry). Arrays of shape (seeds, steps)."""
+
+    spread: dict[str, np.ndarray]
+    grad_spread: dict[str, np.ndarray]
+    loss: dict[str, np.ndarray]
+    moved: dict[str, np.ndarray]
+    seeds: tuple[int, ...]
+    steps: int
+
+
+def symmetry_sweep(inits: Sequence[str] = ("zero", "constant", "random"), steps: int = 100,
+                   seeds: Sequence[int] = SEEDS, jitter: float = 0.0, width: int = 8, lr: float = 0.5) -> Symmetry:
+    """2 → width → 3 tanh MLPs on the spirals, trained by full-batch gradient descent, one per
+    (init, seed), all at once. ``init``: "zero", "constant" (every weight 0.5), "random" (Xavier
+    normal) or "nudged" (constant, then every weight × (1 + :data:`NUDGE`·ε)). Seed s draws its
+    spirals with ``make_spirals(100, seed=s)`` and its random weights from ``manual_seed(s)``;
+    ``jitter`` (the claims tests' perturbation) multiplies every initial weight by 1 + jitter·ε
+    with a generator of its own. Biases start at 0."""
     from ..data import make_spirals
 
-    x, y = make_spirals(100, classes=3, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    w1, w2 = torch.empty(width, 2), torch.empty(3, width)
-    for w in (w1, w2):
-        if init == "zero":
-            w.zero_()
-        elif init == "constant":
-            w.fill_(0.5)
-        else:
-            w.normal_(0.0, math.sqrt(2.0 / sum(w.shape)), generator=gen)
-    b1, b2 = torch.zeros(width), torch.zeros(3)
+    seeds = tuple(int(s) for s in seeds)
+    data = [make_spirals(100, classes=3, seed=s) for s in seeds]
+    x = torch.stack([d[0] for d in data]).repeat(len(inits), 1, 1)  # (runs, N, 2); run = (init, seed)
+    y = torch.stack([d[1] for d in data]).repeat(len(inits), 1)
+    runs = x.shape[0]
+    w1, w2 = torch.empty(runs, width, 2), torch.empty(runs, 3, width)
+    for k, init in enumerate(inits):
+        for j, seed in enumerate(seeds):
+            r = k * len(seeds) + j
+            gen = torch.Generator().manual_seed(seed)
+            for w in (w1[r], w2[r]):
+                if init == "zero":
+                    w.zero_()
+                elif init in ("constant", "nudged"):
+                    w.fill_(0.5)
+                elif init == "random":
+                    w.normal_(0.0, math.sqrt(2.0 / sum(w.shape)), generator=gen)
+                else:
+                    raise ValueError(f"unknown init {init!r}; use zero, constant, random or nudged")
+            if init == "nudged":
+                jitter_([w1[r], w2[r]], NUDGE, seed=100_000 + seed)
+    jitter_([w1, w2], jitter)
+    b1, b2 = torch.zeros(runs, 1, width), torch.zeros(runs, 1, 3)
     params = [p.requires_grad_(True) for p in (w1, b1, w2, b2)]
-    spread, grad_spread, losses, moved = [], [], [], []
     start = w1.detach().clone()
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(torch.tanh(x @ w1.T + b1) @ w2.T + b2, y)
-        grads = torch.autograd.grad(loss, params)
-        spread.append((w1 - w1[:1]).abs().max().item())
-        grad_spread.append((grads[0] - grads[0][:1]).abs().max().item())
-        losses.append(loss.item())
-        moved.append((w1 - start).abs().max().item())
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.sub_(lr * g)
-    return {"spread": np.array(spread), "grad_spread": np.array(grad_spread), "loss": np.array(losses),
-            "moved": np.array(moved)}
+    spread, grad_spread, losses, moved = (np.empty((runs, steps)) for _ in range(4))
+    with single_thread():
+        for step in range(steps):
+            logits = torch.bmm(torch.tanh(torch.baddbmm(b1, x, w1.transpose(1, 2))), w2.transpose(1, 2)) + b2
+            per_run = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.reshape(-1),
+                                                        reduction="none").reshape(runs, -1).mean(dim=1)
+            grads = torch.autograd.grad(per_run.sum(), params)
+            with torch.no_grad():
+                spread[:, step] = (w1 - w1[:, :1]).abs().amax(dim=(1, 2)).numpy()
+                grad_spread[:, step] = (grads[0] - grads[0][:, :1]).abs().amax(dim=(1, 2)).numpy()
+                losses[:, step] = per_run.numpy()
+                moved[:, step] = (w1 - start).abs().amax(dim=(1, 2)).numpy()
+                for p, g in zip(params, grads):
+                    p.sub_(lr * g)
+    split = lambda a: {init: a[k * len(seeds):(k + 1) * len(seeds)] for k, init in enumerate(inits)}  # noqa: E731
+    return Symmetry(split(spread), split(grad_spread), split(losses), split(moved), seeds, steps)
+
+
+# ----------------------------------------------------------------------------------------------
+# Every experiment of the notebook, for the claims tests
+
+#: Section 8's four networks: label -> (init, activation)
+PREDICTION_SETTINGS = {"ReLU, Kaiming": ("kaiming", "relu"), "ReLU, PyTorch default": ("pytorch default", "relu"),
+                       "tanh, Xavier": ("xavier", "tanh"), "tanh, 5/3 (Kaiming)": ("kaiming", "tanh")}
+#: Section 10's initializations (the first is the control)
+TRAIN_INITS = ("pytorch default", "xavier", "kaiming")
+#: the explorer settings whose answers the instructor notes quote: (init, activation, width)
+EXPLORER_ANSWERS = tuple([("kaiming", "relu", 8), ("kaiming", "relu", 64), ("too large", "relu", 8),
+                          ("too large", "relu", 64)] + [(init, "tanh", 64) for init in INITS])
+
+
+@dataclass
+class Experiments:
+    """What the notebook computes, section by section, for one set of seeds and one arithmetic."""
+
+    symmetry: Symmetry
+    breaking: Symmetry
+    sweep: dict[tuple[str, str], Profile]
+    prediction: dict[str, Profile]
+    deep: Training
+    shallow: Training
+    explorer: dict[tuple[str, str, int], Profile]
+
+
+def all_experiments(seeds: Sequence[int] = SEEDS, jitter: float = 0.0) -> Experiments:
+    """Every experiment with the notebook's arguments (``claims_support.runs`` calls this)."""
+    seeds = tuple(int(s) for s in seeds)
+    return Experiments(
+        symmetry=symmetry_sweep(steps=100, seeds=seeds, jitter=jitter),
+        breaking=symmetry_sweep(("nudged", "random"), steps=600, seeds=seeds, jitter=jitter),
+        sweep=depth_sweep(seeds=seeds, jitter=jitter),
+        prediction={name: profile(init, act, depth=50, width=64, seeds=seeds, jitter=jitter)
+                    for name, (init, act) in PREDICTION_SETTINGS.items()},
+        deep=train_sweep(TRAIN_INITS, depth=10, steps=250, lr=0.01, seeds=seeds, jitter=jitter),
+        shallow=train_sweep(TRAIN_INITS, depth=3, steps=250, lr=0.01, seeds=seeds, jitter=jitter),
+        explorer={(init, act, width): profile(init, act, 50, width, batch=InitExplorer.BATCH, seeds=seeds,
+                                              jitter=jitter)
+                  for init, act, width in EXPLORER_ANSWERS},
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,30 +450,63 @@ def _band(ax, x, values: np.ndarray, name: str, label: str | None = None) -> Non
     ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=color, alpha=0.18, linewidth=0)
 
 
+#: the lower row of :func:`plot_depth_profiles`: the window it zooms into
+ZOOM = (1e-2, 1e3)
+
+
 @styled
 def plot_depth_profiles(sweep: dict[tuple[str, str], Profile], what: str = "act_std",
-                        inits: Sequence[str] | None = None) -> Figure:
-    """One panel per activation: the per-layer std (median and range over seeds) of every init."""
+                        inits: Sequence[str] | None = None, zoom: tuple[float, float] | None = ZOOM) -> Figure:
+    """One column per activation: the per-layer std (median and range over seeds) of every init on
+    the full range (upper row), and, when ``zoom`` is given, the inits whose whole band stays inside
+    the window ``zoom`` on a second row, with the guides 0.1, 1 and 10."""
     acts = list(dict.fromkeys(a for _, a in sweep))
     inits = list(inits or dict.fromkeys(i for i, _ in sweep))
-    fig = Figure(figsize=(5.0 * len(acts), 4.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(acts), sharey=True))
-    for ax, act in zip(axes, acts):
+    rows = 2 if zoom else 1
+    fig = Figure(figsize=(5.0 * len(acts), 4.4 * rows + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, len(acts)))
+    noun = "activations $h_l$" if what == "act_std" else r"gradients $\partial L/\partial h_l$"
+    for col, act in enumerate(acts):
+        ax = axes[0, col]
         for init in inits:
             p = sweep[init, act]
             _band(ax, np.arange(1, p.depth + 1), np.maximum(getattr(p, what), 1e-300), init)
         ax.set_yscale("log")
         ax.set_title(act)
+        if rows == 1:
+            ax.set_xlabel("layer")
+            continue
+        ax = axes[1, col]
+        for init in inits:
+            p = sweep[init, act]
+            values = getattr(p, what)
+            if values.min() >= zoom[0] and values.max() <= zoom[1]:
+                _band(ax, np.arange(1, p.depth + 1), values, init)
+        for level, style in ((0.1, ":"), (1.0, "-"), (10.0, ":")):
+            ax.axhline(level, color="0.5", linestyle=style, linewidth=1.0, zorder=0)
+        ax.set_yscale("log")
+        ax.set_ylim(*zoom)
         ax.set_xlabel("layer")
-    noun = "activations $h_l$" if what == "act_std" else r"gradients $\partial L/\partial h_l$"
-    axes[0].set_ylabel(f"std of the {noun}")
-    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+        ax.set_title(f"{act}: zoomed in")
+    axes[0, 0].set_ylabel(f"std of the {noun}")
+    if rows == 2:
+        axes[1, 0].set_ylabel("std (only inits that stay\nbetween " + f"{zoom[0]:g} and {zoom[1]:g})")
+    handles, labels = [], []
+    for ax in axes.flat:  # one legend entry per init, from whichever panel drew it
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside right center")
     p = next(iter(sweep.values()))
     seeds = p.act_std.shape[0]
     fig.suptitle(f"{noun.split('$')[0].strip().capitalize()} through a {p.depth}-layer MLP of width {p.width}: "
                  f"median and range over {seeds} seeds")
-    fig.set_label(f"Per-layer std of the {noun} (log scale) for each initialization, one panel per activation, "
-                  f"median line and min-max band over {seeds} seeds; float64, nothing clipped.")
+    lower = (f" The lower row zooms into {zoom[0]:g}–{zoom[1]:g} and draws only the inits whose band stays inside "
+             "it, with dotted guides at 0.1 and 10.") if zoom else ""
+    fig.set_label(f"Per-layer std of the {noun} (log scale) for each initialization, one column per activation, "
+                  f"median line and min-max band over {seeds} seeds; float64, nothing clipped in the upper row."
+                  + lower)
     return fig
 
 
@@ -353,7 +519,7 @@ def plot_histograms(sweep: dict[tuple[str, str], Profile], act: str, inits: Sequ
     for ax, init in zip(axes, inits):
         p = sweep[init, act]
         for k, layer in enumerate(layers):
-            values = p.samples[layer]
+            values = p.samples[layer][0]
             spread = max(float(np.abs(values).max()), 1e-300)
             ax.hist(values / spread, bins=60, range=(-1, 1) if act != "relu" else (0, 1), density=True,
                     histtype="step", color=COLORS[k + 1], linestyle=LINESTYLES[k + 1], linewidth=1.8,
@@ -363,7 +529,7 @@ def plot_histograms(sweep: dict[tuple[str, str], Profile], act: str, inits: Sequ
         ax.set_xlabel("h / max |h|")
         ax.legend(fontsize=12, loc="upper center")
     axes[0].set_ylabel("density")
-    fig.suptitle(f"{act}: where the activations sit (seed 0; each layer scaled by its own largest |h|)")
+    fig.suptitle(f"{act}: where the activations sit (seed {p.seeds[0]}; each layer scaled by its own largest |h|)")
     fig.set_label(f"Histograms of the {act} activations at layers {', '.join(map(str, layers))} for "
                   f"{', '.join(inits)}; each histogram is scaled by that layer's largest value, given in the legend.")
     return fig
@@ -371,24 +537,42 @@ def plot_histograms(sweep: dict[tuple[str, str], Profile], act: str, inits: Sequ
 
 @styled
 def plot_prediction(measured: dict[str, Profile], predicted: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
-    """Measured (median and range over seeds) against predicted variance per layer, forward and backward."""
-    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
-    ax_f, ax_b = fig.subplots(1, 2, sharey=True)
+    """Measured (median and range over seeds) against predicted variance per layer, forward and
+    backward (upper row), and their ratio measured/predicted per layer (lower row)."""
+    fig = Figure(figsize=(11.5, 8.4), layout="constrained")
+    (ax_f, ax_b), (ax_rf, ax_rb) = fig.subplots(2, 2, sharex=True)
     for k, (name, p) in enumerate(measured.items()):
         color, style = COLORS[k % len(COLORS)], LINESTYLES[k % len(LINESTYLES)]
         x = np.arange(1, p.depth + 1)
-        for ax, values, pred in ((ax_f, p.act_var, predicted[name][0]), (ax_b, p.grad_var, predicted[name][1])):
+        for ax, ax_r, values, pred in ((ax_f, ax_rf, p.act_var, predicted[name][0]),
+                                       (ax_b, ax_rb, p.grad_var, predicted[name][1])):
             ax.plot(x, np.median(values, axis=0), color=color, linestyle=style, label=f"{name}: measured")
             ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=color, alpha=0.18, linewidth=0)
-            ax.plot(x, pred, color=color, linestyle="none", marker="o", markersize=4, label=f"{name}: predicted")
+            ax.plot(x, pred, color=color, linestyle="none", marker="o", markersize=4, label="_predicted")
+            ratio = values / pred
+            ax_r.plot(x, np.median(ratio, axis=0), color=color, linestyle=style)
+            ax_r.fill_between(x, ratio.min(axis=0), ratio.max(axis=0), color=color, alpha=0.18, linewidth=0)
     for ax, title in ((ax_f, r"forward: Var[$h_l$]"), (ax_b, r"backward: Var[$\partial L/\partial h_l$]")):
         ax.set_yscale("log")
-        ax.set_xlabel("layer")
         ax.set_title(title)
+    for ax in (ax_rf, ax_rb):
+        ax.set_yscale("log")
+        ax.axhline(1.0, color="0.3", linestyle="-", linewidth=1.0, zorder=0)
+        for level in (0.5, 2.0):
+            ax.axhline(level, color="0.5", linestyle=":", linewidth=1.0, zorder=0)
+        ax.set_xlabel("layer")
     ax_f.set_ylabel("variance")
-    ax_b.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=12)
-    fig.set_label("Per-layer variance of activations (left) and gradients (right): measured median and range over "
-                  "seeds as lines and bands, the mean-field prediction as dots.")
+    ax_rf.set_ylabel("measured / predicted")
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax_b.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", linestyle="none", marker="o", markersize=5))
+    labels.append("mean-field prediction (dots,\nin each line's colour)")
+    ax_b.legend(handles, [label.replace(": measured", "") for label in labels], loc="center left",
+                bbox_to_anchor=(1.02, 0.5), fontsize=12)
+    fig.set_label("Upper row: per-layer variance of activations (left) and gradients (right), measured median and "
+                  "range over seeds as lines and bands, the mean-field prediction as dots. Lower row: the ratio "
+                  "measured/predicted per layer (median and range over seeds), with guides at 1/2, 1 and 2.")
     return fig
 
 
@@ -401,7 +585,7 @@ def plot_training(training: Training, control: str = "pytorch default") -> Figur
     for init in training.inits:
         _band(ax, steps, training.losses[training.inits.index(init)], init,
               label=LABELS[init] + (" — control" if init == control else ""))
-    ax.axhline(math.log(3), color="0.4", linestyle=":", linewidth=1.5, label="chance: ln 3")
+    ax.axhline(math.log(3), color="0.4", linestyle=(0, (1, 4)), linewidth=1.5, label="chance: ln 3")
     ax.set_xlabel("SGD step")
     ax.set_ylabel("cross-entropy (training batch)")
     ax.set_ylim(0, 1.6)
@@ -414,29 +598,36 @@ def plot_training(training: Training, control: str = "pytorch default") -> Figur
 
 
 @styled
-def plot_symmetry(runs: dict[str, list[dict[str, np.ndarray]]]) -> Figure:
-    """Largest difference between two hidden units' weights per step, for each init (median, range)."""
+def plot_symmetry(sym: Symmetry, floor: float = 1e-9) -> Figure:
+    """Largest difference between two hidden units' weights per step (log scale, exact zeros drawn at
+    ``floor``) and the loss, for each init: median and range over seeds."""
     fig = Figure(figsize=(11.0, 4.2), layout="constrained")
     ax_w, ax_loss = fig.subplots(1, 2)
-    for k, (init, seeds) in enumerate(runs.items()):
+    x = np.arange(1, sym.steps + 1)
+    for init in sym.spread:
+        k = _SYMMETRY_ORDER.index(init)
         color, style = COLORS[k], LINESTYLES[k]
-        spread = np.stack([r["spread"] for r in seeds])
-        loss = np.stack([r["loss"] for r in seeds])
-        x = np.arange(1, spread.shape[1] + 1)
-        ax_w.plot(x, np.median(spread, axis=0), color=color, linestyle=style, label=init)
-        ax_w.fill_between(x, spread.min(axis=0), spread.max(axis=0), color=color, alpha=0.18, linewidth=0)
-        ax_loss.plot(x, np.median(loss, axis=0), color=color, linestyle=style, label=init)
-        ax_loss.fill_between(x, loss.min(axis=0), loss.max(axis=0), color=color, alpha=0.18, linewidth=0)
+        spread, loss = np.maximum(sym.spread[init], floor), sym.loss[init]
+        for ax, values in ((ax_w, spread), (ax_loss, loss)):
+            ax.plot(x, np.median(values, axis=0), color=color, linestyle=style, label=init)
+            ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=color, alpha=0.18, linewidth=0)
+    ax_w.set_yscale("log")
+    if any(np.any(v == 0) for v in sym.spread.values()):
+        ax_w.set_ylim(floor / 3, None)
+        ax_w.axhline(floor, color="0.4", linestyle=":", linewidth=1.2)
+        ax_w.annotate("exactly 0", (x[-1], floor), xytext=(0, 4), textcoords="offset points", ha="right",
+                      va="bottom", color="0.3")
     ax_w.set_xlabel("gradient-descent step")
-    ax_w.set_ylabel("max |w_i − w_0| over hidden units")
+    ax_w.set_ylabel(r"max $|w_i - w_0|$ over hidden units")
     ax_w.set_title("are the hidden units still identical?")
     ax_loss.set_xlabel("gradient-descent step")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("loss")
     ax_loss.legend()
-    fig.set_label("Left: the largest difference between the incoming weights of two hidden units per step, for "
-                  "zero, constant and random init (median and range over seeds); zero for zero and constant init "
-                  "at every step. Right: the training loss.")
+    seeds = len(sym.seeds)
+    fig.set_label(f"Left: the largest difference between the incoming weights of two hidden units per step, on a log "
+                  f"scale where exactly 0 is drawn on the dotted line at {floor:g}, for each init (median and range "
+                  f"over {seeds} seeds). Right: the training loss.")
     return fig
 
 
@@ -456,10 +647,10 @@ class InitExplorer:
     BATCH = 32  # inputs per seed: 5 seeds × 32 inputs × width values per layer are plenty for a std
 
     def __init__(self, init: str = "kaiming", act: str = "relu", depth: int = 50, width: int = 32,
-                 seeds: int = 5, dpi: int = 80) -> None:
+                 seeds: Sequence[int] = SEEDS, dpi: int = 80) -> None:
         import ipywidgets as widgets
 
-        self.seeds, self.dpi = seeds, dpi
+        self.seeds, self.dpi = tuple(seeds), dpi
         style = {"description_width": "initial"}
         self.init = widgets.Dropdown(options=[(LABELS[i], i) for i in INITS], value=init, description="init",
                                      style=style)
@@ -495,6 +686,8 @@ class InitExplorer:
             ax.set_yscale("log")
             ax.set_xlabel("layer")
             self._lines[what] = (median, low, high)
+        self._axes[0].set_title("forward: activations")  # titled before the layout is fixed, so it makes room
+        self._axes[1].set_title("backward: gradients")
         self._axes[0].set_ylabel("std of $h_l$")
         self._axes[1].set_ylabel(r"std of $\partial L/\partial h_l$")
         self._axes[0].legend(loc="lower left", fontsize=11)
@@ -520,10 +713,8 @@ class InitExplorer:
             lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1e3)
             ax.set_ylim(min(lo, 0.5) / 2, max(hi, 2.0) * 2)
             ax.set_xlim(0.5, p.depth + 0.5)
-        self._axes[0].set_title("forward: activations")
-        self._axes[1].set_title("backward: gradients")
         self.figure.suptitle(f"{LABELS[p.init]}, {p.act}, width {p.width}, depth {p.depth} — "
-                             f"{self.seeds} seeds")
+                             f"{len(self.seeds)} seeds")
         self.image.value = self._render_png()
         last_a, last_g = np.median(p.act_std[:, -1]), np.median(p.grad_std[:, 0])
         self.last_update_s = time.perf_counter() - started
