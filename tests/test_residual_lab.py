@@ -101,3 +101,18 @@ def test_explorer_redraws_in_under_half_a_second():
         explorer.depth.value, explorer.placement.value, explorer.scaling.value = depth, placement, scaling
         assert explorer.last_update_s < 0.5
     assert explorer.image.value[:4] == b"\x89PNG"
+
+
+def test_jitter_moves_only_the_initial_weights():
+    """The claims variants' jitter: 0 changes nothing; 1e-6 moves the first loss by about 1e-6 only."""
+    config = lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", clip=1.0)
+    base = lab.train_capstone(config, seeds=(0, 1), steps=2, depth=4, width=8)
+    same = lab.train_capstone(config, seeds=(0, 1), steps=2, depth=4, width=8, jitter=0.0)
+    moved = lab.train_capstone(config, seeds=(0, 1), steps=2, depth=4, width=8, jitter=1e-6)
+    assert np.array_equal(base.losses, same.losses)
+    assert not np.array_equal(base.losses[:, 0], moved.losses[:, 0])
+    assert np.allclose(base.losses[:, 0], moved.losses[:, 0], rtol=1e-4)
+    a = lab.stream_at_init(3, "pre", seeds=(0,), width=8, batch=8)
+    b = lab.stream_at_init(3, "pre", seeds=(0,), width=8, batch=8, jitter=1e-6)
+    assert not np.array_equal(a["grad_norms"], b["grad_norms"])
+    assert np.allclose(a["grad_norms"], b["grad_norms"], rtol=1e-4)

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..data import make_spirals
+from ..perturb import jitter_
 from stabletrain import style
 from ..style import COLORS, LINESTYLES, styled
 
@@ -211,12 +212,15 @@ class TrainResult:
 
 
 def train_capstone(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, steps: int = STEPS,
-                   depth: int = DEPTH, width: int = WIDTH, lr: float = LR, momentum: float = MOMENTUM) -> TrainResult:
+                   depth: int = DEPTH, width: int = WIDTH, lr: float = LR, momentum: float = MOMENTUM,
+                   jitter: float = 0.0) -> TrainResult:
     """Train one network per seed, all at once, with SGD (momentum) on the full spiral data set.
 
     Each step: forward, per-seed cross-entropy, backward, per-seed global gradient norm, clipping
     with ``config.clip`` (each seed's gradients scaled by ``min(1, clip / (norm + 1e-6))``), step.
     A seed whose loss is not finite stops there (its later losses are NaN, its final loss inf).
+    ``jitter`` multiplies every initial parameter by ``1 + jitter·ε`` (:func:`stabletrain.perturb.jitter_`,
+    its own generator): the claims tests' perturbed arithmetic.
     """
     if isinstance(config, dict):
         config = CapstoneConfig(**config)
@@ -225,6 +229,7 @@ def train_capstone(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, 
     x, y = make_task()
     with torch.random.fork_rng(devices=[]):
         params = init_params(config, seeds, depth, width)
+    jitter_(params.values(), jitter)
     for p in params.values():
         p.requires_grad_(True)
     velocity = {k: torch.zeros_like(p) for k, p in params.items()}
@@ -267,17 +272,25 @@ def train_capstone(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, 
                        time.perf_counter() - started)
 
 
+def train_many(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+               **kwargs) -> dict[str, TrainResult]:
+    """:func:`train_capstone` for every named configuration on the same seeds (the claims tests'
+    experiment: one call per arithmetic variant)."""
+    return {name: train_capstone(cfg, seeds=seeds, jitter=jitter, **kwargs) for name, cfg in configs.items()}
+
+
 # ----------------------------------------------------------------------------------------------
 # The residual stream at initialization
 
 
 def stream_at_init(depth: int, placement: str, scaling: str = "none", seeds: Sequence[int] = SEEDS,
-                   width: int = 128, batch: int = 256) -> dict[str, np.ndarray]:
+                   width: int = 128, batch: int = 256, jitter: float = 0.0) -> dict[str, np.ndarray]:
     """The stream's variance after every block, and every block's weight-gradient norm, at init.
 
     Blocks ``h + a·W relu(norm(h))`` (pre), ``norm(h + a·W relu(h))`` (post) or ``h + a·W relu(h)``
     (none), with Kaiming weights (gain 1), no bias, :math:`a` from ``scaling``, unit-variance
-    Gaussian input, and the loss ``sum(h_L · r) / sqrt(N)`` for a fixed random ``r``.
+    Gaussian input, and the loss ``sum(h_L · r) / sqrt(N)`` for a fixed random ``r``. ``jitter``
+    perturbs the weights as in :func:`train_capstone`.
 
     Returns ``{"variance": (seeds, depth + 1), "grad_norms": (seeds, depth)}``.
     """
@@ -288,7 +301,9 @@ def stream_at_init(depth: int, placement: str, scaling: str = "none", seeds: Seq
         ws.append(torch.randn(depth, width, width, generator=g) * math.sqrt(2.0 / width))
         xs.append(torch.randn(batch, width, generator=g))
         rs.append(torch.randn(batch, width, generator=g))
-    w = torch.stack(ws).requires_grad_(True)
+    w = torch.stack(ws)
+    jitter_(w, jitter)
+    w.requires_grad_(True)
     x, r = torch.stack(xs), torch.stack(rs)
     alpha = {"none": 1.0, "gpt2": 1.0 / math.sqrt(depth), "zero_gamma": 0.0}[scaling]
     h, stream = x, [x]
@@ -305,6 +320,12 @@ def stream_at_init(depth: int, placement: str, scaling: str = "none", seeds: Seq
     variance = torch.stack([s.detach().flatten(1).var(dim=1) for s in stream], dim=1)
     return {"variance": variance.numpy().astype(np.float64),
             "grad_norms": torch.linalg.vector_norm(grad, dim=(2, 3)).numpy().astype(np.float64)}
+
+
+def streams_many(specs: Sequence[tuple[int, str, str]], seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+                 **kwargs) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
+    """:func:`stream_at_init` for every ``(depth, placement, scaling)`` on the same seeds."""
+    return {(d, p, s): stream_at_init(d, p, s, seeds, jitter=jitter, **kwargs) for d, p, s in specs}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -457,9 +478,10 @@ SCALINGS = ("none", "gpt2", "zero_gamma")
 
 
 def precompute_streams(depths: Sequence[int] = EXPLORER_DEPTHS, seeds: Sequence[int] = SEEDS,
-                       width: int = 48, batch: int = 32) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
+                       width: int = 48, batch: int = 32,
+                       jitter: float = 0.0) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
     """:func:`stream_at_init` for every (depth, placement, scaling) the explorer offers."""
-    return {(d, p, s): stream_at_init(d, p, s, seeds, width, batch)
+    return {(d, p, s): stream_at_init(d, p, s, seeds, width, batch, jitter)
             for d in depths for p in PLACEMENTS for s in SCALINGS}
 
 
