@@ -80,7 +80,7 @@ def test_section_2_step_size_numbers(step_errors):
     """"In float64 the centred difference at h = 1e-5 is accurate to about 1e-11 — four orders of
     magnitude below the 1e-7 … while no step brings float32 much below 1e-5 (its best, near
     h = 2·10⁻³, is about 7·10⁻⁶), and at h = 1e-5 float32 is off by about 1e-3"; derivation: "h* ≈
-    1e-5 and E ≈ 1e-11 in float64, but h* ≈ 10^-2.5 and E ≈ 1e-5 in float32. The forward
+    1e-5 and E ≈ 1e-11 in float64, but h* ≈ 7·10⁻³ and E ≈ 1e-5 in float32. The forward
     difference's best … about 1e-8 in float64"; instructor notes: 7e-12 near 6e-6, 2e-11 at 1e-5;
     forward 3e-9 near 6e-8, 2e-7 at 1e-5; float32 centred 7e-6 at best, 8e-4 at 1e-5; forward
     float32 6e-5 at best. Deterministic: elementwise float arithmetic on fixed inputs (numpy)."""

@@ -134,7 +134,7 @@ def test_an_unrecorded_step_is_refused(short):
 
 
 def test_the_explorer_redraws_quickly_in_the_course_style(short):
-    explorer = lab.DiagnosticsExplorer(short, layer=2, step=10)
+    explorer = lab.DiagnosticsExplorer(short, layer=2, step=20, every=10)
     first = explorer.image.value
     explorer.step.value = 30
     explorer.layer.value = 5

@@ -660,7 +660,8 @@ def plot_layer_profile(d: Diagnostics, step: int = 0) -> Figure:
 
 
 class DiagnosticsExplorer:
-    """An ipywidgets explorer over a trained :class:`Diagnostics`: pick a hidden layer and a step.
+    """An ipywidgets explorer over a trained :class:`Diagnostics`: pick a hidden layer and a step
+(one every ``every`` steps).
 
     Top row: the layer's activation histograms over training (the heat map of
     :func:`plot_heatmap`, median counts over the seeds), healthy and broken, with a line at the
@@ -670,15 +671,19 @@ class DiagnosticsExplorer:
     encoded as PNG into an ``ipywidgets.Image``): about 0.1 s, stored in ``last_update_s``.
     """
 
-    def __init__(self, d: Diagnostics, layer: int = 1, step: int = 0, dpi: int = 72) -> None:
+    def __init__(self, d: Diagnostics, layer: int = 1, step: int = 0, every: int = 20, dpi: int = 72) -> None:
         import ipywidgets as widgets
 
+        if every % d.cfg.record_every:
+            raise ValueError(f"every must be a multiple of record_every = {d.cfg.record_every}, got {every}")
         self.d = d
         self.dpi = dpi
         wstyle = {"description_width": "initial"}
         self.layer = widgets.Dropdown(options=[(f"layer {i}", i) for i in range(1, d.cfg.depth + 1)], value=layer,
                                       description="hidden layer", style=wstyle, layout={"width": "220px"})
-        self.step = widgets.SelectionSlider(options=[(str(int(s)), int(s)) for s in d.record_steps], value=step,
+        # every `every` steps: 5 layers x 20 steps = 100 settings, which a slide deck draws in advance
+        steps = d.record_steps[:: every // d.cfg.record_every]
+        self.step = widgets.SelectionSlider(options=[(str(int(s)), int(s)) for s in steps], value=step,
                                             description="step", continuous_update=True, style=wstyle,
                                             layout={"width": "480px"})
         self.image = widgets.Image(format="png")
