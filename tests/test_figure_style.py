@@ -52,6 +52,24 @@ def _cliff_kwargs() -> dict[str, Any]:
 
 
 _LAB04 = "stabletrain.lessons.clipping_lab"
+
+
+_LAB00 = "stabletrain.lessons.diagnostics_lab"
+
+
+@functools.cache
+def _diagnostics_run():
+    from stabletrain.lessons import diagnostics_lab as lab
+
+    return lab.train_batch((0, 1), lab.Config(steps=40))
+
+
+def _step_size_kwargs() -> dict[str, Any]:
+    from stabletrain.lessons import diagnostics_lab as lab
+
+    return {"errors": lab.step_size_errors(np.logspace(-12, -1, 12))}
+
+
 _LAB01 = "stabletrain.lessons.vanishing_lab"
 
 
@@ -112,6 +130,14 @@ def _init_lab():
 
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
+    ("00-step-size", _LAB00, "plot_step_size", _step_size_kwargs),
+    ("00-loss", _LAB00, "plot_loss", lambda: {"d": _diagnostics_run()}),
+    ("00-activation-histograms", _LAB00, "plot_activation_histograms", lambda: {"d": _diagnostics_run()}),
+    ("00-gradient-histograms", _LAB00, "plot_gradient_histograms", lambda: {"d": _diagnostics_run()}),
+    ("00-weight-gradients", _LAB00, "plot_weight_gradients", lambda: {"d": _diagnostics_run()}),
+    ("00-update-ratio", _LAB00, "plot_update_ratio", lambda: {"d": _diagnostics_run()}),
+    ("00-heatmap", _LAB00, "plot_heatmap", lambda: {"d": _diagnostics_run()}),
+    ("00-layer-profile", _LAB00, "plot_layer_profile", lambda: {"d": _diagnostics_run()}),
     ("01-sigmoid-derivative", _LAB01, "plot_sigmoid_derivative", dict),
     ("01-random-walk", _LAB01, "plot_random_walk", _vanishing_walks),
     ("01-sweep", _LAB01, "plot_sweep", lambda: {"sweep": _vanishing_sweep(), "depth": 6}),
@@ -171,6 +197,14 @@ def test_compared_lines_differ_by_dash_pattern_as_well_as_colour(module, functio
         dashes = {d for _, d in pairs}
         assert len(pairs) == len(colours) == len(dashes), (
             f"{function}: each colour needs its own dash pattern; got {sorted(pairs)}")
+
+
+def test_lesson_00s_explorer_draws_in_the_course_style():
+    from stabletrain.lessons import diagnostics_lab as lab
+
+    explorer = lab.DiagnosticsExplorer(_diagnostics_run(), layer=1, step=0)
+    sizes = style.font_sizes(explorer.figure)
+    assert sizes and min(sizes) >= style.MIN_FONT_PT
 
 
 def test_the_explorer_widget_draws_in_the_course_style():

@@ -92,6 +92,7 @@ _export(
     "grad_norms_per_layer",
     "update_to_data_ratio",
     "TrainingRecorder",
+    "train_and_log",
 )
 
 __all__ = sorted(_EXPORTS)

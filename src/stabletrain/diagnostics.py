@@ -31,6 +31,7 @@ __all__ = [
     "grad_norms_per_layer",
     "update_to_data_ratio",
     "TrainingRecorder",
+    "train_and_log",
 ]
 
 #: the modules :class:`ActivationStats` watches by default.
@@ -442,3 +443,34 @@ class TrainingRecorder:
     @staticmethod
     def _arrays(series: dict[str, list[float]]) -> dict[str, np.ndarray]:
         return {name: np.array(values, dtype=float) for name, values in series.items()}
+
+
+def train_and_log(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    batches: Sequence[tuple[Tensor, Tensor]],
+) -> tuple[list[float], dict[str, list[float]]]:
+    r"""Train ``model`` for one optimizer step per ``(x, y)`` of ``batches``, logging the loss and the
+    update:data ratio of every weight matrix at every step.
+
+    Each step: ``optimizer.zero_grad()``, ``loss = loss_fn(model(x), y)``, ``loss.backward()``,
+    ``optimizer.step()``. The update is what the step did, :math:`\Delta W = W_\text{after} -
+    W_\text{before}` (for plain SGD :math:`-\eta g`; with momentum, Adam or weight decay it is not),
+    and its ratio is :func:`update_to_data_ratio` with ``log10=True``:
+    :math:`\log_{10}(\mathrm{std}(\Delta W)/\mathrm{std}(W_\text{after}))`.
+
+    Returns ``(losses, ratios)``: the loss of every step (computed before its update) as floats,
+    and ``{name: [log10 ratio per step]}`` for every parameter that requires a gradient and has
+    two or more dimensions (weight matrices; biases start at zero, where the ratio is undefined),
+    named as in ``model.named_parameters()``.
+    """
+    recorder = TrainingRecorder(model)
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        with recorder.step(loss):
+            optimizer.step()
+    ratios = recorder.log10_update_to_data
+    return [float(v) for v in recorder.loss], {name: [float(v) for v in ratios[name]] for name in recorder.names}

@@ -14,6 +14,7 @@ process), and the project's tests, which prove every mutant is rejected.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -248,6 +249,18 @@ def to_plain(value: Any) -> Plain:
 
 def raised(exc: BaseException) -> dict[str, Plain]:
     return {"raised": type(exc).__name__, "message": str(exc)[:300]}
+
+
+def call_quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Plain] | None]:
+    """``(returned, None)``, or ``(None, raised(exc))`` when ``fn`` raises: what an implementation
+    raises is part of its behaviour. Warnings, numpy's floating-point ones included, are silenced:
+    they are not wrong answers."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs), None
+    except Exception as exc:
+        return None, raised(exc)
 
 
 # ----------------------------------------------------------------------------------------------
