@@ -195,10 +195,12 @@ assert np.allclose(chain["bound"] / chain["ratio"], chain["weight_gap"] * chain[
 #   `weight_grad_norms[l-1]` $= \|\partial\mathcal L/\partial W_l\|_F$;
 # - the loss is $\mathcal L = \sum G \odot h_L$: sum over the batch, do not average.
 #
-# Write the backward pass yourself, in numpy: that is the exercise. Allowed: any numpy (and torch)
-# code of your own; switched off while grading: the course's `stabletrain` package (a call
-# raises). Autograd would compute the same numbers without you — Section 2's next cell compares
-# yours with it anyway. `np.linalg.norm(M)` of a matrix is its Frobenius norm;
+# Write the backward pass yourself, in numpy: that is the exercise (autograd would compute the
+# same numbers without you; the cell after the checks shows how to compare with it). Allowed: any numpy
+# or torch code of your own. Switched off while grading — a call raises — are only the course's
+# answer keys (`stabletrain.backprop_grad_norms` and the other exercises' functions) and
+# autograd's ready-made Jacobians (`torch.autograd.functional.jacobian`, `torch.func.jacrev`,
+# `torch.func.jacfwd`). `np.linalg.norm(M)` of a matrix is its Frobenius norm;
 # `np.linalg.norm(M, 2)` is its largest singular value, a different number.
 
 # %% nbgrader={"grade": false, "grade_id": "backprop_grad_norms", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
@@ -576,9 +578,10 @@ print(f"largest |measured - predicted| slope per layer at depth 50: {worst:.3f}"
 # Exercise 1, but `x` is **one** input of shape $(n_0,)$. Build $J$ as the product
 # $D_L W_L \cdots D_1 W_1$ (shape $(n_L, n_0)$) in numpy and return its singular values, largest
 # first, as an array of shape $(\min(n_L, n_0),)$ — `np.linalg.svd(J, compute_uv=False)` returns
-# exactly that. Allowed: any numpy (and torch) code of your own. Switched off while grading:
-# autograd's ready-made Jacobians (`torch.autograd.functional.jacobian`, `torch.func.jacrev`,
-# `torch.func.jacfwd`) and the course's `stabletrain` package; a call to one of them raises.
+# exactly that. Allowed: any numpy or torch code of your own. Switched off while grading — a call
+# raises — are only autograd's ready-made Jacobians (`torch.autograd.functional.jacobian`,
+# `torch.func.jacrev`, `torch.func.jacfwd`) and the course's answer keys
+# (`stabletrain.jacobian_singular_values` and the other exercises' functions).
 
 # %% nbgrader={"grade": false, "grade_id": "jacobian_singular_values", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def jacobian_singular_values(weights, biases, x, activation):
