@@ -53,6 +53,12 @@ def trainings() -> list[claims.Run]:
     return claims.runs(LAB + "train_deep_batch")
 
 
+@pytest.fixture(scope="module")
+def rescued() -> list[claims.Run]:
+    """Question 4: the c = 2 networks with the graded loop's rescaling to norm 100."""
+    return claims.runs(LAB + "train_deep_batch", scales=(2.0,), rescale_above=100.0)
+
+
 def _slopes(sweep: lab.Sweep, depth: int, activation: str, scale: float) -> np.ndarray:
     """Per-seed slope of ln||g|| per layer travelled backward: (ln||g_0|| - ln||g_L||) / L."""
     v = sweep.log_norms[depth, activation, scale]
@@ -95,6 +101,27 @@ def test_twenty_sigmoid_layers_shrink_below_four_to_the_minus_20(chains):
     for run in chains:
         assert np.all(run.result["ratio"] < 0.6 * 0.25**20), (run.label, run.result["ratio"])
         assert np.all(run.result["ratio"] <= run.result["bound"]), run.label
+
+
+def test_the_gap_is_the_weights_not_the_slopes(chains):
+    """'The gap is the weights, not the slopes ... a random matrix stretches a typical direction by
+    its RMS gain √(nσ_w²) = 1 (the measured b_l is within 5 % of 1): over 20 layers that is a factor
+    of about 10⁶. The slopes cost only a factor of 3 to 5 ... most σ′ are just under ¼ (median 0.24,
+    more than 85 % of them above 0.2)'; the instructor notes' ranges. Measured over all runs: weight
+    gap 4.2e5–9.5e5, slope gap 3.3–4.15, stretch 0.974–1.016, ‖W_l‖₂ 1.92–1.98, median σ′
+    0.241–0.243, 6.1–9.8 % of the σ′ below 0.2. The split is exact (asserted)."""
+    for run in chains:
+        c = run.result
+        assert np.allclose(c["bound"] / c["ratio"], c["weight_gap"] * c["slope_gap"], rtol=1e-9), run.label
+        assert np.all((c["weight_gap"] > 10**5.3) & (c["weight_gap"] < 10**6.3)), (run.label, c["weight_gap"])
+        assert np.all((c["weight_gap"] > 4e5) & (c["weight_gap"] < 1e6)), run.label  # the notes: ×4–10·10⁵
+        assert np.all((c["slope_gap"] > 3.0) & (c["slope_gap"] < 5.0 / 1.1)), (run.label, c["slope_gap"])
+        assert np.all((c["slope_gap"] > 3.3 * 0.98) & (c["slope_gap"] < 4.2)), run.label  # the notes: ×3.3–4.2
+        assert np.all(np.abs(c["stretch"] - 1) < 0.05 / 1.2), (run.label, c["stretch"])
+        assert np.all((c["stretch"] > 0.97) & (c["stretch"] < 1.02)), run.label  # the notes
+        assert np.all((c["spectral"] > 1.915) & (c["spectral"] < 1.98)), run.label  # the notes: 1.92–1.98
+        assert np.all(np.abs(c["median_slope"] - 0.242) < 0.0025), run.label
+        assert np.all(c["below_0_2"] < 0.15 / 1.2) and np.all((c["below_0_2"] > 0.055) & (c["below_0_2"] < 0.1))
 
 
 # ---------------------------------------------------------------------------------------------- Section 3
@@ -177,6 +204,29 @@ def test_the_formula_against_a_measurement(seed):
             g = g_new / g_new.norm() * g.norm()
         predicted = log_grad_slope(1 / math.sqrt(n), n, activation, q)
         assert abs(np.mean(changes) - predicted) < 0.008, (activation, seed)
+
+
+def test_the_depth_scales():
+    """Section 4, 'The depth scale': 'The sigmoid's depth scale is about one layer even at c = 4, and a
+    third of a layer at c = 1. ReLU at c = 1 ... ξ = 1/ln 2 ≈ 1.44 and is critical at Kaiming's √2,
+    whatever q. Tanh without biases is critical at c = 1 ... biases of standard deviation 0.1 give
+    q* ≈ 0.08 and ξ ≈ 7.6 layers, and 0.3 gives ξ ≈ 2.8 ... at c = 2 it has overshot (χ > 1, ξ ≈ 3.2)';
+    the instructor notes' χ. A recursion of closed forms and quadrature: no variants."""
+    d = {key: lab.depth_scale(*key) for key in [("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.0), ("relu", 1.0, 0.0),
+                                                ("relu", math.sqrt(2), 0.0), ("tanh", 1.0, 0.0), ("tanh", 1.0, 0.1),
+                                                ("tanh", 1.0, 0.3), ("tanh", 2.0, 0.0)]}
+    assert d["sigmoid", 1.0, 0.0]["xi"] == pytest.approx(0.35, abs=0.01)
+    assert d["sigmoid", 4.0, 0.0]["xi"] == pytest.approx(1.09, abs=0.01)
+    assert d["relu", 1.0, 0.0]["xi"] == pytest.approx(1 / math.log(2)) == pytest.approx(1.44, abs=0.005)
+    assert d["relu", math.sqrt(2), 0.0]["xi"] == math.inf
+    assert lab.depth_scale("relu", math.sqrt(2), 0.0)["q_star"] == pytest.approx(1.0)  # any q is a fixed point
+    assert d["tanh", 1.0, 0.0]["xi"] > 1000 and d["tanh", 1.0, 0.0]["q_star"] < 1e-3
+    assert d["tanh", 1.0, 0.1]["q_star"] == pytest.approx(0.078, abs=0.001)
+    assert d["tanh", 1.0, 0.1]["chi"] == pytest.approx(0.876, abs=0.001)
+    assert d["tanh", 1.0, 0.1]["xi"] == pytest.approx(7.6, abs=0.05)
+    assert d["tanh", 1.0, 0.3]["xi"] == pytest.approx(2.8, abs=0.05)
+    assert d["tanh", 2.0, 0.0]["chi"] == pytest.approx(1.36, abs=0.005)
+    assert d["tanh", 2.0, 0.0]["xi"] == pytest.approx(3.2, abs=0.05)
 
 
 # ---------------------------------------------------------------------------------------------- Section 5
@@ -274,24 +324,75 @@ def test_the_instructor_notes_slopes(sweeps, activation, quoted):
 
 
 def test_orthogonal_linear_jacobian_is_an_isometry(spectra):
-    """'The orthogonal linear network keeps every singular value at 1 (to 10^{-12}) at every depth.'
-    Measured over all runs (the jitter moves the Gaussian draw before QR): at most 1.8e-15 from 1."""
+    """'With orthogonal weights the linear network keeps every singular value at 1 (to 10^{-12}) at
+    every depth.' Measured over all runs (the jitter moves the Gaussian draw before QR): at most
+    1.8e-15 from 1."""
     for run in spectra:
         for (act, c, kind, depth), values in run.result.items():
             if kind == "orthogonal" and act == "linear":
                 assert np.all(np.abs(values - 1) < 1e-12), (run.label, depth)
 
 
-def test_gaussian_spectra_spread_and_relu_zeros(spectra):
-    """'at 50 layers the largest and smallest singular values of the tanh network differ by more than
-    12 orders of magnitude, and ReLU's Jacobian has exact zeros' (zero to rounding). Measured over all
-    runs: 17.3–19.5 orders; ReLU's smallest over largest at most 3e-52."""
+def _below(values: np.ndarray, fraction: float) -> np.ndarray:
+    """Per network: how many singular values are below ``fraction`` of the largest."""
+    return (values < fraction * values[:, :1]).sum(axis=1)
+
+
+def test_gaussian_spectra_reach_the_round_off_floor(spectra):
+    """'At 50 layers about a third of the 32 singular values of the linear and tanh networks (at least 8
+    on every network) are below 10^{-12} of the largest: they sit at the round-off floor'; the notes:
+    '11–13 of their 32 ... the smallest at 10⁻²⁰–10⁻¹⁶', 'at depth 5 the Gaussian tanh network already
+    spans about 6–11 orders'. Measured over all runs: 11–13 below 1e-12 (linear and tanh); smallest
+    2.2e-20 to 1.1e-17; depth 5 tanh 5.9–10.9 orders."""
     for run in spectra:
-        tanh = run.result["tanh", 1.0, "gaussian", 50]
-        assert np.all(np.log10(tanh[:, 0] / np.maximum(tanh[:, -1], 1e-300)) > 14), run.label
+        for act in ("linear", "tanh"):
+            values = run.result[act, 1.0, "gaussian", 50]
+            lost = _below(values, 1e-12)
+            assert np.all((lost >= 8) & (lost <= 16)), (run.label, act, lost)
+            assert np.all((values[:, -1] > 1e-20) & (values[:, -1] < 1e-16)), (run.label, act)
+            assert np.all(values[:, -1] < 1e-15 * values[:, 0]), run.label  # below what float64 resolves
+        d5 = run.result["tanh", 1.0, "gaussian", 5]
+        orders = np.log10(d5[:, 0] / d5[:, -1])
+        assert np.all((orders > 5) & (orders < 12)), (run.label, orders)
+
+
+def test_the_exact_smallest_singular_value_of_a_gaussian_product():
+    """Notes: 'a product of 50 Gaussian 32×32 matrices has its smallest Lyapunov exponent at
+    ½(ln(2/32) + ψ(1/2)) ≈ −2.37 per layer, so its smallest singular value is near e^(−118) ≈ 10⁻⁵¹'
+    (the exponents of products of Gaussian matrices, Newman 1986). A closed form: no variants."""
+    from scipy.special import digamma
+
+    exponent = 0.5 * (math.log(2 / 32) + float(digamma(0.5)))
+    assert exponent == pytest.approx(-2.37, abs=0.005)
+    assert 50 * exponent == pytest.approx(-118, abs=0.5) and 50 * exponent / LN10 == pytest.approx(-51, abs=0.5)
+
+
+def test_orthogonal_tanh_keeps_every_direction(spectra):
+    """'the tanh network keeps all 32 within 6 orders of magnitude of the largest'; notes: 'Orthogonal
+    tanh: largest 0.2–0.35, smallest 3·10⁻⁶–2·10⁻³ (2–5 orders)'. Measured over all runs at depth 50:
+    largest 0.217–0.311, smallest 5.1e-6 to 9.6e-4, 2.5–4.75 orders."""
+    for run in spectra:
+        values = run.result["tanh", 1.0, "orthogonal", 50]
+        orders = np.log10(values[:, 0] / values[:, -1])
+        assert np.all(orders < 6 / 1.2), (run.label, orders)
+        assert np.all((orders > 2) & (orders < 5)), run.label
+        assert np.all((values[:, 0] > 0.2) & (values[:, 0] < 0.35)), run.label
+        assert np.all((values[:, -1] > 3e-6) & (values[:, -1] < 2e-3)), run.label
+
+
+def test_relu_jacobians_have_exact_zeros_with_any_weights(spectra):
+    """'at least 14 of the 32 singular values (typically 20) are exactly 0 — with orthogonal weights as
+    with Gaussian ones'; notes: '17–24 exact zeros per network at every depth'. Measured over all
+    runs: 17–24 below 1e-12 of the largest (most exactly 0), median about 21."""
+    counts = []
+    for run in spectra:
         for (act, c, kind, depth), values in run.result.items():
-            if act == "relu" and kind == "gaussian":
-                assert np.all(values[:, -1] < 1e-12 * values[:, 0]), (run.label, depth)
+            if act == "relu":
+                zeros = _below(values, 1e-12)
+                assert np.all(zeros >= 14 * 1.2), (run.label, kind, depth, zeros)
+                assert np.all(zeros <= 24), (run.label, kind, depth)
+                counts += zeros.tolist()
+    assert 18 <= np.median(counts) <= 22
 
 
 # ---------------------------------------------------------------------------------------------- Section 7
@@ -367,3 +468,68 @@ def test_the_explorer_notes_on_the_range_over_seeds(sweeps):
         for c in sweep.scales:
             v = sweep.log_norms[50, "relu", c]
             assert np.allclose(v - v[:, -1:], base - base[:, -1:] + math.log(c) * back, atol=1e-10), (run.label, c)
+
+
+def test_tanh_preactivations_shrink_like_one_over_2l():
+    """Section 5 notes: at c = 1, 'q_l ≈ 1/(2l) far from the input: q_{l+1} = E[tanh(z)²] ≈ q_l − 2q_l²'.
+    Mean-field quadrature: no variants. 2·l·q_l is 1.16 at l = 10 and 1.04 at l = 50."""
+    q = lab.preactivation_variances(50, "tanh", 1.0)
+    layers = np.arange(1, 51)
+    assert np.all(np.abs(2 * layers[9:] * q[9:] - 1) < 0.2)
+    assert abs(2 * 50 * q[-1] - 1) < 0.06
+
+
+
+def _fitted_slope(log_norms: np.ndarray) -> np.ndarray:
+    layers = np.arange(log_norms.shape[-1]) - (log_norms.shape[-1] - 1) / 2
+    return (log_norms - log_norms.mean(axis=-1, keepdims=True)) @ layers / np.sum(layers**2)
+
+
+def test_activation_gradients_show_the_trend_and_weight_gradients_a_level(trainings):
+    """Section 7: 'at c = 1 they shrink by about e^{−0.35} per layer on the way to the input, at c = 2
+    they grow by as much, and at c = √2 they are flat. The weight gradients ... have no trend with
+    depth (fitted slopes below 0.12 per layer in size, against about 0.35 for the activation
+    gradients) — only a level'; notes: '2–3.5 orders over the hidden layers at c = 1 and at c = 2',
+    levels 'about 10^-3.6, 10^-0.6 and 10^2.5 (±0.7 over networks)'. Measured over all runs (hidden
+    layers, initial weights): activation slopes +0.31…+0.41 (c = 1), −0.04…+0.07 (√2), −0.40…−0.28
+    (c = 2); weight slopes −0.09…+0.09; activation spreads 2.5–3.2 and 2.2–3.0 orders; weight levels
+    −4.0…−3.3, −1.1…0.0, 2.1…3.0; 'layer 1's weight gradient sits lower than the others' (its median
+    0.41–0.76 below the other layers' median over all runs)."""
+    for run in trainings:
+        batch = run.result
+        for i, c in enumerate(batch.scales):
+            act = _fitted_slope(np.log(batch.input_grad_norms[i, :, 0, 1:]))
+            weight = _fitted_slope(np.log(batch.grad_norms[i, :, 0, 1:]))
+            expected = {1.0: 0.35, 2.0: -0.35}.get(c, 0.0)
+            assert np.all(np.abs(act - expected) < 0.1), (run.label, c, act)
+            assert np.all(np.abs(weight) < 0.12), (run.label, c, weight)
+            level = np.median(np.log10(batch.grad_norms[i, :, 0]), axis=1)
+            quoted = {1.0: -3.6, 2.0: 2.5}.get(c, -0.6)
+            assert np.all(np.abs(level - quoted) < 0.7), (run.label, c, level)
+            first, rest = np.log10(batch.grad_norms[i, :, 0, 0]), np.log10(batch.grad_norms[i, :, 0, 1:])
+            assert np.median(first) < np.median(rest) - 0.3, (run.label, c)  # notes: layer 1 sits lower
+            if c != math.sqrt(2):
+                spread = np.ptp(np.log10(batch.input_grad_norms[i, :, 0, 1:]), axis=1)
+                assert np.all((spread > 2) & (spread < 3.5)), (run.label, c, spread)
+
+
+def test_rescaling_to_norm_100_kills_the_c2_network(rescued):
+    """Question 4 and its answer: the graded loop's rescaling (to norm 100) 'rescales most of the 20
+    layers (17–20 in our runs) ... each still moves by lr·100 = 5, about half of its weights' own norm
+    (2·√32 ≈ 11). The loss jumps ... to more than 5,000 (up to a few 10⁸) at step 1 ... every network
+    ends with at least one hidden layer whose units are all dead (and every hidden layer at least a
+    quarter dead) ... the loss settles at ln 3 (to within 0.001 on every run)'. Measured over all
+    runs: 17–20 layers rescaled at step 0; loss at step 1 8.0e3 to 2.0e8; 2–8 fully dead layers per
+    network, the least dead layer 41–72 % dead; the last 10 losses at most 2.7e-4 from ln 3."""
+    assert 0.05 * 100 == pytest.approx(5) and 2 * math.sqrt(32) == pytest.approx(11.3, abs=0.05)
+    assert lab.LR == 0.05 and 0.4 < 5 / (2 * math.sqrt(32)) < 0.5
+    for run in rescued:
+        batch = run.result
+        assert np.all(batch.rescaled[0, :, 0] >= 15), (run.label, batch.rescaled[0, :, 0])
+        assert np.all((batch.rescaled[0, :, 0] >= 17) & (batch.rescaled[0, :, 0] <= 20)), run.label
+        losses = batch.losses[0]
+        assert np.all(np.isfinite(losses)), run.label
+        assert np.all((losses[:, 1] > 5000 * 1.2) & (losses[:, 1] < 1e9)), (run.label, losses[:, 1])
+        assert np.all(np.abs(losses[:, -10:] - math.log(3)) < 0.001 / 1.2), run.label
+        assert np.all((batch.dead[0] == 1).sum(axis=1) >= 1), run.label
+        assert np.all(batch.dead[0].min(axis=1) > 0.25 * 1.2), (run.label, batch.dead[0].min(axis=1))

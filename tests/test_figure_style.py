@@ -80,10 +80,15 @@ def _vanishing_sweep():
     return lab.gradient_sweep(depths=(6,), scales=(0.5, 1.0, 2.0), seeds=(0, 1))
 
 
-def _vanishing_training():
+@functools.cache
+def _vanishing_batch():
     from stabletrain.lessons import vanishing_lab as lab
 
-    return {"batch": lab.train_deep_batch(depth=5, width=8, scales=(1.0, 3.0), seeds=(0, 1), steps=8, lr=0.5)}
+    return lab.train_deep_batch(depth=5, width=8, scales=(1.0, 3.0), seeds=(0, 1), steps=8, lr=0.5)
+
+
+def _vanishing_training():
+    return {"batch": _vanishing_batch()}
 
 
 def _vanishing_walks():
@@ -144,6 +149,7 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("01-slopes", _LAB01, "plot_slopes", lambda: {"sweep": _vanishing_sweep(), "depth": 6}),
     ("01-jacobian-spectra", _LAB01, "plot_jacobian_spectra", _vanishing_spectra),
     ("01-training", _LAB01, "plot_training", _vanishing_training),
+    ("01-gradient-profiles", _LAB01, "plot_gradient_profiles", _vanishing_training),
     ("04-jacobian-norms", _LAB04, "plot_jacobian_norms", _jacobian_kwargs),
     ("04-clipping-geometry", _LAB04, "plot_clipping_geometry", lambda: {"g": (2.4, 0.6), "c": 1.0}),
     ("04-agc-units", _LAB04, "plot_agc_units", _agc_kwargs),

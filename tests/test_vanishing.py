@@ -145,3 +145,15 @@ def test_grad_norm_monitor_reads_weight_gradients_in_order():
     model[0].weight.grad = None
     norms, flags = grad_norm_monitor(model)
     assert norms[0] == 0.0 and flags[0] == "vanishing"
+
+
+def test_grad_norm_monitor_flags_non_finite_norms_exploding_and_only_reads():
+    """NaN compares False with everything, so a naive `n > high` would call it "ok"; inf is above any high."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    model(torch.randn(5, 3)).sum().backward()
+    model[0].weight.grad[0, 0] = float("nan")
+    model[2].weight.grad[0, 0] = float("inf")
+    before = [p.grad.clone() for p in model.parameters()]
+    norms, flags = grad_norm_monitor(model, low=1e-8, high=1e8)
+    assert np.isnan(norms[0]) and np.isinf(norms[1]) and flags == ["exploding", "exploding"]
+    assert all(torch.equal(p.grad.nan_to_num(), b.nan_to_num()) for p, b in zip(model.parameters(), before))

@@ -130,10 +130,18 @@ def test_train_deep_batch_matches_one_model_trained_alone():
     x, y = make_spirals(50, classes=3, seed=1)
     for step in range(5):  # plain SGD by hand (torch.optim's first step imports torch._dynamo: slow)
         model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        h, inputs = x.clone().requires_grad_(), []
+        for module in model:
+            if isinstance(module, torch.nn.Linear):
+                h.retain_grad()
+                inputs.append(h)
+            h = module(h)
+        loss = torch.nn.functional.cross_entropy(h, y)
         loss.backward()
         assert batch.losses[1, 1, step] == pytest.approx(loss.item(), rel=1e-5)
         assert batch.grad_norms[1, 1, step, 0] == pytest.approx(model[0].weight.grad.norm().item(), rel=1e-4)
+        np.testing.assert_allclose(batch.input_grad_norms[1, 1, step], [t.grad.norm().item() for t in inputs],
+                                   rtol=1e-4)
         with torch.no_grad():
             for p in model.parameters():
                 p -= 0.1 * p.grad
@@ -145,9 +153,10 @@ def test_figures(small_sweep):
     _check_figure(lab.plot_sweep(small_sweep, depth=12), 3)
     _check_figure(lab.plot_slopes(small_sweep, depth=12), 1)
     spectra = lab.jacobian_spectra(depths=(2, 4), width=6, seeds=(0, 1))
-    _check_figure(lab.plot_jacobian_spectra(spectra), 3)
+    _check_figure(lab.plot_jacobian_spectra(spectra), 6)
     batch = lab.train_deep_batch(activation="relu", depth=5, width=8, scales=(1.0, 3.0), seeds=(0, 1), steps=8, lr=0.5)
     _check_figure(lab.plot_training(batch), 2)
+    _check_figure(lab.plot_gradient_profiles(batch), 2)
 
 
 def test_explorer_builds_and_redraws_fast(small_sweep):
@@ -161,3 +170,35 @@ def test_explorer_builds_and_redraws_fast(small_sweep):
         assert "predicted" in explorer.summary.value
     print(f"explorer updates: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")
     assert max(times) < 1.0  # < 0.5 s on an idle 2-core machine; generous for a loaded one
+
+
+def test_rescaling_acts_only_above_the_threshold_and_dead_units_are_counted():
+    kwargs = {"depth": 5, "width": 8, "scales": (3.0,), "seeds": (0, 1), "steps": 4, "lr": 0.05}
+    plain = lab.train_deep_batch(**kwargs)
+    never = lab.train_deep_batch(**kwargs, rescale_above=1e12)
+    assert np.array_equal(plain.losses, never.losses) and never.rescaled.sum() == 0
+    high = float(np.median(plain.grad_norms[0, :, 0]))
+    rescaled = lab.train_deep_batch(**kwargs, rescale_above=high)
+    assert np.array_equal(rescaled.rescaled[0, :, 0], (plain.grad_norms[0, :, 0] > high).sum(axis=1))
+    assert rescaled.losses[0, :, 0] == pytest.approx(plain.losses[0, :, 0])  # the first forward pass is the same
+    assert not np.allclose(rescaled.losses[0, :, 1], plain.losses[0, :, 1])
+    assert plain.dead.shape == (1, 2, 4) and np.all((plain.dead >= 0) & (plain.dead <= 1))
+
+
+def test_sigmoid_chain_splits_the_gap_exactly():
+    chain = lab.sigmoid_chain(depth=6, width=16, seeds=(0, 1, 2))
+    np.testing.assert_allclose(chain["bound"] / chain["ratio"], chain["weight_gap"] * chain["slope_gap"], rtol=1e-10)
+    assert np.all(chain["slope_gap"] >= 1) and np.all(chain["weight_gap"] >= 1)  # each factor is a bound
+    sweep = lab.gradient_sweep(depths=(6,), activations=("sigmoid",), scales=(1.0,), width=16, seeds=(0, 1, 2))
+    v = sweep.log_norms[6, "sigmoid", 1.0]
+    np.testing.assert_allclose(chain["ratio"], np.exp(v[:, 0] - v[:, -1]), rtol=1e-10)
+
+
+def test_depth_scale_matches_the_closed_forms():
+    relu = lab.depth_scale("relu", 1.0)
+    assert relu["chi"] == 0.5 and relu["xi"] == pytest.approx(1 / math.log(2))
+    linear = lab.depth_scale("linear", 0.5, bias_std=1.0)  # q* = 1/(1 - c^2) for a linear network with biases
+    assert linear["q_star"] == pytest.approx(1 / (1 - 0.25)) and linear["chi"] == pytest.approx(0.25)
+    tanh = lab.depth_scale("tanh", 1.0, bias_std=0.1)
+    q = tanh["q_star"]
+    assert q > 0 and lab._gauss(lambda z: np.tanh(z) ** 2, q) + 0.01 == pytest.approx(q, rel=1e-9)  # a fixed point

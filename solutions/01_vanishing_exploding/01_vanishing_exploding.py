@@ -35,7 +35,9 @@
 #    depth × activation × weight scale;
 # 5. compute the **singular values of the input–output Jacobian**, the full picture of what a deep
 #    network does to every direction of a gradient;
-# 6. monitor per-layer gradient norms **inside a training loop** and pick a weight scale that trains.
+# 6. monitor per-layer gradient norms **inside a training loop**, tell the activation gradients
+#    (which show the trend with depth) from the weight gradients (which show a level), and pick a
+#    weight scale that trains.
 #
 # **How this notebook works.** You implement four functions: `backprop_grad_norms`,
 # `log_grad_slope`, `jacobian_singular_values` and `grad_norm_monitor`. After each, a test cell
@@ -98,31 +100,57 @@ lab.plot_sigmoid_derivative()
 #
 # A gradient can only survive if the weights make up the factor 4 at every layer. With the usual
 # scale $\sigma_w = 1/\sqrt n$, a random $n\times n$ matrix has $\|W\|_2 \approx 2$, so the bound alone
-# allows a shrinkage of $2^{-20} \approx 10^{-6}$. The truth is far worse: most slopes are well below
-# 1/4, and a random matrix stretches most directions by much less than its largest singular value.
-# The cell backpropagates a random gradient through 20 sigmoid layers of width 64 for 8 seeds.
+# allows a shrinkage of $2^{-20} \approx 10^{-6}$. The cell backpropagates a random gradient through
+# 20 sigmoid layers of width 64 for 8 seeds, and splits every backward step
+# $g_{l-1} = \delta_l W_l$ into the two factors of the bound: the **slope factor**
+# $a_l = \|\delta_l\|/\|g_l\| \le \tfrac14$ (what $\sigma'$ does) and the **stretch**
+# $b_l = \|\delta_l W_l\|/\|\delta_l\| \le \|W_l\|_2$ (what the matrix does). Then exactly
+#
+# $$
+# \frac{\text{bound}}{\text{truth}} = \underbrace{\prod_l \frac{\|W_l\|_2}{b_l}}_{\text{from the weights}}
+# \;\underbrace{\prod_l \frac{1/4}{a_l}}_{\text{from the slopes}} .
+# $$
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 chain = lab.sigmoid_chain(depth=20)
 print("||g_0|| / ||g_20|| per seed:", np.array2string(chain["ratio"], precision=2))
 print("bound prod ||W_l||/4:       ", np.array2string(chain["bound"], precision=2))
 print(f"(1/4)^20 = {0.25 ** 20:.2e}")
+print("gap from the weights, prod ||W_l||_2 / b_l:", np.array2string(chain["weight_gap"], precision=1))
+print("gap from the slopes,  prod (1/4) / a_l:    ", np.array2string(chain["slope_gap"], precision=2))
+print(f"per layer: ||W_l||_2 = {chain['spectral'].min():.2f}..{chain['spectral'].max():.2f}, "
+      f"stretch b_l = {chain['stretch'].min():.2f}..{chain['stretch'].max():.2f} (geometric means); "
+      f"median sigma' = {np.median(chain['median_slope']):.3f}, at most {chain['below_0_2'].max():.0%} of them below 0.2")
 assert np.all(chain["ratio"] <= chain["bound"])
+assert np.allclose(chain["bound"] / chain["ratio"], chain["weight_gap"] * chain["slope_gap"])
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # On every seed the gradient at the input is below $4^{-20} \approx 9\times10^{-13}$ of the
-# gradient at the output, though the bound allows about $10^{-6}$. The first layers of a 20-layer
-# sigmoid network do not learn.
+# gradient at the output, though the bound allows about $10^{-6}$. The gap is the **weights**, not
+# the slopes. The bound charges every layer its largest stretch $\|W_l\|_2 \approx 1.94$, but a
+# random matrix stretches a typical direction by its RMS gain $\sqrt{n\sigma_w^2} = 1$ (the
+# measured $b_l$ is within 5 % of 1): over 20 layers that is a factor of about $10^{6}$. The slopes
+# cost only a factor of 3 to 5, because the pre-activations stay near 0 and most $\sigma'$ are just
+# under $\tfrac14$ (median 0.24, more than 85 % of them above 0.2). The first layers of a 20-layer sigmoid network do not
+# learn, and at the usual weight scale it is the $\tfrac14$ per layer — not a few bad units — that
+# does it: $4^{-20}$ is all the slopes allow even at their best.
 #
 # **Question 1.** Could larger weights rescue the sigmoid network? (Think about what larger
 # weights do to the pre-activations $y_l$, and where $\sigma'$ is small.)
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Instructor notes — Section 1.** The grid check prints max σ′ ≈ 0.2499999998 at z = 0 (the
-# centred difference's own error) and an agreement of the closed form with it to about 2e-9. The 20-layer chain gives
-# ‖g₀‖/‖g₂₀‖ ≈ 2–3·10⁻¹³ on all 8 seeds, against a bound ∏‖W_l‖/4 ≈ 5·10⁻⁷ and (1/4)²⁰ ≈ 9.1·10⁻¹³.
-# *Answer to Question 1:* only partly. Larger weights make ‖W‖₂ larger but also spread the
-# pre-activations, so more units sit in the flat tails where σ′ ≈ 0; the sweep of Section 4 shows
+# centred difference's own error) and an agreement of the closed form with it to about 2e-9. The
+# 20-layer chain gives ‖g₀‖/‖g₂₀‖ ≈ 2–3·10⁻¹³ on all 8 seeds, against a bound ∏‖W_l‖/4 ≈ 5·10⁻⁷ and
+# (1/4)²⁰ ≈ 9.1·10⁻¹³. The split: from the weights ×4–10·10⁵ (‖W_l‖₂ ≈ 1.92–1.98 against a
+# stretch of 0.97–1.02, geometric means per network), from the slopes ×3.3–4.2 (median σ′ 0.241–0.243,
+# 6–10 % of the σ′ below 0.2), over 18 seeds and the CPU variants the tests run. A common
+# wrong explanation is "most slopes are far below 1/4": here they are not, and the truth is still
+# 10⁶ times below the bound. Over the seeds and CPUs the tests run these move little (see the
+# claims file); the per-seed values differ by seed, not by machine.
+# *Answer to Question 1:* only partly. Larger weights (σ_w = c/√n) raise every layer's stretch —
+# the RMS gain c — but also spread the pre-activations, so more units sit in the flat tails where
+# σ′ ≈ 0; the sweep of Section 5 shows
 # the sigmoid's slope per layer stays negative at every scale tried (from −2.1 at c = 0.5 to
 # −0.5 at c = 4 per layer). The fix is a different activation (lesson 2) or a normalization that
 # keeps y_l near 0 (lesson 5).
@@ -167,8 +195,13 @@ assert np.all(chain["ratio"] <= chain["bound"])
 #   `weight_grad_norms[l-1]` $= \|\partial\mathcal L/\partial W_l\|_F$;
 # - the loss is $\mathcal L = \sum G \odot h_L$: sum over the batch, do not average.
 #
-# Use numpy only (torch's autograd would be the answer key); `np.linalg.norm` of a matrix is its
-# Frobenius norm.
+# Write the backward pass yourself, in numpy: that is the exercise (autograd would compute the
+# same numbers without you; the cell after the checks shows how to compare with it). Allowed: any numpy
+# or torch code of your own. Switched off while grading — a call raises — are only the course's
+# answer keys (`stabletrain.backprop_grad_norms` and the other exercises' functions) and
+# autograd's ready-made Jacobians (`torch.autograd.functional.jacobian`, `torch.func.jacrev`,
+# `torch.func.jacfwd`). `np.linalg.norm(M)` of a matrix is its Frobenius norm;
+# `np.linalg.norm(M, 2)` is its largest singular value, a different number.
 
 # %% nbgrader={"grade": false, "grade_id": "backprop_grad_norms", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def backprop_grad_norms(weights, biases, x, grad_output, activation):
@@ -345,8 +378,10 @@ lab.plot_random_walk(walks, width=16, scale=1.0)
 # $\ln\|g\|$ per layer going backward. For `"linear"` and `"relu"` use the closed forms; for
 # `"sigmoid"` and `"tanh"` compute the expectation numerically, accurate to about $10^{-4}$:
 # Gauss–Hermite quadrature is the tool (`x, w = np.polynomial.hermite_e.hermegauss(100)` gives
-# $\mathbb E[u(z)] \approx \sum_i w_i\,u(\sqrt q\,x_i)/\sqrt{2\pi}$), or a fine grid over the
-# Gaussian density. (A Monte-Carlo average needs about $10^6$ draws for that accuracy.)
+# $\mathbb E[u(z)] \approx \sum_i w_i\,u(\sqrt q\,x_i)/\sqrt{2\pi}$; its sibling
+# `np.polynomial.hermite.hermgauss` has the weight $e^{-x^2}$ and needs
+# $\sum_i w_i\,u(\sqrt{2q}\,x_i)/\sqrt{\pi}$ instead — do not mix the two), or a fine grid over
+# the Gaussian density. (A Monte-Carlo average needs about $10^6$ draws for that accuracy.)
 
 # %% nbgrader={"grade": false, "grade_id": "log_grad_slope", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def log_grad_slope(weight_std, width, activation, preact_var=1.0):
@@ -410,12 +445,51 @@ for activation in ("linear", "sigmoid", "tanh", "relu"):
     print(f"{activation:8s} predicted slope {predicted:+.4f}   measured {np.mean(changes):+.4f}")
     assert abs(np.mean(changes) - predicted) < 0.01
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The depth scale
+#
+# Deep in a network the pre-activation variance settles at a fixed point $q^*$ of the forward
+# recursion — with biases of variance $\sigma_b^2$ it reads $q_{l+1} = c^2\,\mathbb E[f(z)^2] + \sigma_b^2$.
+# There every layer multiplies $\|g\|^2$ by the same gain $\chi = c^2\,\mathbb E[f'(z)^2]$,
+# $z \sim \mathcal N(0, q^*)$, so the squared gradient norm changes by a factor $e$ over
+#
+# $$
+# \xi = \frac{1}{|\ln \chi|}\ \text{layers},
+# $$
+#
+# the **depth scale** of Schoenholz et al. (2017): a gradient cannot cross many more than $\xi$
+# layers, and at $\chi = 1$ — the critical scale, "the edge of chaos" — $\xi$ is infinite.
+# `lab.depth_scale` runs the recursion until it settles and returns $q^*$, $\chi$ and $\xi$.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+settings = [("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.0), ("relu", 1.0, 0.0), ("relu", math.sqrt(2), 0.0),
+            ("tanh", 1.0, 0.0), ("tanh", 1.0, 0.1), ("tanh", 1.0, 0.3), ("tanh", 2.0, 0.0)]
+for activation, c, bias_std in settings:
+    d = lab.depth_scale(activation, c, bias_std)
+    xi = f"{d['xi']:.3g} layers" if d["xi"] < 1000 else f"{d['xi']:.3g}: critical (infinite in the limit)"
+    print(f"{activation:8s} c = {c:.3g}, sigma_b = {bias_std:.1f}: q* = {d['q_star']:.3g}, "
+          f"chi = {d['chi']:.4f}, xi = {xi}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The sigmoid's depth scale is about one layer even at its best scale, $c = 4$, and a third of a
+# layer at $c = 1$. ReLU at $c = 1$ halves $\|g\|^2$ at every layer ($\xi = 1/\ln 2 \approx 1.44$)
+# and is critical at Kaiming's $\sqrt 2$, whatever $q$. Tanh without biases is critical at $c = 1$
+# — its $q^*$ is 0, where tanh is linear — but only just: biases of standard deviation 0.1 give
+# $q^* \approx 0.08$ and $\xi \approx 7.6$ layers, and 0.3 gives $\xi \approx 2.8$. Bias variance
+# moves tanh off the edge, and its critical weight scale then lies above $c = 1$; at $c = 2$ it has
+# overshot ($\chi > 1$: exploding, $\xi \approx 3.2$).
+
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Instructor notes — Section 4.** At c = 1, q = 1 the predicted slopes are 0 (linear),
 # −1.55 (sigmoid: E[σ′²] ≈ 0.045), −0.38 (tanh: E[tanh′²] ≈ 0.46) and −0.35 (ReLU: ½ ln ½);
 # measured agree within 0.01 (asserted). Typical student errors the checks catch: log10 instead
 # of ln (slopes 2.3× too small), σ_w for σ_w² (the visible sigmoid case already fails),
-# (E f′)² for E[f′²], E[f²] (the forward gain) for E[f′²], f′(0)² ignoring q, forgetting ½.
+# (E f′)² for E[f′²], E[f²] (the forward gain) for E[f′²], f′(0)² ignoring q, forgetting ½,
+# and the nodes of `hermite.hermgauss` (weight e^(−x²)) used in the formula of
+# `hermite_e.hermegauss` (weight e^(−x²/2)). Depth scales (a closed form and quadrature, the same
+# on every machine): sigmoid ξ ≈ 0.35 (c = 1) and 1.09 (c = 4); ReLU 1.44 at c = 1, infinite at
+# √2; tanh at c = 1: critical without bias (q → 0 like 1/(2l)), ξ ≈ 7.6 with σ_b = 0.1 (q* ≈
+# 0.078, χ ≈ 0.876), 2.8 with σ_b = 0.3; tanh at c = 2: χ ≈ 1.36, ξ ≈ 3.2 (exploding).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The sweep: depth × activation × weight scale
@@ -475,7 +549,7 @@ print(f"largest |measured - predicted| slope per layer at depth 50: {worst:.3f}"
 # orders of magnitude per network (median 10.4), and the linear control's largest factor is about
 # 2.2 — over the 18 seeds and the CPU variants the tests run. The sweep takes about 1.5 s.
 # *Answer to Question 3:* at c = 1, tanh shrinks the forward signal slowly
-# (q_l ≈ 1/l far from the input), so the deep layers see small z where tanh′ ≈ 1 and the gain
+# (q_l ≈ 1/(2l) far from the input: q_{l+1} = E[tanh(z)²] ≈ q_l − 2q_l² for small q), so the deep layers see small z where tanh′ ≈ 1 and the gain
 # c²E[tanh′²] → 1; in the first layers q ≈ 1 and E[tanh′²] ≈ 0.46. Averaged over 5 layers the
 # slope is about −0.2, over 50 layers −0.05. ReLU's slope does not depend on q, so it is the same
 # at every depth.
@@ -504,7 +578,10 @@ print(f"largest |measured - predicted| slope per layer at depth 50: {worst:.3f}"
 # Exercise 1, but `x` is **one** input of shape $(n_0,)$. Build $J$ as the product
 # $D_L W_L \cdots D_1 W_1$ (shape $(n_L, n_0)$) in numpy and return its singular values, largest
 # first, as an array of shape $(\min(n_L, n_0),)$ — `np.linalg.svd(J, compute_uv=False)` returns
-# exactly that. (`torch.autograd.functional.jacobian` is the answer key, and off while grading.)
+# exactly that. Allowed: any numpy or torch code of your own. Switched off while grading — a call
+# raises — are only autograd's ready-made Jacobians (`torch.autograd.functional.jacobian`,
+# `torch.func.jacrev`, `torch.func.jacfwd`) and the course's answer keys
+# (`stabletrain.jacobian_singular_values` and the other exercises' functions).
 
 # %% nbgrader={"grade": false, "grade_id": "jacobian_singular_values", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def jacobian_singular_values(weights, biases, x, activation):
@@ -569,29 +646,52 @@ print("rel_error vs SVD of autograd's Jacobian:", stabletrain.rel_error(manual, 
 assert stabletrain.rel_error(manual, from_autograd) < 1e-10
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# Three setups at their "flat" scales, width 32, 5 seeds, depths 5, 20 and 50: a **linear**
-# network with **orthogonal** weights (the control: $J$ is a product of orthogonal matrices, so
-# every singular value is exactly 1), tanh with Gaussian weights at $c = 1$, and ReLU with
-# Gaussian weights at Kaiming's $c = \sqrt2$.
+# Six setups, width 32, 5 seeds, depths 5, 20 and 50: linear, tanh and ReLU networks at their
+# "flat" scales ($c = 1$, $1$ and Kaiming's $\sqrt2$), each with **Gaussian** weights of std
+# $c/\sqrt n$ and with **orthogonal** weights ($c$ times a random orthogonal matrix). The control is
+# the orthogonal linear network: $J$ is a product of orthogonal matrices, so every singular value
+# is exactly 1. A float64 SVD cannot resolve a singular value below about $10^{-16}$ of the largest
+# (round-off in the product), so the plot draws everything below $10^{-16}$ on one line.
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 spectra = lab.jacobian_spectra()
-lab.plot_jacobian_spectra(spectra)
+for (activation, c, kind, depth), values in spectra.items():
+    if depth == 50:
+        lost = (values < 1e-12 * values[:, :1]).sum(axis=1)
+        print(f"{activation:6s} {kind:10s} 50 layers: largest {np.median(values[:, 0]):.2g} (median); "
+              f"smallest/largest down to {np.min(values[:, -1] / values[:, 0]):.1e}; "
+              f"below 1e-12 of the largest, per network: {lost}")
+fig = lab.plot_jacobian_spectra(spectra)
+fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# Flat on average is not flat in every direction. The orthogonal linear network keeps every
-# singular value at 1 (to $10^{-12}$) at every depth. With Gaussian weights, even at the scales
-# where the *norm* of a random gradient is preserved, the spectrum spreads with depth: at 50
-# layers the largest and smallest singular values of the tanh network differ by more than 12
-# orders of magnitude, and ReLU's Jacobian has singular values that are zero to rounding (units
-# that are off for this input block every direction through them). Gradients along most directions vanish even when the
-# average does not — one reason orthogonal initialization (lesson 3) helps very deep networks.
+# Flat on average is not flat in every direction. With **Gaussian** weights, even at the scales
+# where the *norm* of a random gradient is preserved, the spectrum spreads with depth — in the
+# linear network too, so it is the random matrices, not the activation, that spread it. At 50
+# layers about a third of the 32 singular values of the linear and tanh networks (at least 8 on
+# every network) are below $10^{-12}$ of the largest: they sit at the round-off floor, where the
+# SVD returns noise of about $10^{-16}\sigma_{\max}$ and the true values are smaller still. Those
+# directions are lost, numerically and for training. With **orthogonal** weights the linear network
+# keeps every singular value at 1 (to $10^{-12}$) at every depth, and the tanh network keeps all 32
+# within 6 orders of magnitude of the largest — the positive result of Saxe et al. (2014) and
+# Pennington et al. (2017): orthogonal weights and a nearly linear regime of tanh ("dynamical
+# isometry") keep every direction alive. ReLU is different: a unit that is off for this input
+# zeroes its row of $D_l$, so $J$ has rank at most the fewest active units of any layer, and at
+# least 14 of the 32 singular values (typically 20) are exactly 0 — with orthogonal weights as
+# with Gaussian ones. Orthogonal initialization (lesson 3) rescues tanh; ReLU networks need
+# another fix (normalization, residuals: lessons 5 and 6).
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
-# **Instructor notes — Section 6.** The manual and autograd singular values agree to ~1e-15.
-# Median largest singular value at depths 5/20/50: tanh 1.3/0.63/0.21, ReLU 3.8/2.4/0.24;
-# smallest: tanh ~5e-9 already at depth 5, ~1e-18 at depth 50; ReLU exactly 0 (dead units) at
-# every depth. The log10 ratio largest/smallest for tanh at depth 50 is about 17–18.
+# **Instructor notes — Section 6.** The manual and autograd singular values agree to ~1e-15. At
+# 50 layers, over the seeds and CPU variants the tests run: Gaussian linear and tanh networks have
+# 11–13 of their 32 singular values below 1e-12 of the largest, the smallest at 1e-20–1e-17 — that
+# is round-off (eps·σ_max ≈ 2e-16·σ_max, and a few orders lower once the product is formed), not a
+# measurement: a product of 50 Gaussian 32×32 matrices has its smallest Lyapunov exponent at
+# ½(ln(2/32) + ψ(1/2)) ≈ −2.37 per layer, so its smallest singular value is near e^(−118) ≈ 10⁻⁵¹.
+# So "the tanh network spans 17–18 orders" would be a statement about float64, not about the
+# network. Orthogonal tanh: largest 0.22–0.31, smallest 5·10⁻⁶–10⁻³ (2.5–4.8 orders). ReLU: 17–24
+# exact zeros per network at every depth, Gaussian or orthogonal. At depth 5 the Gaussian tanh
+# network already spans 6–11 orders.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. In a real training loop: a gradient-norm monitor
@@ -600,7 +700,11 @@ lab.plot_jacobian_spectra(spectra)
 # `loss.backward()`, every `nn.Linear` layer holds `layer.weight.grad`, and its norm per layer,
 # step after step, is the first diagnostic of vanishing and exploding gradients (lesson 0 builds
 # the full dashboard). A monitor reports those norms and flags the layers outside a healthy
-# range; a training loop can act on the flags.
+# range; a training loop can act on the flags. Backpropagation passes two kinds of gradient,
+# though: the **activation gradients** $\partial\mathcal L/\partial h_l$, which travel from layer to
+# layer and are what Sections 1–6 measured, and the **weight gradients**
+# $\partial\mathcal L/\partial W_l = \delta_l^\top h_{l-1}$, which the optimizer steps with and which
+# a monitor of `weight.grad` sees. They do not tell the same story, as the end of this section shows.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 4 — `grad_norm_monitor` (3 points)
@@ -612,15 +716,19 @@ lab.plot_jacobian_spectra(spectra)
 #   applied): `for name, module in model.named_modules(): ...` visits every submodule, nested ones
 #   included (`model.children()` sees only the top level);
 # - return `(norms, flags)`: `norms` a float array with one entry per Linear layer, the
-#   Frobenius norm of its **weight gradient** `layer.weight.grad` (the bias is not included;
-#   use 0.0 if the gradient is None); `flags` a list of strings, `"vanishing"` where the norm is
-#   below `low`, `"exploding"` where it is above `high`, `"ok"` otherwise;
-# - only read the gradients: the training loop steps with them afterwards.
+#   Frobenius norm of its **weight gradient** `layer.weight.grad` (the bias is not included; use
+#   0.0 where the gradient is None — a frozen layer, `requires_grad=False`, has none); `flags` a
+#   list of strings: `"vanishing"` where the norm is below `low`, `"exploding"` where it is above
+#   `high` **or not finite** (NaN or inf: every comparison with NaN is False, so `n > high` alone
+#   would call a NaN `"ok"`), `"ok"` otherwise;
+# - only read the gradients: the training loop steps with them after your monitor returns (no
+#   `zero_grad()` or rescaling inside).
 #
 # It is graded **in a training loop**: the checks train small models with SGD, call your monitor
 # after every `backward()`, and — where it flags a layer as exploding — rescale that layer's
 # gradient to norm `high` using your norm before the step. The norms, the flags and the whole
-# loss curve must match the reference's.
+# loss curve must match the reference's. The loop keeps a copy of the gradients while your monitor
+# runs; a monitor that changes or clears them fails the check that looks for it, not the others.
 
 # %% nbgrader={"grade": false, "grade_id": "grad_norm_monitor", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def grad_norm_monitor(model, low=1e-4, high=1e2):
@@ -629,11 +737,12 @@ def grad_norm_monitor(model, low=1e-4, high=1e2):
     Args:
         model: a torch.nn.Module; its layers are its nn.Linear submodules,
             in model.named_modules() order.
-        low, high: thresholds; a norm below low is "vanishing", above high "exploding", else "ok".
+        low, high: thresholds; a norm below low is "vanishing", above high or not finite
+            "exploding", else "ok".
 
     Returns:
-        (norms, flags): a float array of shape (number of Linear layers,) of ||layer.weight.grad||_F,
-        and a list of flags of the same length.
+        (norms, flags): a float array of shape (number of Linear layers,) of ||layer.weight.grad||_F
+        (0.0 where the gradient is None), and a list of flags of the same length.
     """
     ### BEGIN SOLUTION
     norms = []
@@ -641,7 +750,14 @@ def grad_norm_monitor(model, low=1e-4, high=1e2):
         if isinstance(module, torch.nn.Linear):
             grad = module.weight.grad
             norms.append(0.0 if grad is None else grad.detach().double().norm().item())
-    flags = ["vanishing" if n < low else "exploding" if n > high else "ok" for n in norms]
+    flags = []
+    for n in norms:
+        if n < low:
+            flags.append("vanishing")
+        elif math.isfinite(n) and n <= high:
+            flags.append("ok")
+        else:  # above high, NaN or inf
+            flags.append("exploding")
     return np.array(norms), flags
     ### END SOLUTION
 
@@ -651,19 +767,21 @@ check(grad_norm_monitor, "grad_norm_monitor")
 
 # %% nbgrader={"grade": true, "grade_id": "grad_norm_monitor_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
 # Hidden tests: norms per layer in order (tanh and sigmoid networks, different widths), vanishing
-# and exploding flags and the rescaling they trigger, Linear layers nested in Sequentials and
-# layers without bias.
+# and exploding flags and the rescaling they trigger (NaN gradients included), Linear layers nested
+# in Sequentials, layers without bias and frozen layers, and a monitor that must leave the
+# gradients as it found them.
 ### BEGIN HIDDEN TESTS
 check(grad_norm_monitor, "grad_norm_monitor", level="hidden")
 ### END HIDDEN TESTS
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# ### The monitor in a loop: picking a weight scale
+# ### What a weight-gradient monitor sees
 #
-# A 20-layer ReLU MLP (width 32) on the three-class spirals, full-batch SGD at learning rate 0.05,
-# at three weight scales: $c = 1$ (slope $-0.35$ per layer: vanishing), Kaiming's $c = \sqrt2$
-# (flat) and $c = 2$ (slope $+0.35$: exploding). The loop below is the whole experiment for one
-# seed; it prints the monitor's flags (with $10^{-3}$ and $10^{2}$ as thresholds) at a few steps.
+# A 20-layer ReLU MLP (width 32) on the three-class spirals at three weight scales: $c = 1$ (slope
+# $-0.35$ per layer: vanishing), Kaiming's $c = \sqrt2$ (flat) and $c = 2$ (slope $+0.35$:
+# exploding). `gradient_profile` runs one forward and backward pass at the initial weights and
+# reads both kinds of gradient: `retain_grad()` keeps the gradient of an intermediate tensor, which
+# PyTorch frees otherwise (forward hooks, as in fast.ai's course, are the other way in).
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 from stabletrain.data import make_spirals
@@ -685,6 +803,75 @@ def relu_mlp(c, depth=20, width=32, seed=0):
     return torch.nn.Sequential(*layers)
 
 
+def gradient_profile(model, x, y):
+    """One forward and backward pass; per Linear layer l: ||dL/dh_(l-1)||, the gradient arriving at
+    its input (h_0 = x), and ||dL/dW_l||."""
+    h, inputs, linears = x.clone().requires_grad_(), [], []
+    for module in model:
+        if isinstance(module, torch.nn.Linear):
+            h.retain_grad()  # keep this intermediate tensor's gradient after backward()
+            inputs.append(h)
+            linears.append(module)
+        h = module(h)
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(h, y).backward()
+    return (np.array([t.grad.norm().item() for t in inputs]),
+            np.array([layer.weight.grad.norm().item() for layer in linears]))
+
+
+shown = [2, 5, 10, 15, 20]
+print("layer l:                       " + "".join(f"{l:7d}" for l in shown))
+for c in (1.0, math.sqrt(2), 2.0):
+    activation_grads, weight_grads = gradient_profile(relu_mlp(c), points, labels)
+    print(f"c = {c:.2f}  log10 ||dL/dh_(l-1)||: " + "".join(f"{math.log10(activation_grads[l - 1]):7.1f}" for l in shown))
+    print("           log10 ||dL/dW_l||:     " + "".join(f"{math.log10(weight_grads[l - 1]):7.1f}" for l in shown))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The same over 5 seeds (each its own weights and its own spirals; seed 0 is the model above), all
+# models at once by `lab.train_deep_batch`, which also trains them below. The cell prints the
+# fitted slope of $\ln\|\cdot\|$ per layer for both kinds of gradient (hidden layers 2–20).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+training = lab.train_deep_batch(activation="relu", scales=(1.0, math.sqrt(2), 2.0), seeds=(0, 1, 2, 3, 4), steps=100)
+
+
+def fitted_slope(log_norms):
+    """Least-squares slope of each row against the layer index."""
+    layers = np.arange(log_norms.shape[-1]) - (log_norms.shape[-1] - 1) / 2
+    return (log_norms - log_norms.mean(axis=-1, keepdims=True)) @ layers / np.sum(layers**2)
+
+
+for i, c in enumerate(training.scales):
+    at_init = slice(1, None)  # hidden layers: the first layer's input is x, 2 numbers per example
+    act = fitted_slope(np.log(training.input_grad_norms[i, :, 0, at_init]))
+    weight = fitted_slope(np.log(training.grad_norms[i, :, 0, at_init]))
+    print(f"c = {c:.2f}: slope of ln ||dL/dh|| per layer {np.array2string(act, precision=2)}, "
+          f"of ln ||dL/dW|| {np.array2string(weight, precision=2)}")
+fig = lab.plot_gradient_profiles(training)
+fig
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The activation gradients follow Section 4: at $c = 1$ they shrink by about $e^{-0.35}$ per layer
+# on the way to the input, at $c = 2$ they grow by as much, and at $c = \sqrt2$ they are flat. The
+# weight gradients do not: at every scale they have **no trend with depth** (fitted slopes below
+# 0.12 per layer in size, against about 0.35 for the activation gradients) — only a *level*: all
+# tiny at $c = 1$, all huge at $c = 2$. This is Glorot & Bengio's (2010) observation, and the
+# reason is in the formula $\partial\mathcal L/\partial W_l = \delta_l^\top h_{l-1}$: the backward
+# signal $\delta_l$ shrinks toward the input by $\sqrt r$ per layer while the forward signal
+# $h_{l-1}$ grows toward the input by the same $\sqrt r$ (at $c = 1$ the forward signal halves its
+# variance at every layer it passes), so $\|\delta_l\|\,\|h_{l-1}\| \propto r^{(L-l)/2}\,r^{(l-1)/2}
+# = r^{(L-1)/2}$ is the same at every layer. A weight-gradient monitor therefore sees a vanishing
+# or exploding network as every layer flagged alike, not as a trend from output to input; to see
+# the trend, look at the activation gradients (hooks or `retain_grad`).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The monitor in a loop: picking a weight scale
+#
+# Full-batch SGD at learning rate 0.05 for 100 steps, the monitor (with $10^{-3}$ and $10^{2}$ as
+# thresholds) called after every `backward()`. The loop below is the whole experiment for one
+# seed; it prints the monitor's flags and the range of the weight-gradient norms at a few steps.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 monitor = stabletrain.grad_norm_monitor  # the reference; use your own once Exercise 4 passes
 for c in (1.0, math.sqrt(2), 2.0):
     model = relu_mlp(c)
@@ -697,18 +884,16 @@ for c in (1.0, math.sqrt(2), 2.0):
         if step in (0, 99) or not math.isfinite(loss.item()):
             summary = {f: flags.count(f) for f in ("vanishing", "ok", "exploding")}
             print(f"c = {c:.2f}, step {step:3d}: loss {loss.item():8.4f}, layers {summary}, "
-                  f"first/last-layer norm {norms[0]:.1e} / {norms[-1]:.1e}")
+                  f"weight-gradient norms {norms.min():.1e} to {norms.max():.1e}")
         if not math.isfinite(loss.item()):
             break
         optimizer.step()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# The same experiment over 5 seeds (each its own weights and its own spirals; seed 0 is the loop
-# above), all models trained at once by `lab.train_deep_batch` (median and range over seeds; a
-# loss of $\ln 3 \approx 1.10$ is guessing).
+# The same experiment over the 5 seeds of `training` (median and range over seeds; a loss of
+# $\ln 3 \approx 1.10$ is guessing).
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
-training = lab.train_deep_batch(activation="relu", scales=(1.0, math.sqrt(2), 2.0), seeds=(0, 1, 2, 3, 4), steps=100)
 for i, c in enumerate(training.scales):
     lowest = np.min(training.losses[i], axis=1)  # NaN where a run diverged
     print(f"c = {c:.3f}: lowest loss per seed {np.array2string(lowest, precision=3)}, "
@@ -716,19 +901,31 @@ for i, c in enumerate(training.scales):
 lab.plot_training(training)
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# The weight scale decides. At $c = 1$ every layer's gradient is tiny — both the forward signal
-# and the backward gradient shrink by $e^{-0.35}$ per layer — and after 100 steps the loss is still
-# within 0.01 of $\ln 3$ on every seed. At $c = 2$ the gradients grow toward the input, the first
-# steps are far too long, and every seed diverges to NaN within the first three steps. At Kaiming's
-# $c = \sqrt2$, where $\ln\|g\|$ is flat, the loss of every seed falls below 0.7 within 100 steps.
-# It does not fall smoothly: full-batch SGD at this step size jumps back up now and then, so where
-# a run *ends* differs from seed to seed — and from one CPU to another, since a spike amplifies the
-# last bit of a rounding difference. Compare the lowest losses, not the last ones. The flat scale is
-# not "nice to have": at this depth it is the difference between training and not.
+# The weight scale decides. At $c = 1$ every layer's weight gradient is tiny — the monitor flags
+# all 20 layers vanishing at the first step — and after 100 steps the loss is still within 0.01 of
+# $\ln 3$ on every seed. At $c = 2$ every layer's weight gradient is huge, the first steps are far
+# too long, and every seed diverges to NaN within the first three steps. At Kaiming's
+# $c = \sqrt2$, where $\ln\|\partial\mathcal L/\partial h\|$ is flat, the loss of every seed falls
+# below 0.7 within 100 steps. It does not fall smoothly: full-batch SGD at this step size jumps back
+# up now and then, so where a run *ends* differs from seed to seed — and from one CPU to another,
+# since a spike amplifies the last bit of a rounding difference. Compare the lowest losses, not the
+# last ones. The flat scale is not "nice to have": at this depth it is the difference between
+# training and not.
 #
-# **Question 4.** The loop of the graded check rescales exploding layers to norm `high`. Would
-# that rescue the $c = 2$ network? Would anything rescue the $c = 1$ network without changing its
-# weights?
+# **Question 4.** The loop of the graded check rescales every exploding layer's weight gradient to
+# norm `high` before the step. Would that rescue the $c = 2$ network? Predict, then run the cell
+# below: the $c = 2$ networks of the experiment, rescaled at `high` $= 100$. Would anything rescue
+# the $c = 1$ network without changing its weights?
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+rescued = lab.train_deep_batch(activation="relu", scales=(2.0,), seeds=(0, 1, 2, 3, 4), steps=100,
+                               rescale_above=100.0)
+print(f"layers rescaled at step 0, per seed: {rescued.rescaled[0, :, 0]} of {rescued.depth}")
+for s in range(rescued.seeds):
+    loss = rescued.losses[0, s]
+    dead = rescued.dead[0, s]  # per hidden layer: the fraction of units that output 0 for every example
+    print(f"seed {s}: loss {loss[0]:.3g}, at step 1 {loss[1]:.3g}, at step 99 {loss[-1]:.6f} "
+          f"(ln 3 = {math.log(3):.6f}); dead units per hidden layer {dead.min():.0%} to {dead.max():.0%}")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Your `grad_norm_monitor` in the loop
@@ -750,19 +947,33 @@ else:
     print("same flags:", list(your_flags) == reference_flags)
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
-# **Instructor notes — Section 7.** The loop is seed 0 of the batch. At step 0, on every seed: at
-# c = 1 all 20 layers are flagged vanishing (norms 3e-5 to 8e-4 over our runs); by step 99 most
-# have grown past 1e-3, but the loss is still within 0.01 of ln 3. At c = √2 every layer is "ok"
-# (norms 0.02 to 2). At c = 2 the first loss is between 30 and 830 (825 on seed 0), 17 to 20 of the
-# 20 layers are flagged exploding, and the loss is NaN at step 2 on every run. What varies from
-# machine to machine is the c = √2 training after the first ~10 steps: the lowest loss per seed
-# ranges over 0.08–0.57 and the final one over 0.21–1.09 across the seeds and CPU variants the
-# tests run (a 1e-6 change of the initial weights moves a final loss by up to 0.5). *Answer to
-# Question 4:* rescaling exploding layers is
-# per-layer clipping (lesson 4): it bounds the steps and usually prevents the NaN, but the
-# gradient directions of the early layers are still dominated by a few stretched directions, so
-# training is slow. Nothing rescales the c = 1 network's vanishing gradients usefully: a larger
-# learning rate multiplies every layer alike, while the problem is the ratio between layers. The
+# **Instructor notes — Section 7.** The loop and `gradient_profile` use seed 0 of the batch. At
+# the initial weights, over the seeds and CPU variants the tests run: the fitted slope of
+# ln‖∂L/∂h‖ per layer is +0.31…+0.41 at c = 1 (vanishing toward the input), −0.40…−0.28 at c = 2
+# and within ±0.07 at c = √2 — 2–3.5 orders over the hidden layers at c = 1 and at c = 2; the
+# weight-gradient slopes stay within ±0.1 at every scale, and their level is about 10^-3.6, 10^-0.6
+# and 10^2.5 (medians over the layers, ±0.7 over networks). In the figure, layer 1's
+# weight gradient sits lower than the others (its input x has 2 numbers per example, not 32). In the loop,
+# at step 0: at c = 1 all 20 layers are flagged vanishing (norms 3e-5 to 8e-4 over our runs); by
+# step 99 most have grown past 1e-3, but the loss is still within 0.01 of ln 3. At c = √2 every
+# layer is "ok" (norms 0.02 to 2). At c = 2 the first loss is between 30 and 830 (825 on seed 0),
+# 17 to 20 of the 20 layers are flagged exploding, and the loss is NaN at step 2 on every run
+# (with the reference monitor, the NaN step's layers are flagged exploding, not ok). What varies
+# from machine to machine is the c = √2 training after the first ~10 steps: the lowest loss per
+# seed ranges over 0.08–0.57 and the final one over 0.21–1.09 across the seeds and CPU variants
+# the tests run (a 1e-6 change of the initial weights moves a final loss by up to 0.5).
+# *Answer to Question 4:* no — the rescaling kills the network. At step 0 it rescales most of the
+# 20 layers (17–20 in our runs), and each still moves by lr·100 = 5 in Frobenius norm, about half
+# of its weights' own norm (2·√32 ≈ 11). The loss jumps from 30–830 to more than 5,000 (up to a few
+# 10⁸) at step 1, the
+# ReLUs are thrown into their flat negative side for every example, and every network ends with at
+# least one hidden layer whose units are all dead (and every hidden layer at least a quarter dead).
+# A dead layer passes nothing forward or backward, so the output no longer depends on the input:
+# the last biases learn the class frequencies and the loss settles at ln 3 (to within 0.001 on
+# every run) for good. Rescaling each layer to a fixed norm is per-layer clipping (lesson 4) with
+# a threshold these weights cannot take: it bounds the step, not the damage. Nothing rescales the
+# c = 1 network's vanishing gradients usefully: a larger learning rate multiplies every layer
+# alike, while the problem is that the forward and backward signals both fade with depth. The
 # fixes change the network: the init (lesson 3), normalization (lesson 5), residuals (lesson 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -821,9 +1032,15 @@ explorer.widget
 #   $\sigma_w^2 = 2/n$; tanh near $1/n$.
 # - The **Jacobian's singular values** tell the whole story, direction by direction: a flat
 #   *average* can hide directions that vanish; orthogonal weights keep them all at 1 in a linear
-#   network.
+#   network and within a few orders of magnitude in a tanh network (dynamical isometry); ReLU's
+#   switched-off units leave exact zeros with any weights.
+# - The **depth scale** $\xi = 1/|\ln\chi|$ says how many layers a gradient can cross; it is
+#   infinite only at a critical scale, and bias variance moves tanh off it.
 # - In training, **monitor the per-layer gradient norms**; the weight scale alone decides between
-#   no learning, learning and divergence in a 20-layer ReLU network.
+#   no learning, learning and divergence in a 20-layer ReLU network. At initialization the
+#   *activation* gradients show the trend with depth; the *weight* gradients
+#   $\delta_l^\top h_{l-1}$ are about the same at every layer (Glorot & Bengio), so a weight-gradient
+#   monitor sees vanishing or exploding as a level, every layer flagged alike.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Common mistakes
@@ -843,7 +1060,17 @@ explorer.widget
 # - **Multiplying the layers' singular values** instead of the matrices: the singular values of
 #   a product are not the products of singular values.
 # - **Monitoring the weights instead of their gradients**, or only `model.children()` (nested
-#   layers are missed).
+#   layers are missed); calling `.norm()` on a `None` gradient (a frozen layer); a NaN norm
+#   flagged `"ok"` (every comparison with NaN is False); `zero_grad()` inside a monitor.
+# - **Reading a depth trend off weight-gradient norms**: at initialization they are nearly the
+#   same at every layer; the activation gradients carry the trend.
+# - **No activation on the output layer** where the network has one (Exercises 1 and 3).
+# - **`np.linalg.norm(M, 2)` for the Frobenius norm**: for a matrix it is the largest singular value.
+# - **Singular values as $\sqrt{\operatorname{eig}(J^\top J)}$**: forming $J^\top J$ squares the
+#   condition number, and every singular value below about $10^{-8}\sigma_{\max}$ drowns in
+#   round-off; take the SVD of $J$.
+# - **A spread "measured" at the round-off floor**: float64 resolves nothing below about
+#   $10^{-16}$ of the largest singular value.
 # - **Trusting one seed**: the log-norm is a random walk; look at several networks.
 #
 # **References.** S. Hochreiter, *Untersuchungen zu dynamischen neuronalen Netzen*, 1991;
@@ -853,5 +1080,6 @@ explorer.widget
 # 2015; A. Saxe, J. McClelland, S. Ganguli, *Exact solutions to the nonlinear dynamics of learning
 # in deep linear neural networks*, ICLR 2014; J. Pennington, S. Schoenholz, S. Ganguli,
 # *Resurrecting the sigmoid in deep learning through dynamical isometry*, NeurIPS 2017;
+# S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein, *Deep information propagation*, ICLR 2017;
 # B. Hanin, D. Rolnick, *How to start training: the effect of initialization and architecture*,
 # NeurIPS 2018.

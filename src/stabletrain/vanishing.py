@@ -211,8 +211,10 @@ def grad_norm_monitor(model, low: float = 1e-4, high: float = 1e2) -> tuple[np.n
     Returns:
         ``(norms, flags)``: ``norms`` a float64 array of shape (number of Linear layers,), entry i
         the Frobenius norm of layer i's **weight** gradient ``weight.grad`` (biases not included;
-        0.0 when the gradient is None); ``flags`` a list of the same length with ``"vanishing"``
-        where the norm is below ``low``, ``"exploding"`` where it is above ``high``, else ``"ok"``.
+        0.0 when the gradient is None, as for a frozen layer); ``flags`` a list of the same length with
+        ``"vanishing"`` where the norm is below ``low``, ``"exploding"`` where it is above ``high`` **or
+        not finite** (NaN, inf), else ``"ok"``. (NaN compares False with everything, so a test
+        ``n > high`` alone would call it ``"ok"``.) The gradients are only read.
     """
     import torch
 
@@ -222,5 +224,5 @@ def grad_norm_monitor(model, low: float = 1e-4, high: float = 1e2) -> tuple[np.n
             grad = module.weight.grad
             norms.append(0.0 if grad is None else float(torch.linalg.vector_norm(grad.detach().double())))
     norms_array = np.array(norms, dtype=np.float64)
-    flags = ["vanishing" if n < low else "exploding" if n > high else "ok" for n in norms]
+    flags = ["vanishing" if n < low else "ok" if n <= high else "exploding" for n in norms]
     return norms_array, flags

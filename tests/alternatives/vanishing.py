@@ -122,27 +122,39 @@ def jacobian_singular_values_forward_mode(weights, biases, x, activation):
 
 
 def grad_norm_monitor_named(model, low=1e-4, high=1e2):
-    """named_modules and torch.norm; a list of floats back."""
+    """named_modules and torch.norm; math.isfinite for NaN and inf; a list of floats back."""
     norms = []
     for _name, module in model.named_modules():
         if type(module) is torch.nn.Linear:
             norms.append(0.0 if module.weight.grad is None else module.weight.grad.norm().item())
     flags = []
     for n in norms:
-        flags.append("exploding" if n > high else ("vanishing" if n < low else "ok"))
+        flags.append("exploding" if not math.isfinite(n) or n > high else ("vanishing" if n < low else "ok"))
     return norms, flags
 
 
 def grad_norm_monitor_squares(model, low=1e-4, high=1e2):
-    """Sum of squares then sqrt, in numpy; a tuple of flags."""
-    norms = np.array([math.sqrt(float((m.weight.grad.detach().numpy() ** 2).sum()))
+    """Sum of squares then sqrt, in numpy; np.isfinite and np.where; a tuple of flags."""
+    norms = np.array([0.0 if m.weight.grad is None else math.sqrt(float((m.weight.grad.detach().numpy() ** 2).sum()))
                       for m in model.modules() if isinstance(m, torch.nn.Linear)])
-    return norms, tuple(np.where(norms < low, "vanishing", np.where(norms > high, "exploding", "ok")).tolist())
+    exploding = ~np.isfinite(norms) | (norms > high)
+    return norms, tuple(np.where(exploding, "exploding", np.where(norms < low, "vanishing", "ok")).tolist())
+
+
+def grad_norm_monitor_parameters(model, low=1e-4, high=1e2):
+    """Matrix Frobenius norm from torch.linalg, a dict of layers first; the flags from a NaN-safe comparison."""
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    norms = np.zeros(len(layers))
+    for i, layer in enumerate(layers.values()):
+        if layer.weight.grad is not None:
+            norms[i] = float(torch.linalg.matrix_norm(layer.weight.grad, ord="fro"))
+    flags = ["ok" if low <= n <= high else "vanishing" if n < low else "exploding" for n in norms]
+    return norms, flags
 
 
 ALTERNATIVES = {
     "backprop_grad_norms": [backprop_grad_norms_columns, backprop_grad_norms_einsum],
     "log_grad_slope": [log_grad_slope_quad, log_grad_slope_monte_carlo],
     "jacobian_singular_values": [jacobian_singular_values_backward, jacobian_singular_values_forward_mode],
-    "grad_norm_monitor": [grad_norm_monitor_named, grad_norm_monitor_squares],
+    "grad_norm_monitor": [grad_norm_monitor_named, grad_norm_monitor_squares, grad_norm_monitor_parameters],
 }

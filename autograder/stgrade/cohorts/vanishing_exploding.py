@@ -2,8 +2,9 @@
 
 The perfect student's answers are the instructor's solutions, the blank student submits the
 student notebook untouched, and the partial student gets one exercise right, one wrong in a way
-the catalogue names, leaves one unanswered and misses nested layers in the fourth — which earns
-the groups of cases it passes (partial credit per group).
+the catalogue names, leaves one unanswered, and in the fourth calls ``model.zero_grad()`` inside
+the monitor — the grader's training loop survives it, names the mistake, and gives the groups of
+cases it passes (partial credit per group).
 """
 
 from __future__ import annotations
@@ -30,21 +31,26 @@ def log_grad_slope(weight_std, width, activation, preact_var=1.0):
     return 0.5 * math.log10(width * weight_std**2 * mean_square)
 '''
 
-_MONITOR_TOP_LEVEL = '''\
+_MONITOR_ZERO_GRAD = '''\
 def grad_norm_monitor(model, low=1e-4, high=1e2):
-    """Right norms and flags, but only for the model's top-level children (nested layers missed)."""
-    norms = [m.weight.grad.norm().item() for m in model.children() if isinstance(m, torch.nn.Linear)]
-    flags = ["vanishing" if n < low else "exploding" if n > high else "ok" for n in norms]
+    """Right norms and flags, but it 'cleans up' with model.zero_grad() after reading."""
+    norms = []
+    for _name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            norms.append(0.0 if module.weight.grad is None else module.weight.grad.norm().item())
+    flags = ["vanishing" if n < low else "ok" if n <= high else "exploding" for n in norms]
+    model.zero_grad()
     return np.array(norms), flags
 '''
 
 EXPECTED: dict[str, Expected] = {
     "perfect": Expected("graded", 10, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
-    "partial": Expected("graded", 5.5, "backprop_grad_norms right (3); log_grad_slope in log10 fails every check "
+    "partial": Expected("graded", 5.6, "backprop_grad_norms right (3); log_grad_slope in log10 fails every check "
                                        "(0, the feedback names the base of the log); jacobian_singular_values not "
-                                       "attempted (0); grad_norm_monitor misses Linear layers nested in "
-                                       "Sequentials: visible checks (1) and 3 of the 4 hidden groups (1.5)"),
+                                       "attempted (0); grad_norm_monitor calls model.zero_grad() after reading: "
+                                       "visible checks (1) and 4 of the 5 hidden groups (1.6), the feedback says "
+                                       "the monitor cleared the gradients"),
 }
 
 
@@ -56,5 +62,5 @@ def build(src: LessonSources) -> dict[str, nbformat.NotebookNode | str | None]:
         "blank": src.release,
         "partial": src.with_answers({"backprop_grad_norms": good["backprop_grad_norms"],
                                      "log_grad_slope": _SLOPE_LOG10,
-                                     "grad_norm_monitor": _MONITOR_TOP_LEVEL}),
+                                     "grad_norm_monitor": _MONITOR_ZERO_GRAD}),
     }

@@ -8,7 +8,10 @@ fresh copies and records what it returned. ``grad_norm_monitor`` is graded on be
 a case builds a small ``torch.nn`` model from the case's weights and trains it for a few steps of
 SGD, calling the monitor after every ``backward()``; where the monitor flags a layer as exploding,
 the loop rescales that layer's weight gradient to norm ``high`` (using the monitor's norm) before
-the step, so what the loop does depends on the monitor.
+the step, so what the loop does depends on the monitor. The loop keeps the gradient tensors while
+the monitor runs and puts them back afterwards, so a monitor that calls ``model.zero_grad()`` after
+reading does not crash the loop or cost the other groups their points; the cases of the group "the
+monitor only reads the gradients" keep copies and report a monitor that clears or changes them.
 """
 
 from __future__ import annotations
@@ -235,8 +238,33 @@ def _run_jacobian(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     return {"singular_values": values}
 
 
+#: singular values below this fraction of the largest are lost when JᵀJ is formed (√eps ≈ 1.5e-8, with room)
+_GRAM_FLOOR = 1e-6
+
+
+def _lost_in_the_gram_matrix(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Whether ``got`` is right except for singular values that are tiny next to the largest: what the
+    square roots of the eigenvalues of JᵀJ give (its eigenvalues carry an error of eps·σ_max²)."""
+    g, w = got.get("singular_values"), want.get("singular_values")
+    if not isinstance(g, np.ndarray) or not isinstance(w, np.ndarray) or g.shape != w.shape or w.size == 0:
+        return False
+    top = float(np.abs(w).max())
+    tiny = np.abs(w) < _GRAM_FLOOR * top
+    if not tiny.any() or not np.allclose(g[~tiny], w[~tiny], rtol=1e-5, atol=1e-12 * top):
+        return False
+    rest = g[tiny]
+    return bool(np.all(~np.isfinite(rest) | (np.abs(rest) < 10 * _GRAM_FLOOR * top)))
+
+
 def _compare_jacobian(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
-    return _compare_outputs(case, got, want, {"singular_values": "the singular values of ∂h_L/∂x, largest first"})
+    problem = _compare_outputs(case, got, want, {"singular_values": "the singular values of ∂h_L/∂x, largest first"})
+    if problem and _lost_in_the_gram_matrix(got, want):
+        problem += (" The large singular values are right and only the tiny ones (below about 1e-6 of the "
+                    "largest) are off: that is what √(eigenvalues of JᵀJ) gives. Forming JᵀJ squares the "
+                    "condition number, and its eigenvalues carry an error of about 1e-16·σ_max², so every "
+                    "singular value below √(1e-16)·σ_max ≈ 1e-8·σ_max drowns in round-off. Take "
+                    "np.linalg.svd(J, compute_uv=False) of J itself.")
+    return problem
 
 
 def _jacobian_case(label: str, net: dict[str, Any], group: str) -> Case:
@@ -297,9 +325,29 @@ def _build_model(spec: dict[str, Any]):
             layer.weight.copy_(torch.from_numpy(w))
             if spec["bias"]:
                 layer.bias.copy_(torch.from_numpy(b))
+    for i in spec.get("frozen", ()):  # a frozen weight: no gradient, weight.grad stays None
+        linears[i].weight.requires_grad_(False)
     if spec["nested"]:
         return nn.Sequential(*[nn.Sequential(*block) if len(block) > 1 else block[0] for block in blocks]), linears
     return nn.Sequential(*[module for block in blocks for module in block]), linears
+
+
+def _touched(params: list, saved: list) -> str | None:
+    """``"cleared"``, ``"changed"`` or None: what the monitor did to the gradients it was given."""
+    import torch
+
+    for p, before in zip(params, saved):
+        now = p.grad
+        if before is None:
+            if now is not None:
+                return "changed"
+        elif now is None:
+            return "cleared"
+        elif not isinstance(now, torch.Tensor) or now.shape != before.shape:
+            return "changed"
+        elif not torch.equal(now, before) and not bool(((now == before) | (now.isnan() & before.isnan())).all()):
+            return "changed"
+    return None
 
 
 def _run_monitor(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
@@ -314,14 +362,22 @@ def _run_monitor(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
         lr = spec["lr"]
         weights = [layer.weight for layer in linears]
         params = [p for layer in linears for p in (layer.weight, layer.bias) if p is not None]  # model.parameters()
-        norms, flags, losses, clipped = [], [], [], 0
-        for _step in range(spec["steps"]):
+        norms, flags, losses, clipped, touched = [], [], [], 0, None
+        for step in range(spec["steps"]):
             for p in params:  # zero_grad (plain SGD by hand: torch.optim's first step imports torch._dynamo, seconds)
                 p.grad = None
             loss = ((model(x) - y) ** 2).mean()
             loss.backward()
             losses.append(loss.item())
+            # what backward() left: copies where the case checks that the monitor only reads, else the tensors
+            # themselves (put back, they undo a zero_grad(), which sets .grad to None, at no cost)
+            reads_only = spec.get("reads_only", False)
+            saved = [None if p.grad is None else p.grad.clone() if reads_only else p.grad for p in params]
             returned, error = _call(fn, model, low=spec["low"], high=spec["high"])
+            if reads_only and touched is None and (what := _touched(params, saved)):
+                touched = [step, what]
+            for p, grad in zip(params, saved):  # the loop steps with the gradients backward() left
+                p.grad = grad
             if error:
                 return error
             if not isinstance(returned, (tuple, list)) or len(returned) != 2:
@@ -340,21 +396,22 @@ def _run_monitor(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
                 if "exploding" in step_flags:  # the loop's guard: bring each exploding layer's gradient to norm `high`
                     clipped += 1
                     for weight, flag, norm in zip(weights, step_flags, step_norms):
-                        if flag == "exploding" and np.isfinite(norm) and norm > 0:
+                        if flag == "exploding" and weight.grad is not None and np.isfinite(norm) and norm > 0:
                             weight.grad.mul_(spec["high"] / float(norm))
                 for p in params:
                     if p.grad is not None:
                         p -= lr * p.grad
     if len({n.shape for n in norms}) > 1:
         return {"bad_return": "norms must have the same length at every step (one entry per Linear layer)"}
-    return {"norms": np.stack(norms), "flags": flags, "losses": np.array(losses), "clipped": clipped}
+    return {"norms": np.stack(norms), "flags": flags, "losses": np.array(losses), "clipped": clipped,
+            "touched": touched}
 
 
 def _compare_monitor(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
     problem = _compare_outputs(case, got, want, {
         "norms": "the per-layer weight-gradient norms at every step (rows: steps, columns: Linear layers in order)",
     })
-    if problem:
+    if problem or "flags" not in got or "flags" not in want:  # an error or a malformed return: said above
         return problem
     for step, (g, w) in enumerate(zip(got["flags"], want["flags"])):
         if g != w:
@@ -364,21 +421,39 @@ def _compare_monitor(case: Case, got: dict[str, Any], want: dict[str, Any]) -> s
     if got["clipped"] != want["clipped"]:
         return (f"the training loop rescaled exploding layers at {got['clipped']} steps, expected "
                 f"{want['clipped']}.")
-    return _compare_outputs(case, got, want, {"losses": "the training losses (your monitor must not change the "
-                                                        "gradients)"})
+    if case.inputs["spec"].get("reads_only") and got.get("touched") != want.get("touched"):
+        if not got.get("touched"):
+            return "the gradients after the monitor are the ones backward() left, expected them to be changed."
+        step, what = got["touched"]
+        if what == "cleared":
+            return (f"your monitor cleared the gradients at step {step} (model.zero_grad(), or .grad = None): the "
+                    "training loop steps with them after the monitor returns, so it would have nothing to step "
+                    "with. A monitor only reads; zeroing belongs at the start of the next step, before backward().")
+        return (f"your monitor changed the gradients at step {step}: a monitor only reads them (the loop put "
+                "them back to grade the rest). Rescaling gradients is clipping (lesson 4), and it belongs to "
+                "the training loop.")
+    return _compare_outputs(case, got, want, {"losses": "the training losses"})
 
 
 def _monitor_case(label: str, rng: np.random.Generator, widths: tuple[int, ...], activation: str, weight_std: float,
                   low: float, high: float, group: str, *, bias: bool = True, nested: bool = False, steps: int = 3,
-                  lr: float = 0.1, batch: int = 16) -> Case:
+                  lr: float = 0.1, batch: int = 16, frozen: tuple[int, ...] = (), nan_target: bool = False,
+                  reads_only: bool = False) -> Case:
     net = _network(rng, widths, activation, weight_std=weight_std, bias_std=0.1 if bias else 0.0, batch=batch)
     for i, w in enumerate(net["weights"]):  # weight_std is relative to 1/sqrt(fan_in)
         net["weights"][i] = w / math.sqrt(w.shape[1])
-    spec = {"weights": net["weights"], "biases": net["biases"], "x": net["x"],
-            "y": rng.normal(0.0, 1.0, size=(batch, widths[-1])), "activation": activation, "bias": bias,
-            "nested": nested, "steps": steps, "lr": lr, "low": low, "high": high}
+    y = rng.normal(0.0, 1.0, size=(batch, widths[-1]))
+    if nan_target:  # one corrupted target: the loss is NaN, and so is every gradient
+        y[0, 0] = np.nan
+    spec = {"weights": net["weights"], "biases": net["biases"], "x": net["x"], "y": y, "activation": activation,
+            "bias": bias, "nested": nested, "steps": steps, "lr": lr, "low": low, "high": high,
+            "frozen": list(frozen), "reads_only": reads_only}
+    extras = [("" if bias else "no biases"), ("nested Sequentials" if nested else ""),
+              (f"layer {frozen[0] + 1}'s weight frozen (requires_grad=False: its .grad stays None)" if frozen else ""),
+              ("a NaN in the targets" if nan_target else ""),
+              ("checks that the gradients are unchanged after your monitor" if reads_only else "")]
     text = (f"{label} [{activation}, {len(widths) - 1} Linear layers of widths {widths}, weights "
-            f"{weight_std:g}/sqrt(fan_in){'' if bias else ', no biases'}{', nested Sequentials' if nested else ''}, "
+            f"{weight_std:g}/sqrt(fan_in){''.join(', ' + e for e in extras if e)}, "
             f"low={low:g}, high={high:g}, {steps} SGD steps]")
     return Case(text, {"spec": spec, "tol": [1e-6, 1e-12]}, group)
 
@@ -390,21 +465,29 @@ def _monitor_cases(level: str, seed: int) -> list[Case]:
                       "visible examples"),
         _monitor_case("a ReLU network with large weights: exploding layers rescaled", rng, (8,) * 6, "relu", 3.0, 1e-6, 1e2,
                       "visible examples", lr=0.01),
+        _monitor_case("a frozen first layer: its norm is 0.0 (vanishing)", rng, (6,) * 5, "tanh", 1.0, 1e-4, 1e2,
+                      "visible examples", frozen=(0,), steps=1),
     ]
     if level == "hidden":
         cases += [
             _monitor_case("a tanh network, every layer ok", rng, (6, 10, 10, 10, 3), "tanh", 1.0, 1e-8, 1e8,
-                          "norms per layer, in order"),
+                          "norms per layer, in order", steps=1),
             _monitor_case("a sigmoid network of different widths", rng, (5, 12, 7, 9, 4, 2), "sigmoid", 2.0,
-                          1e-8, 1e8, "norms per layer, in order"),
+                          1e-8, 1e8, "norms per layer, in order", steps=1),
             _monitor_case("vanishing and exploding flags", rng, (8,) * 12, "sigmoid", 1.0, 1e-3, 1e-1,
                           "flags and what the loop does with them"),
             _monitor_case("exploding ReLU layers are rescaled", rng, (10,) * 8, "relu", 3.0,
                           1e-8, 50.0, "flags and what the loop does with them", lr=0.01),
+            _monitor_case("NaN gradients are flagged exploding, not ok", rng, (6,) * 4, "tanh", 1.0, 1e-4, 1e2,
+                          "flags and what the loop does with them", nan_target=True, steps=1),
             _monitor_case("layers nested in Sequentials", rng, (6,) * 6, "tanh", 1.5, 1e-8, 1e8,
-                          "nested models and layers without bias", nested=True),
+                          "nested models, layers without bias, frozen layers", nested=True, steps=1),
             _monitor_case("Linear layers without bias", rng, (6,) * 5, "relu", 1.5, 1e-8, 1e8,
-                          "nested models and layers without bias", bias=False),
+                          "nested models, layers without bias, frozen layers", bias=False, steps=1),
+            _monitor_case("a frozen middle layer inside nested Sequentials", rng, (7,) * 5, "sigmoid", 1.0, 1e-8, 1e8,
+                          "nested models, layers without bias, frozen layers", nested=True, frozen=(2,), steps=1),
+            _monitor_case("the gradients after your monitor are the ones backward() left", rng, (6,) * 5, "relu", 3.0,
+                          1e-4, 50.0, "the monitor only reads the gradients", reads_only=True, lr=0.01, steps=2),
         ]
     return cases
 

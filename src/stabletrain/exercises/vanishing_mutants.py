@@ -17,8 +17,14 @@ from .base import Mutant
 # backprop_grad_norms
 
 
+def _spectral(a):
+    """np.linalg.norm(M, 2): the largest singular value of a matrix (the 2-norm of a vector)."""
+    return np.linalg.norm(a, 2)
+
+
 def _backprop(weights, biases, x, grad_output, activation, *, transpose=False, derivative="pre", weight_input="prev",
-              report="input", use_bias=True, squared=False):
+              report="input", use_bias=True, squared=False, linear_output=False, norm_of_weights=None,
+              norm_of_inputs=None):
     """The reference's loop with one thing changed (the keyword arguments name what)."""
     if not use_bias:
         biases = [np.zeros_like(b) for b in biases]
@@ -27,8 +33,11 @@ def _backprop(weights, biases, x, grad_output, activation, *, transpose=False, d
     input_norms, weight_norms = np.empty(L), np.empty(L)
     g = np.asarray(grad_output, dtype=np.float64)
     norm = (lambda a: float(np.sum(a**2))) if squared else np.linalg.norm
+    weight_norm, input_norm = norm_of_weights or norm, norm_of_inputs or norm
     for l in range(L, 0, -1):  # noqa: E741
-        if derivative == "pre":
+        if linear_output and l == L:  # as if the last layer had no activation (h_L = y_L)
+            fprime = np.ones_like(pre[l - 1])
+        elif derivative == "pre":
             fprime = _act(activation, pre[l - 1])[1]
         elif derivative == "post":  # f'(h_l): the derivative evaluated at the layer's output
             fprime = _act(activation, post[l])[1]
@@ -38,12 +47,15 @@ def _backprop(weights, biases, x, grad_output, activation, *, transpose=False, d
         else:  # no derivative at all
             fprime = np.ones_like(pre[l - 1])
         delta = g * fprime
-        h_in = post[l - 1] if weight_input == "prev" else post[l]
-        weight_norms[l - 1] = norm(delta.T @ h_in)
+        if weight_input == "pre":  # the layer's input before its activation: y_(l-1) (x for the first layer)
+            h_in = pre[l - 2] if l > 1 else post[0]
+        else:
+            h_in = post[l - 1] if weight_input == "prev" else post[l]
+        weight_norms[l - 1] = weight_norm(delta.T @ h_in)
         before = g
         W = np.asarray(weights[l - 1], dtype=np.float64)
         g = delta @ (W.T if transpose else W)
-        input_norms[l - 1] = norm({"input": g, "delta": delta, "output": before}[report])
+        input_norms[l - 1] = input_norm({"input": g, "delta": delta, "output": before}[report])
     return input_norms, weight_norms
 
 
@@ -88,6 +100,22 @@ def _bp_squared(w, b, x, g, a):
     return _backprop(w, b, x, g, a, squared=True)
 
 
+def _bp_linear_output(w, b, x, g, a):
+    return _backprop(w, b, x, g, a, linear_output=True)
+
+
+def _bp_spectral(w, b, x, g, a):
+    return _backprop(w, b, x, g, a, norm_of_weights=_spectral, norm_of_inputs=_spectral)
+
+
+def _bp_spectral_weights(w, b, x, g, a):
+    return _backprop(w, b, x, g, a, norm_of_weights=_spectral)
+
+
+def _bp_weight_with_pre_activation(w, b, x, g, a):
+    return _backprop(w, b, x, g, a, weight_input="pre")
+
+
 def _bp_mean_over_batch(w, b, x, g, a):
     inputs, weights = _backprop(w, b, x, g, a)
     return inputs, weights / np.asarray(x).shape[0]
@@ -116,6 +144,19 @@ BACKPROP: dict[str, Mutant] = {
     "squared_norm": Mutant(_bp_squared, "the Frobenius norm is the square root of the sum of squares."),
     "mean_over_batch": Mutant(_bp_mean_over_batch, "the loss is the sum Σ G ⊙ h_L over the batch, so ∂L/∂W_l sums "
                               "the examples' contributions; do not divide by the batch size."),
+    "no_activation_on_the_output_layer": Mutant(_bp_linear_output, "in this exercise's network every layer applies "
+                                                "the activation, the last one too (h_L = f(y_L)), so the backward "
+                                                "pass starts with δ_L = G ⊙ f′(y_L). (Section 7's models end in a "
+                                                "plain Linear layer; this one does not.)"),
+    "spectral_norm": Mutant(_bp_spectral, "np.linalg.norm(M, 2) of a matrix is its spectral norm, the largest "
+                            "singular value; the exercise asks for the Frobenius norm, np.linalg.norm(M) (or "
+                            "np.linalg.norm(M, 'fro')): the square root of the sum of all squared entries."),
+    "spectral_norm_of_the_weight_gradient": Mutant(_bp_spectral_weights, "np.linalg.norm(M, 2) of the weight "
+                                                   "gradient δᵀh is its largest singular value; ‖∂L/∂W_l‖_F is "
+                                                   "np.linalg.norm(M) (or 'fro'), the root of the sum of squares."),
+    "weight_gradient_with_pre_activation": Mutant(_bp_weight_with_pre_activation, "∂L/∂W_l = δ_lᵀ h_(l-1) pairs "
+                                                  "δ_l with what layer l multiplies, the previous layer's output "
+                                                  "h_(l-1) = f(y_(l-1)), not its pre-activation y_(l-1)."),
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -167,6 +208,17 @@ def _slope_variance_as_std(weight_std, width, activation, preact_var=1.0):
     return 0.5 * math.log(width * weight_std**2 * _d2(activation, preact_var**2))
 
 
+def _slope_hermgauss_nodes(weight_std, width, activation, preact_var=1.0):
+    """Nodes and weights of np.polynomial.hermite.hermgauss (weight e^(-x²)) in the formula for hermegauss
+    (weight e^(-x²/2)): z = √q·x and a division by √(2π)."""
+    if activation in ("linear", "relu"):
+        d2 = _d2(activation, preact_var)
+    else:
+        nodes, weights = np.polynomial.hermite.hermgauss(100)
+        d2 = float(np.sum(weights * _act(activation, math.sqrt(preact_var) * nodes)[1] ** 2) / math.sqrt(2 * math.pi))
+    return 0.5 * math.log(width * weight_std**2 * d2)
+
+
 def _slope_no_width(weight_std, width, activation, preact_var=1.0):
     return 0.5 * math.log(weight_std**2 * _d2(activation, preact_var))
 
@@ -190,25 +242,34 @@ SLOPE: dict[str, Mutant] = {
                               "x ~ N(0, 1), not q·x."),
     "no_width": Mutant(_slope_no_width, "each entry of g_(l-1) sums n terms W_ij·δ_i: the gain has the factor n "
                        "(the width)."),
+    "hermgauss_nodes_with_the_hermegauss_formula": Mutant(
+        _slope_hermgauss_nodes, "np.polynomial.hermite.hermgauss is for the weight e^(−x²): with it, "
+        "E[u(z)] = Σ wᵢ·u(√(2q)·xᵢ)/√π. The formula Σ wᵢ·u(√q·xᵢ)/√(2π) belongs to "
+        "np.polynomial.hermite_e.hermegauss (weight e^(−x²/2)); do not mix the two."),
 }
 
 # ----------------------------------------------------------------------------------------------
 # jacobian_singular_values
 
 
-def _jac(weights, biases, x, activation, *, order="forward", derivative="pre", transpose=False, last_only=False):
+def _jac(weights, biases, x, activation, *, order="forward", derivative="pre", transpose=False, last_only=False,
+         use_bias=True, linear_output=False, weight_then_derivative=False):
+    if not use_bias:
+        biases = [np.zeros_like(np.asarray(b, dtype=np.float64)) for b in biases]
     pre, post = mlp_forward(weights, biases, x, activation)
     factors = []
     for i, W in enumerate(weights):
         W = np.asarray(W, dtype=np.float64)
         W = W.T if transpose else W
-        if derivative == "pre":
+        if linear_output and i == len(weights) - 1:
+            d = np.ones(W.shape[0])
+        elif derivative == "pre":
             d = _act(activation, pre[i])[1]
         elif derivative == "post":
             d = _act(activation, post[i + 1])[1]
         else:
             d = np.ones(W.shape[0])
-        factors.append(d[:, None] * W)
+        factors.append(W @ np.diag(d) if weight_then_derivative else d[:, None] * W)  # W·D raises unless square
     if last_only:
         factors = factors[-1:]
     J = factors[0]
@@ -249,6 +310,25 @@ def _jac_squared(w, b, x, a):
     return np.linalg.svd(_jac(w, b, x, a), compute_uv=False) ** 2
 
 
+def _jac_no_bias(w, b, x, a):
+    return np.linalg.svd(_jac(w, b, x, a, use_bias=False), compute_uv=False)
+
+
+def _jac_linear_output(w, b, x, a):
+    return np.linalg.svd(_jac(w, b, x, a, linear_output=True), compute_uv=False)
+
+
+def _jac_weight_then_derivative(w, b, x, a):
+    return np.linalg.svd(_jac(w, b, x, a, weight_then_derivative=True), compute_uv=False)
+
+
+def _jac_root_of_gram_eigenvalues(w, b, x, a):
+    """√(eigenvalues of JᵀJ) (or J Jᵀ, the smaller of the two), largest first: the squared condition number."""
+    J = _jac(w, b, x, a)
+    gram = J.T @ J if J.shape[1] <= J.shape[0] else J @ J.T
+    return np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0.0, None))[::-1].copy()
+
+
 def _jac_product_of_layer_values(w, b, x, a):
     """Multiplies the singular values of the layers: right only if all of them were aligned."""
     pre, _ = mlp_forward(w, b, x, a)
@@ -277,6 +357,16 @@ JACOBIAN: dict[str, Mutant] = {
     "product_of_layer_values": Mutant(_jac_product_of_layer_values, "the singular values of a product are not the "
                                       "products of the layers' singular values (their directions are not aligned); "
                                       "multiply the matrices first."),
+    "biases_ignored": Mutant(_jac_no_bias, "the biases move the pre-activations y_l = W_l h_(l-1) + b_l, so they "
+                             "decide D_l = diag(f′(y_l)): compute the forward pass with them."),
+    "no_activation_on_the_output_layer": Mutant(_jac_linear_output, "every layer of this network applies the "
+                                                "activation, the last one too: J starts with D_L W_L, not W_L."),
+    "weight_then_derivative": Mutant(_jac_weight_then_derivative, "the chain rule for h_l = f(W_l h_(l-1) + b_l) "
+                                     "gives D_l W_l (the slopes scale the rows, the outputs of the layer), not "
+                                     "W_l D_l; D_l has n_l entries, one per output."),
+    "root_of_gram_eigenvalues": Mutant(_jac_root_of_gram_eigenvalues, "√(eigenvalues of JᵀJ) squares the condition "
+                                       "number: singular values below about 1e-8 of the largest drown in "
+                                       "round-off. Take np.linalg.svd(J, compute_uv=False) of J itself."),
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -290,18 +380,25 @@ def _linears(model, top_level_only=False):
     return [m for m in modules if isinstance(m, nn.Linear)]
 
 
-def _flags(norms, low, high, swapped=False):
+def _flags(norms, low, high, swapped=False, nan_is_ok=False):
     names = ("exploding", "vanishing") if swapped else ("vanishing", "exploding")
-    return [names[0] if n < low else names[1] if n > high else "ok" for n in norms]
+    if nan_is_ok:
+        return [names[0] if n < low else names[1] if n > high else "ok" for n in norms]
+    return [names[0] if n < low else "ok" if n <= high else names[1] for n in norms]
 
 
-def _mon(model, low, high, *, what="grad", reverse=False, top_level_only=False, swapped=False):
+def _mon(model, low, high, *, what="grad", reverse=False, top_level_only=False, swapped=False, nan_is_ok=False):
     import torch
 
     norms = []
     for layer in _linears(model, top_level_only):
+        if layer.weight.grad is None:
+            if what == "crash_on_none":
+                layer.weight.grad.norm()  # AttributeError: 'NoneType' object has no attribute 'norm'
+            norms.append(0.0)
+            continue
         g = layer.weight.grad.double()
-        if what == "grad":
+        if what in ("grad", "crash_on_none"):
             norms.append(float(torch.linalg.vector_norm(g)))
         elif what == "weight":
             norms.append(float(torch.linalg.vector_norm(layer.weight.detach().double())))
@@ -312,37 +409,26 @@ def _mon(model, low, high, *, what="grad", reverse=False, top_level_only=False, 
             norms.append(float(g.pow(2).sum()))
         elif what == "max_abs":
             norms.append(float(g.abs().max()))
+        elif what == "spectral":
+            norms.append(float(torch.linalg.matrix_norm(g, ord=2)))
     if reverse:
         norms = norms[::-1]
-    return np.array(norms), _flags(norms, low, high, swapped)
+    return np.array(norms), _flags(norms, low, high, swapped, nan_is_ok)
 
 
-def _mon_reversed(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, reverse=True)
+def _mon_variant(**options):
+    """The reference monitor with one thing changed (``_mon``'s keyword arguments name what)."""
+    def monitor(model, low=1e-4, high=1e2):
+        return _mon(model, low, high, **options)
+
+    return monitor
 
 
-def _mon_weights(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, what="weight")
-
-
-def _mon_with_bias(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, what="with_bias")
-
-
-def _mon_squared(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, what="squared")
-
-
-def _mon_max_abs(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, what="max_abs")
-
-
-def _mon_top_level(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, top_level_only=True)
-
-
-def _mon_swapped(model, low=1e-4, high=1e2):
-    return _mon(model, low, high, swapped=True)
+def _mon_zero_grad(model, low=1e-4, high=1e2):
+    """Right norms and flags, then model.zero_grad() 'to clean up'."""
+    norms, flags = _mon(model, low, high)
+    model.zero_grad()
+    return norms, flags
 
 
 def _mon_every_parameter(model, low=1e-4, high=1e2):
@@ -360,27 +446,55 @@ def _mon_normalises(model, low=1e-4, high=1e2):
     """Right norms, but it rescales each gradient to norm 1 'to fix' it."""
     norms, flags = _mon(model, low, high)
     for layer in _linears(model):
-        layer.weight.grad.div_(layer.weight.grad.norm().clamp(min=1e-12))
+        if layer.weight.grad is not None:
+            layer.weight.grad.div_(layer.weight.grad.norm().clamp(min=1e-12))
     return norms, flags
 
 
 MONITOR: dict[str, Mutant] = {
-    "reversed_layer_order": Mutant(_mon_reversed, "report the layers in the order the model applies them "
-                                   "(model.named_modules()), first layer first."),
-    "weight_norms": Mutant(_mon_weights, "the monitor measures the gradients, layer.weight.grad, not the weights "
-                           "themselves."),
-    "weight_and_bias": Mutant(_mon_with_bias, "the norm is of the weight gradient only; the bias's gradient is "
-                              "left out."),
-    "squared_norm": Mutant(_mon_squared, "the Frobenius norm is the square root of the sum of squares."),
-    "max_abs": Mutant(_mon_max_abs, "the Frobenius (2-)norm sums the squares of every entry; the largest entry "
-                      "alone is the max-norm."),
-    "top_level_only": Mutant(_mon_top_level, "model.children() sees only the top level: Linear layers nested in "
-                             "Sequentials are found by model.named_modules()."),
-    "flags_swapped": Mutant(_mon_swapped, "a norm below `low` is vanishing, above `high` exploding."),
-    "every_parameter": Mutant(_mon_every_parameter, "one entry per Linear layer (its weight gradient), not one per "
-                              "parameter tensor (weights and biases)."),
-    "global_norm": Mutant(_mon_global, "each layer gets its own norm; one global norm for all layers cannot say "
-                          "which layers vanish."),
-    "changes_gradients": Mutant(_mon_normalises, "a monitor only reads the gradients: rescaling them changes the "
-                                "training step (that is clipping, lesson 4)."),
+    "reversed_layer_order": Mutant(
+        _mon_variant(reverse=True),
+        "report the layers in the order the model applies them (model.named_modules()), first layer first."),
+    "weight_norms": Mutant(
+        _mon_variant(what="weight"),
+        "the monitor measures the gradients, layer.weight.grad, not the weights themselves."),
+    "weight_and_bias": Mutant(
+        _mon_variant(what="with_bias"),
+        "the norm is of the weight gradient only; the bias's gradient is left out."),
+    "squared_norm": Mutant(
+        _mon_variant(what="squared"), "the Frobenius norm is the square root of the sum of squares."),
+    "max_abs": Mutant(
+        _mon_variant(what="max_abs"),
+        "the Frobenius (2-)norm sums the squares of every entry; the largest entry alone is the max-norm."),
+    "top_level_only": Mutant(
+        _mon_variant(top_level_only=True),
+        "model.children() sees only the top level: Linear layers nested in Sequentials are found by "
+        "model.named_modules()."),
+    "flags_swapped": Mutant(
+        _mon_variant(swapped=True), "a norm below `low` is vanishing, above `high` exploding."),
+    "every_parameter": Mutant(
+        _mon_every_parameter,
+        "one entry per Linear layer (its weight gradient), not one per parameter tensor (weights and biases)."),
+    "global_norm": Mutant(
+        _mon_global, "each layer gets its own norm; one global norm for all layers cannot say which layers vanish."),
+    "changes_gradients": Mutant(
+        _mon_normalises,
+        "a monitor only reads the gradients: rescaling them changes the training step (that is clipping, lesson 4)."),
+    "nan_is_ok": Mutant(
+        _mon_variant(nan_is_ok=True),
+        "every comparison with NaN is False, so a NaN norm is neither below `low` nor above `high` and falls "
+        "through to 'ok'. A norm that is not finite (NaN or inf) is 'exploding': test math.isfinite(n) (or write "
+        "the test as n <= high for 'ok')."),
+    "crashes_on_a_none_gradient": Mutant(
+        _mon_variant(what="crash_on_none"),
+        "a layer whose weight is frozen (requires_grad=False) or not used in the forward pass has weight.grad = "
+        "None after backward(): report 0.0 for it instead of calling .norm() on None."),
+    "spectral_norm": Mutant(
+        _mon_variant(what="spectral"),
+        "torch.linalg.norm(G, 2) / matrix_norm(G, ord=2) of a matrix is its largest singular value; the monitor "
+        "reports the Frobenius norm, torch.linalg.vector_norm(G) or G.norm()."),
+    "zero_grad_after_reading": Mutant(
+        _mon_zero_grad,
+        "a monitor only reads: model.zero_grad() inside it throws away the gradients the training loop is about "
+        "to step with. Zero them at the start of the next step, before backward()."),
 }

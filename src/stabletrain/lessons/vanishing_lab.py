@@ -67,16 +67,19 @@ __all__ = [
     "Sweep",
     "gradient_sweep",
     "preactivation_variances",
+    "depth_scale",
     "predicted_log_norms",
     "fit_slopes",
     "plot_sweep",
     "plot_slopes",
+    "JACOBIAN_SETUPS",
     "jacobian_spectra",
     "plot_jacobian_spectra",
     "TrainingBatch",
     "train_deep_batch",
     "deep_mlp_weights",
     "plot_training",
+    "plot_gradient_profiles",
     "VanishingExplorer",
 ]
 
@@ -158,22 +161,49 @@ def plot_sigmoid_derivative() -> Figure:
 
 def sigmoid_chain(depth: int = 20, width: int = WIDTH, scale: float = 1.0, seeds: Sequence[int] = SEEDS,
                   jitter: float = 0.0) -> dict[str, np.ndarray]:
-    r"""Backpropagate through ``depth`` bias-free sigmoid layers, one network per seed.
+    r"""Backpropagate through ``depth`` bias-free sigmoid layers, one network per seed, and split the
+    gap between the bound and the truth into what the weights and what the slopes contribute.
 
-    Returns float64 arrays of shape (len(seeds),): ``ratio`` :math:`= \|g_0\|/\|g_L\|` (input-side over
-    output-side gradient norm, batch of ``BATCH``), ``bound`` :math:`= \prod_l \tfrac14\|W_l\|_2`
-    (since :math:`\|g_{l-1}\| = \|(g_l\odot\sigma'(y_l))W_l\| \le \tfrac14\|W_l\|_2\|g_l\|`), and
-    ``quarter`` :math:`= (1/4)^{L}` for reference. ``jitter``: relative jitter of the initial weights
-    (:func:`stabletrain.perturb.jitter_`).
+    The networks, inputs and upstream gradients are :func:`gradient_sweep`'s (batch ``BATCH``).
+    One backward step :math:`g_{l-1} = \delta_l W_l`, :math:`\delta_l = g_l\odot\sigma'(y_l)`, factors
+    exactly into a *slope factor* :math:`a_l = \|\delta_l\|/\|g_l\|` (at most 1/4) and a *stretch*
+    :math:`b_l = \|\delta_l W_l\|/\|\delta_l\|` (at most :math:`\|W_l\|_2`), so
+
+    .. math:: \frac{\text{bound}}{\text{truth}} = \prod_l \frac{\|W_l\|_2}{b_l}\;\prod_l \frac{1/4}{a_l}.
+
+    Returns float64 arrays of shape (len(seeds),): ``ratio`` :math:`\|g_0\|/\|g_L\|`, ``bound``
+    :math:`\prod_l \tfrac14\|W_l\|_2`, ``quarter`` :math:`(1/4)^L`, ``weight_gap`` and ``slope_gap``
+    (the two products above), ``spectral`` and ``stretch`` (geometric means over the layers of
+    :math:`\|W_l\|_2` and :math:`b_l`), ``median_slope`` (the median of every :math:`\sigma'(y_l)`
+    entry) and ``below_0_2`` (the fraction of them below 0.2). ``jitter``: relative jitter of the
+    initial weights (:func:`stabletrain.perturb.jitter_`).
     """
-    sweep = gradient_sweep(depths=(depth,), activations=("sigmoid",), scales=(scale,), width=width, seeds=seeds,
-                           jitter=jitter, keep_weights=True)
-    log_norms = sweep.log_norms[depth, "sigmoid", scale]
-    ratio = np.exp(log_norms[:, 0] - log_norms[:, -1])
-    weights = sweep.weights[depth][:, :, :, :] * (scale / math.sqrt(width))
-    spectral = torch.linalg.matrix_norm(weights, ord=2).numpy()  # (seeds, depth)
-    bound = np.prod(spectral / 4, axis=1)
-    return {"ratio": ratio, "bound": bound, "quarter": np.full(len(seeds), 0.25**depth)}
+    with single_thread():
+        z, x, grad = _sweep_draws(depth, seeds, width, BATCH, jitter)
+        w = z * (scale / math.sqrt(width))
+        h, ys = x, []
+        for layer in range(depth):
+            ys.append(torch.bmm(h, w[:, layer].transpose(1, 2)))
+            h = torch.sigmoid(ys[-1])
+        g, log_a, log_b, slopes = grad, [], [], []
+        for layer in range(depth - 1, -1, -1):
+            slope = _fprime("sigmoid", ys[layer])
+            delta = g * slope
+            g_new = torch.bmm(delta, w[:, layer])
+            norm_g, norm_delta = (torch.linalg.vector_norm(t, dim=(1, 2)) for t in (g, delta))
+            log_a.append(torch.log(norm_delta / norm_g))
+            log_b.append(torch.log(torch.linalg.vector_norm(g_new, dim=(1, 2)) / norm_delta))
+            slopes.append(slope.reshape(len(seeds), -1))
+            g = g_new
+        log_a, log_b = torch.stack(log_a, 1).numpy(), torch.stack(log_b, 1).numpy()
+        log_spectral = torch.log(torch.linalg.matrix_norm(w, ord=2)).numpy()  # (seeds, depth)
+        slopes = torch.cat(slopes, 1).numpy()
+    return {"ratio": np.exp(log_a.sum(1) + log_b.sum(1)), "bound": np.exp(log_spectral.sum(1) - depth * math.log(4)),
+            "quarter": np.full(len(seeds), 0.25**depth),
+            "weight_gap": np.exp(log_spectral.sum(1) - log_b.sum(1)),
+            "slope_gap": np.exp(-depth * math.log(4) - log_a.sum(1)),
+            "spectral": np.exp(log_spectral.mean(1)), "stretch": np.exp(log_b.mean(1)),
+            "median_slope": np.median(slopes, axis=1), "below_0_2": (slopes < 0.2).mean(axis=1)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,6 +352,21 @@ def _backprop_log_norms(z: torch.Tensor, x: torch.Tensor, grad: torch.Tensor, ac
     return torch.stack(out)
 
 
+def _sweep_draws(depth: int, seeds: Sequence[int], width: int, batch: int,
+                 jitter: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Standard-normal Z (seeds, depth, width, width), x and G (seeds, batch, width): one generator per
+    (seed, depth), Z jittered with its own generator."""
+    draws = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(1_000_003 * seed + depth)
+        z = torch.randn(depth, width, width, generator=gen, dtype=torch.float64)
+        jitter_(z, jitter, seed=1_000_003 * seed + depth)
+        draws.append((z, torch.randn(batch, width, generator=gen, dtype=torch.float64),
+                      torch.randn(batch, width, generator=gen, dtype=torch.float64)))
+    z, x, grad = (torch.stack(parts) for parts in zip(*draws))
+    return z, x, grad
+
+
 def gradient_sweep(depths: Sequence[int] = DEPTHS, activations: Sequence[str] = ACTIVATIONS,
                    scales: Sequence[float] = SCALES, width: int = WIDTH, batch: int = BATCH,
                    seeds: Sequence[int] = SEEDS, jitter: float = 0.0, keep_weights: bool = False) -> Sweep:
@@ -338,14 +383,7 @@ def gradient_sweep(depths: Sequence[int] = DEPTHS, activations: Sequence[str] = 
     log_norms, control, kept = {}, {}, {}
     with single_thread():
         for depth in depths:
-            draws = []
-            for seed in seeds:
-                gen = torch.Generator().manual_seed(1_000_003 * seed + depth)
-                z = torch.randn(depth, width, width, generator=gen, dtype=torch.float64)
-                jitter_(z, jitter, seed=1_000_003 * seed + depth)
-                draws.append((z, torch.randn(batch, width, generator=gen, dtype=torch.float64),
-                              torch.randn(batch, width, generator=gen, dtype=torch.float64)))
-            z, x, grad = (torch.stack(parts) for parts in zip(*draws))
+            z, x, grad = _sweep_draws(depth, seeds, width, batch, jitter)
             for activation in activations:
                 result = _backprop_log_norms(z, x, grad, activation, scales).numpy()
                 for i, c in enumerate(scales):
@@ -373,6 +411,38 @@ def preactivation_variances(depth: int, activation: str, scale: float, input_var
         else:
             q[i] = scale**2 * _gauss(lambda z: f(z) ** 2, q[i - 1])
     return q
+
+
+def depth_scale(activation: str, scale: float, bias_std: float = 0.0, max_layers: int = 5000) -> dict[str, float]:
+    r"""Mean-field depth scale of the gradient (Schoenholz et al. 2017) for weights N(0, c²/n) and biases N(0, σ_b²).
+
+    The forward recursion :math:`q_{l+1} = c^2\,\mathbb E[f(z)^2] + \sigma_b^2`, :math:`z\sim\mathcal N(0, q_l)`,
+    is run from :math:`q = 1` until it settles (at most ``max_layers`` layers) at :math:`q^*`. There
+    every layer multiplies the squared gradient norm by :math:`\chi = c^2\,\mathbb E[f'(z)^2]`, so it
+    changes by a factor e over :math:`\xi = 1/|\ln\chi|` layers. Returns ``q_star``, ``chi``, ``xi``
+    (inf where χ = 1) and ``layers`` (how many the recursion ran). At a critical setting with
+    :math:`q^* = 0` (tanh at c = 1 without bias) q only decays like 1/(2l), so χ after ``max_layers``
+    layers is 1 − O(1/max_layers) and ξ is of the order of ``max_layers``: infinite in the limit.
+    """
+    from stabletrain.vanishing import derivative_square_mean
+
+    fns = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}
+    q, layers = 1.0, 0
+    for layers in range(1, max_layers + 1):
+        if activation in ("relu", "linear"):  # closed forms: E[relu(z)^2] = q/2, E[z^2] = q
+            new = scale**2 * q * (0.5 if activation == "relu" else 1.0) + bias_std**2
+        else:
+            new = scale**2 * _gauss(lambda z: fns[activation](z) ** 2, q) + bias_std**2
+        settled = abs(new - q) <= 1e-12 * max(q, 1e-300)
+        q = new
+        if q < 1e-30:  # the signal died out: q* = 0
+            q = 0.0
+            break
+        if settled or not math.isfinite(q) or q > 1e300:
+            break
+    chi = scale**2 * derivative_square_mean(activation, max(q, 1e-300))  # at q -> 0, not at 0 (ReLU's f'(0) = 0)
+    critical = math.isclose(chi, 1.0, rel_tol=1e-12)
+    return {"q_star": q, "chi": chi, "xi": math.inf if critical else 1 / abs(math.log(chi)), "layers": layers}
 
 
 @functools.lru_cache(maxsize=None)
@@ -476,8 +546,13 @@ def _orthogonal(gaussian: np.ndarray) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def jacobian_spectra(depths: Sequence[int] = DEPTHS, setups: Sequence[tuple[str, float, str]] = (
-        ("linear", 1.0, "orthogonal"), ("tanh", 1.0, "gaussian"), ("relu", math.sqrt(2), "gaussian")),
+#: the Jacobian setups (activation, c, weights): each activation at its flat scale, Gaussian and orthogonal
+JACOBIAN_SETUPS: tuple[tuple[str, float, str], ...] = tuple(
+    (act, c, kind) for kind in ("gaussian", "orthogonal") for act, c in (("linear", 1.0), ("tanh", 1.0),
+                                                                          ("relu", math.sqrt(2))))
+
+
+def jacobian_spectra(depths: Sequence[int] = DEPTHS, setups: Sequence[tuple[str, float, str]] = JACOBIAN_SETUPS,
         width: int = 32, seeds: Sequence[int] = TRAINING_SEEDS,
         jitter: float = 0.0) -> dict[tuple[str, float, str, int], np.ndarray]:
     r"""Singular values of :math:`\partial h_L/\partial x` (reference ``jacobian_singular_values``).
@@ -508,39 +583,50 @@ def jacobian_spectra(depths: Sequence[int] = DEPTHS, setups: Sequence[tuple[str,
     return out
 
 
-#: singular values below this are drawn at it (the plot says so): ReLU's Jacobians have exact zeros
-JACOBIAN_FLOOR = 1e-12
+#: singular values below this are drawn at it (the plot says so): a float64 SVD resolves nothing below
+#: about 2e-16 of the largest singular value, and ReLU's Jacobians have exact zeros
+JACOBIAN_FLOOR = 1e-16
 
 
 @styled
 def plot_jacobian_spectra(spectra: dict[tuple[str, float, str, int], np.ndarray]) -> Figure:
-    """One panel per setup: singular values (largest first, log scale) for each depth, median and range."""
+    """A grid of panels, one row per kind of weights (Gaussian, orthogonal) and one column per activation:
+    singular values (largest first, log scale) for each depth, median and range over seeds."""
     setups = list(dict.fromkeys(k[:3] for k in spectra))
+    kinds = list(dict.fromkeys(k[2] for k in setups))
+    acts = list(dict.fromkeys((k[0], k[1]) for k in setups))
     depths = sorted({k[3] for k in spectra})
-    fig = Figure(figsize=(4.6 * len(setups), 4.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(setups), sharey=True))
-    for ax, (act, c, kind) in zip(axes, setups):
-        for i, depth in enumerate(depths):
-            values = spectra[act, c, kind, depth]
-            index = np.arange(1, values.shape[1] + 1)
-            style = line_style(i + 1)
-            shown = np.maximum(values, JACOBIAN_FLOOR)
-            ax.fill_between(index, shown.min(axis=0), shown.max(axis=0), color=style["color"], alpha=0.18, lw=0)
-            ax.plot(index, np.median(shown, axis=0), color=style["color"], ls=style["linestyle"],
-                    label=f"{depth} layers")
-        ax.set_yscale("log")
-        ax.set_ylim(JACOBIAN_FLOOR / 3, 30)
-        ax.axhline(JACOBIAN_FLOOR, color="0.5", lw=1, ls=":")
-        ax.set_title(f"{act}, {kind}, c = {c:.3g}")
-        ax.set_xlabel("index of the singular value")
-    axes[0].set_ylabel("singular value of ∂h_L/∂x")
-    axes[0].text(1, JACOBIAN_FLOOR * 1.6, f"values below {JACOBIAN_FLOOR:.0e} (and exact zeros) drawn on this line",
-                 fontsize=12, color="0.3")
-    axes[-1].legend(loc="lower left", fontsize=12)
+    fig = Figure(figsize=(4.6 * len(acts), 3.9 * len(kinds) + 0.6), layout="constrained")
+    axes = np.array(fig.subplots(len(kinds), len(acts), sharey=True, squeeze=False))
+    for row, kind in enumerate(kinds):
+        for col, (act, c) in enumerate(acts):
+            ax = axes[row, col]
+            if (act, c, kind) not in setups:
+                ax.set_visible(False)
+                continue
+            for i, depth in enumerate(depths):
+                values = spectra[act, c, kind, depth]
+                index = np.arange(1, values.shape[1] + 1)
+                style = line_style(i + 1)
+                shown = np.maximum(values, JACOBIAN_FLOOR)
+                ax.fill_between(index, shown.min(axis=0), shown.max(axis=0), color=style["color"], alpha=0.18, lw=0)
+                ax.plot(index, np.median(shown, axis=0), color=style["color"], ls=style["linestyle"],
+                        label=f"{depth} layers")
+            ax.set_yscale("log")
+            ax.set_ylim(JACOBIAN_FLOOR / 30, 100)
+            ax.axhline(JACOBIAN_FLOOR, color="0.5", lw=1, ls=":")
+            ax.set_title(f"{act}, {kind}, c = {c:.3g}")
+            if row == len(kinds) - 1:
+                ax.set_xlabel("index of the singular value")
+        axes[row, 0].set_ylabel("singular value of ∂h_L/∂x")
+    axes[0, 0].text(1, JACOBIAN_FLOOR * 3, "below 1e-16 and exact zeros: on this line", fontsize=12, color="0.3")
+    axes[-1, min(1, len(acts) - 1)].legend(loc="lower left", fontsize=12)
     fig.suptitle("Singular values of the input-output Jacobian (median and range over seeds)")
-    fig.set_label("Singular values of the input-output Jacobian, largest first on a log axis, for three setups "
-                  "and three depths: with orthogonal weights in a linear network all are 1 at every depth; with "
-                  "Gaussian weights they spread over more orders of magnitude the deeper the network.")
+    fig.set_label("Singular values of the input-output Jacobian, largest first on a log axis, for linear, tanh and "
+                  "ReLU networks with Gaussian weights (top) and orthogonal weights (bottom) at three depths. "
+                  "Gaussian weights spread them over more orders of magnitude the deeper the network, down to "
+                  "the round-off floor; orthogonal weights keep the linear network at exactly 1 and the tanh "
+                  "network within a few orders; ReLU has exact zeros with either kind of weights.")
     return fig
 
 
@@ -550,15 +636,22 @@ def plot_jacobian_spectra(spectra: dict[tuple[str, float, str, int], np.ndarray]
 
 @dataclass
 class TrainingBatch:
-    """Per model (one per (scale, seed)): losses (steps,), grad_norms (steps, layers) of ‖∂L/∂W_l‖."""
+    """One model per (scale, seed). ``losses`` (scales, seeds, steps); per step and layer l = 1..depth:
+    ``grad_norms`` ‖∂L/∂W_l‖ and ``input_grad_norms`` ‖∂L/∂h_(l-1)‖, the gradient arriving at the
+    layer's input (h_0 = x), both (scales, seeds, steps, depth); ``dead`` (scales, seeds, depth - 1):
+    the fraction of each hidden layer's units whose output is 0 for every example at the last step;
+    ``rescaled`` (scales, seeds, steps): how many layers had their gradient rescaled (``rescale_above``)."""
 
     activation: str
     depth: int
     width: int
     scales: list[float]
     seeds: int
-    losses: np.ndarray  # (scales, seeds, steps)
-    grad_norms: np.ndarray  # (scales, seeds, steps, depth)
+    losses: np.ndarray
+    grad_norms: np.ndarray
+    input_grad_norms: np.ndarray
+    dead: np.ndarray
+    rescaled: np.ndarray
     seconds: float
 
     def final_loss(self, scale: float) -> np.ndarray:
@@ -582,14 +675,17 @@ def deep_mlp_weights(c: float, depth: int = 20, width: int = 32, seed: int = 0, 
 
 def train_deep_batch(activation: str = "relu", depth: int = 20, width: int = 32,
                      scales: Sequence[float] = (1.0, math.sqrt(2), 2.0), seeds: Sequence[int] = TRAINING_SEEDS,
-                     steps: int = 100, lr: float = LR, jitter: float = 0.0, points_per_class: int = 50) -> TrainingBatch:
+                     steps: int = 100, lr: float = LR, jitter: float = 0.0, points_per_class: int = 50,
+                     rescale_above: float | None = None) -> TrainingBatch:
     r"""Train ``len(scales) × len(seeds)`` MLPs on the 3-class spirals with full-batch SGD, all at once.
 
     Each model: ``depth`` Linear layers (2 → width → … → width → 3), the activation after all but
     the last, weights from :func:`deep_mlp_weights` (N(0, c²/fan_in), the same draws for every c),
     zero biases, cross-entropy, on ``make_spirals(points_per_class, classes=3, seed=seed)``: a seed
-    changes the weights and the data. Records the loss and every layer's weight-gradient norm at
-    every step. float32, one thread.
+    changes the weights and the data. With ``rescale_above``, each step first does what the graded
+    monitor's loop does: every layer whose weight-gradient norm is above it (and finite) has that
+    gradient rescaled to norm ``rescale_above``. Records the loss, every layer's weight-gradient
+    norm and the norm of the gradient at every layer's input at every step. float32, one thread.
     """
     from stabletrain.data import make_spirals
 
@@ -602,13 +698,15 @@ def train_deep_batch(activation: str = "relu", depth: int = 20, width: int = 32,
         weights = [torch.stack(layer).requires_grad_() for layer in zip(*per_model)]
         biases = [torch.zeros(m, 1, w.shape[1], requires_grad=True) for w in weights]
         params = weights + biases
-        xb = torch.stack([x for x, _ in data]).repeat(len(scales), 1, 1)
+        x = torch.stack([x for x, _ in data]).repeat(len(scales), 1, 1)
         yb = torch.stack([y for _, y in data]).repeat(len(scales), 1).reshape(-1)
-        losses = np.zeros((m, steps))
-        norms = np.zeros((m, steps, depth))
+        losses, rescaled = np.zeros((m, steps)), np.zeros((m, steps), dtype=np.int64)
+        norms, input_norms = np.zeros((m, steps, depth)), np.zeros((m, steps, depth))
         for step in range(steps):
-            h = xb
+            h, inputs = x.clone().requires_grad_(), []
             for i, (w, b) in enumerate(zip(weights, biases)):
+                h.retain_grad()
+                inputs.append(h)
                 h = torch.baddbmm(b, h, w.transpose(1, 2))
                 if i < depth - 1:
                     h = _f(activation, h)
@@ -618,14 +716,53 @@ def train_deep_batch(activation: str = "relu", depth: int = 20, width: int = 32,
                 p.grad = None
             per_model_loss.sum().backward()
             losses[:, step] = per_model_loss.detach().numpy()
-            norms[:, step] = torch.stack([torch.linalg.vector_norm(w.grad, dim=(1, 2)) for w in weights], 1).numpy()
             with torch.no_grad():
+                step_norms = torch.stack([torch.linalg.vector_norm(w.grad, dim=(1, 2)) for w in weights], 1)
+                norms[:, step] = step_norms.numpy()
+                input_norms[:, step] = torch.stack([torch.linalg.vector_norm(t.grad, dim=(1, 2)) for t in inputs],
+                                                   1).numpy()
+                if rescale_above is not None:
+                    over = torch.isfinite(step_norms) & (step_norms > rescale_above)
+                    rescaled[:, step] = over.sum(dim=1).numpy()
+                    factor = torch.where(over, rescale_above / step_norms, torch.ones_like(step_norms))
+                    for i, w in enumerate(weights):
+                        w.grad *= factor[:, i, None, None]
                 for p in params:
                     p -= lr * p.grad
+        dead = np.stack([(t.detach() == 0).all(dim=1).double().mean(dim=1).numpy() for t in inputs[1:]], 1)
     shape = (len(scales), len(seeds))
     return TrainingBatch(activation, depth, width, [float(s) for s in scales], len(seeds),
                          losses.reshape(*shape, steps), norms.reshape(*shape, steps, depth),
-                         time.perf_counter() - start)
+                         input_norms.reshape(*shape, steps, depth), dead.reshape(*shape, depth - 1),
+                         rescaled.reshape(*shape, steps), time.perf_counter() - start)
+
+
+@styled
+def plot_gradient_profiles(batch: TrainingBatch, step: int = 0) -> Figure:
+    """At one step (default: the initial weights), per layer l and scale, median and range over seeds:
+    left log10 ‖∂L/∂h_(l-1)‖, the gradient arriving at layer l's input; right log10 ‖∂L/∂W_l‖."""
+    fig = Figure(figsize=(12.5, 4.6), layout="constrained")
+    ax_act, ax_weight = fig.subplots(1, 2, sharey=True)
+    layers = np.arange(1, batch.depth + 1)
+    for i, c in enumerate(batch.scales):
+        style = line_style(i + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _band(ax_act, layers, np.log10(batch.input_grad_norms[i, :, step]), style, f"c = {c:.3g}")
+            _band(ax_weight, layers, np.log10(batch.grad_norms[i, :, step]), style, f"c = {c:.3g}")
+    ax_act.set_title("activation gradients ‖∂L/∂h_(l−1)‖: a trend")
+    ax_weight.set_title("weight gradients ‖∂L/∂W_l‖: a level, no trend")
+    ax_act.set_ylabel(r"$\log_{10}$ gradient norm")
+    for ax in (ax_act, ax_weight):
+        ax.set_xlabel("layer l (1 = first; its input is x, 2 numbers per example)")
+        ax.set_xticks([1, 5, 10, 15, 20] if batch.depth >= 20 else list(layers))
+    ax_act.legend(loc="upper right", fontsize=12)
+    where = "at initialization" if step == 0 else f"at step {step}"
+    fig.suptitle(f"{batch.depth}-layer {batch.activation} MLP {where}: median and range over {batch.seeds} seeds")
+    fig.set_label("Two panels of log gradient norm against layer for three weight scales. Left, the gradient "
+                  "arriving at each layer's input: it falls toward the input at the smallest scale, rises toward "
+                  "the input at the largest and is flat at the middle one. Right, each layer's weight gradient: "
+                  "no trend with depth at any scale, only a level that is tiny, moderate or huge.")
+    return fig
 
 
 #: losses above this are drawn at it, and gradient norms above 10**GRAD_CEIL at it (the plot says so)
@@ -636,7 +773,8 @@ GRAD_CEIL = 6.0
 @styled
 def plot_training(batch: TrainingBatch) -> Figure:
     """Left: loss per step (median and range over seeds) per scale, a ✕ where runs diverge.
-    Right: log10 ‖∂L/∂W_1‖ (solid) and ‖∂L/∂W_L‖ (dotted), medians over seeds."""
+    Right: log10 ‖∂L/∂W_1‖ (the scale's line and band: median and range) and ‖∂L/∂W_L‖ (thin
+    dotted, median), per step."""
     fig = Figure(figsize=(12.5, 4.6), layout="constrained")
     ax_loss, ax_norm = fig.subplots(1, 2)
     steps = np.arange(batch.losses.shape[2])
@@ -668,7 +806,7 @@ def plot_training(batch: TrainingBatch) -> Figure:
                  ha="right", va="top", fontsize=12, color="0.3")
     ax_norm.set_xlabel("step")
     ax_norm.set_ylabel(r"$\log_{10}\|\partial L/\partial W\|$")
-    ax_norm.set_title("first layer (solid) and last layer (dotted)")
+    ax_norm.set_title("‖∂L/∂W‖: first layer (band), last layer (dotted)")
     ax_norm.legend(loc="lower right", fontsize=12)
     fig.set_label("Left: training loss against step for three weight scales; the smallest scale stays near the "
                   "guessing level, the middle one decreases, the largest diverges within a few steps. Right: log "
