@@ -420,3 +420,20 @@ def test_tanh_at_five_thirds_settles_a_little_above_one():
     for _ in range(200):
         q = (5 / 3) ** 2 * float(A.second_moment("tanh", math.sqrt(q)))
     assert 1.1 < q < 1.3 and q == pytest.approx(1.18, abs=0.01)
+
+
+def test_gauss_legendre_on_folded_half_lines():
+    """"Gauss–Legendre nodes on [0, 12] (beyond 12, φ is below 10⁻³¹): 200 of them reach 10⁻¹³ for every
+    activation here". Measured: worst relative error 2.2e-14 over sigmoid, tanh, ELU, SELU, GELU and
+    SiLU at σ from 0.1 to 25. Deterministic (fixed nodes)."""
+    assert math.exp(-72) / math.sqrt(2 * math.pi) < 1e-31
+    nodes, weights = np.polynomial.legendre.leggauss(200)
+    x, w = 6.0 * (nodes + 1), 6.0 * weights
+    density = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    worst = 0.0
+    for name in ("sigmoid", "tanh", "elu", "selu", "gelu", "silu"):
+        f = A.ACTIVATIONS[name].f
+        for sigma in (0.1, 0.5, 1.0, 2.0, 7.5, 25.0):
+            value = float(np.sum(w * density * (f(sigma * x) ** 2 + f(-sigma * x) ** 2)))
+            worst = max(worst, abs(value - A.second_moment(name, sigma)) / A.second_moment(name, sigma))
+    assert worst < 1e-13 / 1.2

@@ -409,6 +409,13 @@ def _dead_cases(level: str, seed: int) -> list[Case]:
 
 
 def _run_dead(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
+    from ..threads import single_thread
+
+    with single_thread():  # tiny models: in a grader process with several threads each op would wait for them
+        return _run_dead_case(fn, case)
+
+
+def _run_dead_case(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     import torch
 
     spec = case.inputs["spec"]
@@ -536,6 +543,11 @@ _G_FORMULA = "g = √(q / E[f(z)²])"
 _G_STD = "z ~ N(0, q): second_moment takes the standard deviation √q"
 
 
+@functools.cache
+def _hermite_e_nodes() -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.hermite_e.hermegauss(120)
+
+
 def _gauss_hermite_moment(activation: str, sigma: float) -> float:
     """E[f(σx)²], x ~ N(0, 1), for the gain exercise's recording ``second_moment``: closed forms for
     piecewise-linear f, probabilists' Gauss–Hermite (120 nodes) for smooth ones. Both the reference
@@ -543,7 +555,7 @@ def _gauss_hermite_moment(activation: str, sigma: float) -> float:
     slopes = {"linear": (1.0, 1.0), "relu": (1.0, 0.0), "leaky_relu": (1.0, 0.01)}.get(activation)
     if slopes is not None:
         return 0.5 * (slopes[0] ** 2 + slopes[1] ** 2) * sigma * sigma
-    x, w = np.polynomial.hermite_e.hermegauss(120)
+    x, w = _hermite_e_nodes()
     z = sigma * x
     if activation == "tanh":
         f = np.tanh(z)
@@ -660,6 +672,13 @@ def _recycle_cases(level: str, seed: int) -> list[Case]:
 
 
 def _run_recycle(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
+    from ..threads import single_thread
+
+    with single_thread():  # tiny models and backward passes: one thread is faster, and never waits
+        return _run_recycle_case(fn, case)
+
+
+def _run_recycle_case(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     import torch
 
     from .rng import cpu_rng
