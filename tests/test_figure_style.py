@@ -52,6 +52,17 @@ def _cliff_kwargs() -> dict[str, Any]:
 
 
 _LAB04 = "stabletrain.lessons.clipping_lab"
+_LAB02 = "stabletrain.lessons.activations_lab"
+
+
+@functools.cache
+def _activations_small():
+    from stabletrain.lessons import activations_lab as lab
+
+    cfg = lab.DeadConfig(n_per_class=40, width=16, steps=40, burst_steps=10, recycle_every=20)
+    return {"dead": lab.dead_unit_experiment(seeds=(0, 1), cfg=cfg),
+            "depth": lab.gradient_through_depth(seeds=(0, 1), depth=6, width=32, batch=16),
+            "fixed": lab.second_moment_through_depth(seeds=(0, 1), depth=6, width=32, batch=16)}
 
 
 _LAB00 = "stabletrain.lessons.diagnostics_lab"
@@ -168,6 +179,10 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
      lambda: {"training": _init_lab().train_sweep(_init_lab().TRAIN_INITS, depth=3, width=8, steps=5, seeds=(0, 1))}),
     ("03-symmetry", _LAB03, "plot_symmetry",
      lambda: {"sym": _init_lab().symmetry_sweep(("zero", "constant", "random", "nudged"), steps=5, seeds=(0, 1))}),
+    ("02-activations", _LAB02, "plot_activations", dict),
+    ("02-gradient-through-depth", _LAB02, "plot_gradient_through_depth", lambda: {"sweep": _activations_small()["depth"]}),
+    ("02-dead-units", _LAB02, "plot_dead_units", lambda: {"result": _activations_small()["dead"]}),
+    ("02-fixed-point", _LAB02, "plot_fixed_point", lambda: {"result": _activations_small()["fixed"]}),
 ]
 
 
@@ -217,6 +232,14 @@ def test_the_explorer_widget_draws_in_the_course_style():
     from stabletrain.lessons import clipping_lab as lab
 
     explorer = lab.ClippingExplorer(_clipping_sweep(), kind="norm", max_norm=2.0, clip_factor=0.05)
+    sizes = style.font_sizes(explorer.figure)
+    assert sizes and min(sizes) >= style.MIN_FONT_PT
+
+
+def test_the_histogram_explorer_draws_in_the_course_style():
+    from stabletrain.lessons import activations_lab as lab
+
+    explorer = lab.HistogramExplorer("gelu", 2.0)
     sizes = style.font_sizes(explorer.figure)
     assert sizes and min(sizes) >= style.MIN_FONT_PT
 
