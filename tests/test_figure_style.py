@@ -52,6 +52,18 @@ def _cliff_kwargs() -> dict[str, Any]:
 
 
 _LAB04 = "stabletrain.lessons.clipping_lab"
+_LAB05 = "stabletrain.lessons.batchnorm_lab"
+
+
+def _lab05(experiment: str, **kwargs: Any) -> Callable[[], dict[str, Any]]:
+    """Keyword arguments ``{"result": lab.<experiment>(**kwargs)}`` for a lesson-05 figure (small settings)."""
+
+    def make() -> dict[str, Any]:
+        from stabletrain.lessons import batchnorm_lab as lab
+
+        return {"result": getattr(lab, experiment)(**kwargs)}
+
+    return make
 
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
@@ -64,6 +76,17 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("04-threshold-sweep", _LAB04, "plot_threshold_sweep", lambda: {"sweep": _clipping_sweep()}),
     ("04-clipping-stats", _LAB04, "plot_clipping_stats",
      lambda: {"sweep": _clipping_sweep(), "keys": [("value", 2.0), ("norm", 2.0), ("agc", 0.05)]}),
+    ("05-standardization", _LAB05, "plot_standardization", _lab05("standardization_experiment", steps=20, seeds=(0, 1))),
+    ("05-sweep-heatmaps", _LAB05, "plot_sweep_heatmaps",
+     _lab05("sweep_experiment", scales=(1.0, 4.0), lrs=(0.1, 1.0), depth=2, width=8, steps=5, seeds=(0, 1))),
+    ("05-weight-norms", _LAB05, "plot_weight_norms", _lab05("weight_norm_experiment", steps=5, seeds=(0, 1))),
+    ("05-gradient-norms", _LAB05, "plot_gradient_norms",
+     _lab05("gradient_norm_experiment", depth=3, width=8, batch=16, seeds=(0, 1))),
+    ("05-batch-size", _LAB05, "plot_batch_size", _lab05("batch_size_experiment", batch_sizes=(2, 8), steps=5,
+                                                        seeds=(0, 1))),
+    ("05-residual-stream", _LAB05, "plot_residual_stream", _lab05("residual_stream_experiment", blocks=4, width=8,
+                                                                  batch=32, seeds=(0, 1))),
+    ("05-explorer", _LAB05, "explorer_figure", dict),
 ]
 
 
