@@ -856,8 +856,9 @@ print(f"no weight decay: the norm grew at every step on every seed: {bool(np.all
       f"by {(no_decay[:, -1] / no_decay[:, 0]).min() - 1:.1%} to {(no_decay[:, -1] / no_decay[:, 0]).max() - 1:.1%} in "
       f"{no_decay.shape[1] - 1} steps")
 ratio = norms.effective_lr(norms.weight_decay)[:, -1] / norms.effective_lr(0.0)[:, -1]
-print(f"weight decay: the norm ends at {(decay[:, -1] / decay[:, 0]).min():.2f} to {(decay[:, -1] / decay[:, 0]).max():.2f} "
-      f"of its start; effective step {ratio.min():.1f} to {ratio.max():.1f} times the one without")
+shrink = decay[:, -1] / decay[:, 0]
+print(f"weight decay: the norm ends at {shrink.min():.2f} to {shrink.max():.2f} of its start; effective step "
+      f"{ratio.min():.1f} to {ratio.max():.1f} times the one without")
 lab.plot_weight_norms(norms)
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -893,7 +894,8 @@ lab.plot_weight_norms(norms)
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 grad_norms = lab.gradient_norm_experiment()
 n = grad_norms.norms
-print(f"no BN: scale 2 / scale 0.5, smallest ratio over layers and seeds: {(n['plain', 2.0] / n['plain', 0.5]).min():.1e}")
+print(f"no BN: scale 2 / scale 0.5, smallest ratio over layers and seeds: "
+      f"{(n['plain', 2.0] / n['plain', 0.5]).min():.1e}")
 with_bn = np.stack([n["bn", s] for s in (0.5, 1.0, 2.0)])
 print(f"with BN: largest spread over the three scales: {(with_bn.max(0) / with_bn.min(0)).max():.2f}x")
 towards_input = with_bn[:, :, 1] / with_bn[:, :, -2]
@@ -953,8 +955,8 @@ lab.plot_batch_size(sizes)
 # so the first batch-norm layer passes on only *which* of the two samples is larger along each of
 # its 32 directions — not where the pair lies, nor how far apart its points are. The cell below
 # checks it on a small network: a pair, and the same pair moved 50 units away and stretched 7
-# times, give the same training-mode logits. A spiral point's class depends on where it lies, and that is what two-sample statistics
-# erase.
+# times, give the same training-mode logits. A spiral point's class depends on where it lies, and
+# that is what two-sample statistics erase.
 #
 # Evaluation mode then sees what training never used: the running statistics, averaged over
 # hundreds of pairs, describe the real inputs, and the same weights compute a different function.
@@ -988,8 +990,8 @@ assert shift < 1e-3 and shift_eval > 0.3
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Recalibrating the statistics, and freezing them
 #
-# The running statistics are an exponential average over the last few dozen batches (momentum
-# 0.1), taken while the weights were still moving. To recompute them for the final weights, reset
+# The running statistics are an exponential average (momentum 0.1: 90 % of the weight on the last
+# 22 batches), taken while the weights were still moving. To recompute them for the final weights, reset
 # them, set `momentum=None` (a plain average) and run the training data through the model in
 # training mode under `torch.no_grad()` — `torch.optim.swa_utils.update_bn(loader, model)` does
 # exactly this. It is required whenever weights change without training steps: after averaging
@@ -1142,28 +1144,29 @@ explorer.widget
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Instructor notes (numbers this notebook produces, and how much they vary).** The ranges below
 # are over 30 runs: seeds 0–14 with this machine's kernels, and seeds 0–4 with torch's AVX2 and
-# generic kernels and with a 10⁻⁶ jitter of the initial weights (`tests/test_claims_05_batch_norm.py`).
-# A student's five seeds fall inside them; the exact values move with the CPU wherever training is
-# chaotic (large learning rates), by up to 0.2 in a single run's final loss.
-# Standardization (float64, the same on every CPU): condition number $2.5$–$4 \times 10^9$ raw
-# against 1.5–2.0 standardized; raw gradient descent keeps 23–75 % of its initial excess loss after
-# 100 steps (seeds 0–4: 48–71 %). Heat map: without BN the band that trains is the Kaiming row
-# (median 0.3–0.4 at lr 0.1) and scale 2 at lr 0.01 (median about 0.5, where some seeds diverge:
-# 2 of 5 in every 5-seed run, 3 of 15 natively); scale 0.5 left chance on 1 of 150 runs (seed 5, lr
+# generic kernels and with a 10⁻⁶ jitter of the initial weights
+# (`tests/test_claims_05_batch_norm.py`). A student's five seeds fall inside them; the exact values
+# move with the CPU wherever training is chaotic (large learning rates), by up to 0.2 in a single
+# run's final loss. Standardization (float64, the same on every CPU): condition number 2.5–4 × 10⁹
+# raw against 1.5–2.0 standardized; raw gradient descent keeps 23–75 % of its initial excess loss
+# after 100 steps (seeds 0–4: 48–71 %). Heat map: without BN the band that trains is the Kaiming row
+# (median 0.3–0.4 at lr 0.1) and scale 2 at lr 0.01 (median about 0.5, where some seeds diverge: 2
+# of 5 in every 5-seed run, 3 of 15 natively); scale 0.5 left chance on 1 of 150 runs (seed 5, lr
 # 0.3). With BN the largest cell median is 0.64–0.71 and the best 0.32–0.37, at lr 0.1 (or 0.3: the
-# best cell moves with the CPU's kernels); the noisiest cell is weight scale 0.25 at lr 1 (runs
-# from 0.37 to 0.91 — the one run above 0.8 came from the generic kernels). Gradient norms: with BN the spread across the three weight scales is at most
-# 2.2× at any layer; the second layer's gradient is 30–95× the last hidden layer's. Batch size: with
-# BN, 27–59 % of predictions change between the modes at batch 2 and 7–10 % at batch 64; test
-# accuracy 0.38–0.71 at batch 2 and 0.98–0.99 at batch 64 (without BN 0.75–0.97 and 0.97–0.98). At
-# batch 2 the training-mode loss is 1.01–1.12 and the evaluation-mode loss 0.88–1.10 (the control
-# 0.23–0.48); from batch 8 on the training-mode loss is 0.10 or more above the evaluation-mode one.
-# Recalibrating moves BN's batch-2 test accuracy by up to 0.16 in either direction and leaves the
-# control ahead by 0.14 or more; at batch 64 it stays at 0.96 or above. Weight norm (float64, the
-# same on every CPU to three digits): |cos(W, grad)| ≤ 2 × 10⁻⁴, Pythagoras to 0.5 %, growth 3–5 %
-# in 300 steps; with λ = 0.02 the norm ends at 0.38–0.41 of its start and the effective step is
-# 6.4–7.3 times larger. Residual stream: Var(x₃₂) = 30–36 with BN branches; without, a factor
-# 1.77–1.97 per block (10⁸ to 2.5 × 10⁹ after 32 blocks).
+# best cell moves with the CPU's kernels); the noisiest cell is weight scale 0.25 at lr 1 (runs from
+# 0.37 to 0.91 — the one run above 0.8 came from the generic kernels). Gradient norms: with BN the
+# spread across the three weight scales is at most 2.2× at any layer; the second layer's gradient is
+# 30–95× the last hidden layer's. Batch size: with BN, 27–59 % of predictions change between the
+# modes at batch 2 and 7–10 % at batch 64; test accuracy 0.38–0.71 at batch 2 and 0.98–0.99 at batch
+# 64 (without BN 0.75–0.97 and 0.97–0.98). At batch 2 the training-mode loss is 1.01–1.12 and the
+# evaluation-mode loss 0.88–1.10 (the control 0.23–0.48); from batch 8 on the training-mode loss is
+# 0.10 or more above the evaluation-mode one. Recalibrating moves BN's batch-2 test accuracy by up
+# to 0.16 in either direction and leaves the control ahead by 0.14 or more; at batch 64 it stays at
+# 0.96 or above. Weight norm (float64, the same on every CPU to three digits): the cosine of W and
+# its gradient at most 2 × 10⁻⁴ in size, Pythagoras to 0.5 %, growth 3–5 % in 300 steps; with λ =
+# 0.02 the norm ends at 0.38–0.41 of its start and the effective step is 6.4–7.3 times larger.
+# Residual stream: Var(x₃₂) = 30–36 with BN branches; without, a factor 1.77–1.97 per block (10⁸ to
+# 2.5 × 10⁹ after 32 blocks).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap

@@ -135,6 +135,7 @@ def build(src: LessonSources) -> dict[str, nbformat.NotebookNode | str | None]:
             "batchnorm_backward": good["batchnorm_backward"],
             "BatchNorm1d": _DETACHED_MODULE,
         }),
-        "shortcuts": src.with_answers({**good, "batchnorm_backward": _AUTOGRAD_BACKWARD, "BatchNorm1d": _leaking(good["BatchNorm1d"]),
+        "shortcuts": src.with_answers({**good, "batchnorm_backward": _AUTOGRAD_BACKWARD,
+                                       "BatchNorm1d": _leaking(good["BatchNorm1d"]),
                                        "train_bn_classifier": _FULL_BATCH_MOMENTUM_LOOP}),
     }

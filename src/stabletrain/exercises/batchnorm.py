@@ -672,19 +672,15 @@ class _LoopProbe:
         steps = [i for i, (training, _) in enumerate(self.passes) if training]
         if not steps or len(self.grads) != len(steps):
             return None
-        after = self.snapshots[1:] + [self.weight.detach().to(torch.float64, copy=True)]
-        missed, predicted = [0.0, 0.0, 0.0], [1e-30, 1e-30, 1e-30]
-        total = torch.zeros_like(self.grads[0])
-        buffer = torch.zeros_like(self.grads[0])
-        for t, i in enumerate(steps):
-            g = self.grads[t]
-            total += g
-            buffer = self.MOMENTUM * buffer + g
-            delta = after[i] - self.snapshots[i]
-            for k, u in enumerate((g, total, buffer)):
-                missed[k] += float((delta + lr * u).norm())
-                predicted[k] += lr * float(u.norm())
-        return [m / p for m, p in zip(missed, predicted)]
+        weights = torch.stack([*self.snapshots, self.weight.detach().to(torch.float64)]).flatten(1)
+        index = torch.tensor(steps)
+        delta = weights[index + 1] - weights[index]  # (T, weights): what each training step changed
+        grads = torch.stack(self.grads).flatten(1)
+        powers = self.MOMENTUM ** torch.arange(len(steps), dtype=torch.float64)
+        # the momentum buffer b_t = sum_k 0.9^(t-k) g_k, as one lower-triangular matrix product
+        mix = torch.tril(powers[:, None] / powers[None, :])
+        rules = (grads, grads.cumsum(0), mix @ grads)  # this step's gradient, never reset, momentum
+        return [float((delta + lr * u).norm(dim=1).sum() / (lr * u.norm(dim=1).sum() + 1e-30)) for u in rules]
 
 
 def _run_loop(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
@@ -697,7 +693,7 @@ def _run_loop(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
         logits = _quietly(lambda: fn(model, torch.tensor(inputs["x_train"]), torch.tensor(inputs["y_train"]),
                                      torch.tensor(inputs["x_test"]), **inputs["kwargs"]))
         state = {k: _tensor(v) for k, v in model.state_dict().items()}
-        residuals = probe.update_residuals(inputs["kwargs"]["lr"])
+        residuals = _quietly(lambda: probe.update_residuals(inputs["kwargs"]["lr"]))
     except Exception as exc:
         return raised(exc)
     train_rows = sorted({rows for training, rows in probe.passes if training})

@@ -536,7 +536,7 @@ class WeightNormResult:
     weight_decay: float
     norms: dict[float, np.ndarray]  # weight decay -> (seeds, steps + 1)
     max_cosine: float  # largest |cos(W, ∂L/∂W)| over every step, run and hidden layer
-    max_identity_error: float  # largest relative error of ‖W_t+1‖² = ‖W_t‖² + lr²‖g_t‖² (no weight decay)
+    max_identity_error: float  # largest relative error of ‖W_t+1‖² = ‖W_t‖² + lr²‖g_t‖² (without decay)
 
     def effective_lr(self, weight_decay: float) -> np.ndarray:
         """lr / ‖W‖², the step size that the direction W/‖W‖ sees, (seeds, steps + 1)."""
