@@ -144,6 +144,20 @@ def _init_lab():
     return lab
 
 
+_LAB05 = "stabletrain.lessons.batchnorm_lab"
+
+
+def _lab05(experiment: str, **kwargs: Any) -> Callable[[], dict[str, Any]]:
+    """Keyword arguments ``{"result": lab.<experiment>(**kwargs)}`` for a lesson-05 figure (small settings)."""
+
+    def make() -> dict[str, Any]:
+        from stabletrain.lessons import batchnorm_lab as lab
+
+        return {"result": getattr(lab, experiment)(**kwargs)}
+
+    return make
+
+
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("00-step-size", _LAB00, "plot_step_size", _step_size_kwargs),
@@ -183,6 +197,17 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("02-gradient-through-depth", _LAB02, "plot_gradient_through_depth", lambda: {"sweep": _activations_small()["depth"]}),
     ("02-dead-units", _LAB02, "plot_dead_units", lambda: {"result": _activations_small()["dead"]}),
     ("02-fixed-point", _LAB02, "plot_fixed_point", lambda: {"result": _activations_small()["fixed"]}),
+    ("05-standardization", _LAB05, "plot_standardization", _lab05("standardization_experiment", steps=20, seeds=(0, 1))),
+    ("05-sweep-heatmaps", _LAB05, "plot_sweep_heatmaps",
+     _lab05("sweep_experiment", scales=(1.0, 4.0), lrs=(0.1, 1.0), depth=2, width=8, steps=5, seeds=(0, 1))),
+    ("05-weight-norms", _LAB05, "plot_weight_norms", _lab05("weight_norm_experiment", steps=5, seeds=(0, 1))),
+    ("05-gradient-norms", _LAB05, "plot_gradient_norms",
+     _lab05("gradient_norm_experiment", depth=3, width=8, batch=16, seeds=(0, 1))),
+    ("05-batch-size", _LAB05, "plot_batch_size", _lab05("batch_size_experiment", batch_sizes=(2, 8), steps=5,
+                                                        seeds=(0, 1))),
+    ("05-residual-stream", _LAB05, "plot_residual_stream", _lab05("residual_stream_experiment", blocks=4, width=8,
+                                                                  batch=32, seeds=(0, 1))),
+    ("05-explorer", _LAB05, "explorer_figure", dict),
 ]
 
 
