@@ -101,6 +101,11 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
      lambda: {"training": _init_lab().train_sweep(_init_lab().TRAIN_INITS, depth=3, width=8, steps=5, seeds=(0, 1))}),
     ("03-symmetry", _LAB03, "plot_symmetry",
      lambda: {"sym": _init_lab().symmetry_sweep(("zero", "constant", "random", "nudged"), steps=5, seeds=(0, 1))}),
+    ("03-bias-profile", _LAB03, "plot_bias_profile",
+     lambda: {"bp": _init_lab().bias_profile(depth=6, width=32, batch=16, seeds=(0, 1))}),
+    ("03-training-stats", _LAB03, "plot_training_stats",
+     lambda: {"training": _init_lab().train_sweep(("pytorch default", "kaiming"), depth=5, width=8, steps=4,
+                                                  seeds=(0, 1), record=True), "layers": (1, 3, 5)}),
 ]
 
 
