@@ -263,9 +263,11 @@ def _gain_cases(level: str, seed: int) -> list[Case]:
 
 def _init_case(label: str, shape: list[int], group: str, *, args: tuple = (), kwargs: dict | None = None,
                kind: str | None = None, var: float | None = None, dtype: str = "float32", param: bool = False,
-               generator: int | None = None, draws: int = 1, gain: float | None = None, haar: bool = False) -> Case:
+               generator: int | None = None, draws: int = 1, gain: float | None = None, haar: bool = False,
+               summary: bool = False) -> Case:
     """``kind``: "uniform", "normal", "truncated_normal", "any" (a distribution checked only by its
-    moments), "orthogonal", or None (nothing statistical: the generator and error cases)."""
+    moments), "orthogonal", or None (nothing statistical: the generator and error cases).
+    ``summary``: the runner sends :func:`summarize`'s numbers instead of the values (a large case)."""
     kwargs = dict(kwargs or {})
     shown = "".join(f", {a!r}" for a in args) + "".join(f", {k}={v!r}" for k, v in kwargs.items())
     extra = ", as an nn.Parameter" if param else ""
@@ -274,7 +276,7 @@ def _init_case(label: str, shape: list[int], group: str, *, args: tuple = (), kw
     extra += f", {draws} draws" if draws > 1 else ""
     text = f"{label} [shape {tuple(shape)}{shown}{extra}]"
     return Case(text, {"shape": list(shape), "args": list(args), "kwargs": kwargs, "dtype": dtype, "param": param,
-                       "generator": generator, "draws": draws,
+                       "generator": generator, "draws": draws, "summary": summary,
                        "expect": {"kind": kind, "var": var, "gain": gain, "haar": haar}}, group)
 
 
@@ -344,7 +346,7 @@ def _scaling_cases(level: str, seed: int) -> list[Case]:
         _init_case(f"truncated_normal on a large weight: its shape inside ±2σ is the normal's (about "
                    f"{TRUNCATED_SMALL:.1%} of the weights within ±σ/2)", list(SHAPE_CASE), dists,
                    kwargs={"scale": 2.0, "distribution": "truncated_normal"}, kind="truncated_normal",
-                   var=_scaling_var(list(SHAPE_CASE), 2.0)),
+                   var=_scaling_var(list(SHAPE_CASE), 2.0), summary=True),
         _init_case("uniform, fan_out, scale 3", [32, 128], dists, args=(3.0, "fan_out", "uniform"), kind="uniform",
                    var=_scaling_var([32, 128], 3.0, "fan_out")),
         _init_case("an nn.Parameter that requires grad (wrap the fill in torch.no_grad())", [128, 32], rest,
@@ -400,7 +402,10 @@ def _run_init(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
                 same.append(returned is t)
                 tensors.append(t)
             out["same_object"] = all(same)
-            out["values"] = [_values(t) for t in tensors]
+            if inputs.get("summary"):  # a large case: the numbers every check reads, not 262 144 values
+                out["summaries"] = [summarize(_values(t), inputs["expect"]["var"]) for t in tensors]
+            else:
+                out["values"] = [_values(t) for t in tensors]
             out["dtype"] = str(tensors[0].dtype).replace("torch.", "")
             out["shape"] = list(tensors[0].shape)
             out["is_parameter"] = isinstance(tensors[0], nn.Parameter)
@@ -425,14 +430,29 @@ def _fmt(x: float) -> str:
 Finding = tuple[str, float, str]  # (which check failed, the statistic, the message for the student)
 
 
-def _check_moments(w: np.ndarray, var: float, kind: str) -> Finding | None:
-    n = w.size
+def summarize(w: np.ndarray, var: float) -> dict[str, Any]:
+    """The numbers every check of a fill reads, from its values (float64): their count, whether all
+    are finite, mean, mean square, largest |w|, how many lie within 1e-6 (relative) of it, and how
+    many within ±σ/2 of 0, σ = √var/0.8796 (a truncated normal's parameter). A large case sends
+    these instead of its values: they are what the grader would compute, at a 1/20 000 of the size."""
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if w.size == 0 or not np.all(np.isfinite(w)):
+        return {"n": int(w.size), "finite": False, "mean": 0.0, "m2": 0.0, "peak": 0.0, "at_peak": 0, "small": 0}
+    a = np.abs(w)
+    peak = float(a.max())
+    return {"n": int(w.size), "finite": True, "mean": float(w.mean()), "m2": float(np.mean(w * w)), "peak": peak,
+            "at_peak": int(np.count_nonzero(a >= peak * (1 - 1e-6))),
+            "small": int(np.count_nonzero(a < 0.5 * math.sqrt(var) / TRUNCATED_STD))}
+
+
+def _check_moments(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    n = s["n"]
     sd = math.sqrt(var)
-    mean = float(w.mean())
+    mean = s["mean"]
     if abs(mean) > mean_band(n) * sd:
         return ("mean", mean / sd, f"the mean of the {n} weights is {_fmt(mean)}, but weights must be centred on 0 "
                 f"(accepted: |mean| ≤ {_fmt(mean_band(n) * sd)}).")
-    ratio = float(np.mean(w**2)) / var
+    ratio = s["m2"] / var
     band = variance_band(n, kind if kind in KURTOSIS else "any")
     if abs(ratio - 1.0) > band:
         return ("variance", ratio, f"the variance of the weights is {_fmt(ratio * var)}, expected {_fmt(var)} — off "
@@ -440,8 +460,8 @@ def _check_moments(w: np.ndarray, var: float, kind: str) -> Finding | None:
     return None
 
 
-def _check_shape_of_distribution(w: np.ndarray, var: float, kind: str) -> Finding | None:
-    n, sd, peak = w.size, math.sqrt(var), float(np.abs(w).max())
+def _check_shape_of_distribution(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    n, sd, peak = s["n"], math.sqrt(var), s["peak"]
     if kind == "uniform":
         bound = math.sqrt(3.0 * var)
         if peak > bound * (1 + 1e-5):
@@ -462,11 +482,11 @@ def _check_shape_of_distribution(w: np.ndarray, var: float, kind: str) -> Findin
             return ("beyond the truncation", 0.0, f"a normal N(0, σ²) truncated at ±2σ, σ = std/0.8796 = "
                     f"{_fmt(sd / TRUNCATED_STD)}, stays within ±{_fmt(edge)}, but a weight reached {_fmt(peak)}.")
         if peak < edge * (1 - 100.0 / n):  # the statistic, E[w²]/max|w|², tells where the cut sits in the normal
-            return ("short of the truncation", float(np.mean(w**2)) / max(peak, 1e-300) ** 2,
+            return ("short of the truncation", s["m2"] / max(peak, 1e-300) ** 2,
                     f"a normal truncated at ±2σ = ±{_fmt(edge)} (σ = std/0.8796 = {_fmt(sd / TRUNCATED_STD)}) comes "
                     f"close to its edges in {n} draws, but the largest |weight| is {_fmt(peak)} "
                     f"({_fmt(peak / sd)} target stds).")
-        at_edge = int(np.sum(np.abs(w) >= peak * (1 - 1e-6)))
+        at_edge = s["at_peak"]
         if at_edge > 6:
             return ("mass on the edge", 0.0, f"{at_edge} weights sit exactly at ±{_fmt(peak)}: values beyond ±2σ "
                     "must be redrawn (or drawn from the truncated distribution), not clamped onto the edge.")
@@ -496,15 +516,15 @@ def _assess_init(case: Case, out: dict[str, Any]) -> Finding | None:
         return ("shape or dtype", 0.0, f"the tensor must keep its shape {tuple(inputs['shape'])} and dtype "
                 f"{inputs['dtype']}; afterwards it had shape {tuple(out.get('shape') or ())} and dtype "
                 f"{out.get('dtype')}.")
-    values = out.get("values") or []
     draws = 3 if inputs["generator"] is not None else inputs["draws"]
+    if inputs.get("summary"):
+        return _assess_summaries(case, out.get("summaries"), draws)
+    values = out.get("values") or []
     if len(values) != draws or any(not isinstance(v, np.ndarray) or v.shape != tuple(inputs["shape"])
                                    for v in values):
         return ("malformed", 0.0, "the recorded values are malformed.")
     if not all(np.all(np.isfinite(v)) for v in values):
-        return ("not in place", 0.0, "after your function, the tensor still holds its old values (NaN here) in "
-                "some entries: fill it in place (tensor.uniform_(...), tensor.normal_(...), tensor.copy_(...)) "
-                "rather than creating a new tensor.")
+        return ("not in place", 0.0, _NOT_IN_PLACE_MESSAGE)
     if inputs["generator"] is not None:
         first, again, other = values
         if not np.array_equal(first, again):
@@ -526,14 +546,41 @@ def _assess_init(case: Case, out: dict[str, Any]) -> Finding | None:
         return None
     if kind is not None:
         for v in values:
-            w = v.astype(np.float64)
-            if kind == "truncated_normal":  # where the cut is, then the moments, then the shape inside it
-                found = (_check_shape_of_distribution(w, expect["var"], kind) or _check_moments(w, expect["var"], kind)
-                         or _check_small_share(w, expect["var"]))
-            else:
-                found = _check_moments(w, expect["var"], kind) or _check_shape_of_distribution(w, expect["var"], kind)
+            found = _check_fill(summarize(v, expect["var"]), expect["var"], kind)
             if found:
                 return found
+    return None
+
+
+_NOT_IN_PLACE_MESSAGE = ("after your function, the tensor still holds its old values (NaN here) in some entries: fill "
+                         "it in place (tensor.uniform_(...), tensor.normal_(...), tensor.copy_(...)) rather than "
+                         "creating a new tensor.")
+
+
+def _check_fill(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    """The first check a fill's summary fails: for a truncated normal where the cut is, then the
+    moments, then the shape inside the cut; for the others the moments, then the range."""
+    if kind == "truncated_normal":
+        return _check_shape_of_distribution(s, var, kind) or _check_moments(s, var, kind) or _check_small_share(s, var)
+    return _check_moments(s, var, kind) or _check_shape_of_distribution(s, var, kind)
+
+
+_SUMMARY_KEYS = {"n": int, "finite": bool, "mean": float, "m2": float, "peak": float, "at_peak": int, "small": int}
+
+
+def _assess_summaries(case: Case, summaries: Any, draws: int) -> Finding | None:
+    """_assess_init for a case whose runner sent :func:`summarize`'s numbers."""
+    size = math.prod(case.inputs["shape"])
+    if (not isinstance(summaries, list) or len(summaries) != draws
+            or any(not isinstance(s, dict) or set(s) != set(_SUMMARY_KEYS) or s["n"] != size for s in summaries)):
+        return ("malformed", 0.0, "the recorded values are malformed.")
+    if not all(s["finite"] for s in summaries):
+        return ("not in place", 0.0, _NOT_IN_PLACE_MESSAGE)
+    expect = case.inputs["expect"]
+    for s in summaries:
+        found = _check_fill(s, expect["var"], expect["kind"])
+        if found:
+            return found
     return None
 
 
@@ -554,13 +601,13 @@ def _check_haar(draws: np.ndarray) -> Finding | None:
     return None
 
 
-def _check_small_share(w: np.ndarray, var: float) -> Finding | None:
+def _check_small_share(s: dict[str, Any], var: float) -> Finding | None:
     """A normal N(0, σ²) truncated at ±2σ puts TRUNCATED_SMALL of its mass within ±σ/2 (checked on
     cases of at least SHAPE_MIN_N weights)."""
-    if w.size < SHAPE_MIN_N:
+    if s["n"] < SHAPE_MIN_N:
         return None
     sigma = math.sqrt(var) / TRUNCATED_STD
-    share, band = float(np.mean(np.abs(w) < 0.5 * sigma)), fraction_band(w.size)
+    share, band = s["small"] / s["n"], fraction_band(s["n"])
     if abs(share - TRUNCATED_SMALL) > band:
         return ("shape inside the cut", share, f"{share:.2%} of the weights lie within ±σ/2 = ±{_fmt(0.5 * sigma)}; a "
                 f"normal truncated at ±2σ has {TRUNCATED_SMALL:.2%} there (accepted: ±{band:.2%}). The values "

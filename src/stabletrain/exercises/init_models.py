@@ -28,7 +28,7 @@ from torch import nn
 from ..threads import single_thread
 from .base import Case, Exercise, describe_value, raised
 from .init import Finding, _check_moments, _compare_raised, _compare_statistically, _fans, _fmt, _gain2, \
-    _plain_result, _seed_of, _values
+    _plain_result, _seed_of, _values, summarize
 from .rng import cpu_rng
 
 #: the lesson's reference modules (also declared by .init; a module may name them again)
@@ -172,7 +172,8 @@ def _assess_model(case: Case, out: dict[str, Any]) -> Finding | None:
                 return ("norm layer changed", 0.0, f"{name}: a LayerNorm is not a Linear or Conv layer; its weight "
                         "(1) and bias (0) must stay as they are.")
             continue
-        found = _check_moments(weight.astype(np.float64), _model_weight_var(spec, shape), "any")
+        var = _model_weight_var(spec, shape)
+        found = _check_moments(summarize(weight, var), var, "any")
         if found:
             return (f"{found[0]} of layer {i}", found[1], f"{name}: {found[2]}")
         if not isinstance(bias, np.ndarray) or np.any(bias != 0):
@@ -203,7 +204,7 @@ def _compare_model(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str
 
 def _bug_case(label: str, widths: list[int], bad: int, bug: str, group: str, nested: bool = False) -> Case:
     return Case(f"{label} [{'nested ' if nested else ''}ReLU MLP, widths {widths}; layer {bad}: {bug}]",
-                {"widths": widths, "bad": bad, "bug": bug, "nested": nested, "batch": 256}, group)
+                {"widths": widths, "bad": bad, "bug": bug, "nested": nested, "batch": 128}, group)
 
 
 def _bug_cases(level: str, seed: int) -> list[Case]:
