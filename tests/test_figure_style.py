@@ -208,6 +208,11 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("05-residual-stream", _LAB05, "plot_residual_stream", _lab05("residual_stream_experiment", blocks=4, width=8,
                                                                   batch=32, seeds=(0, 1))),
     ("05-explorer", _LAB05, "explorer_figure", dict),
+    ("03-bias-profile", _LAB03, "plot_bias_profile",
+     lambda: {"bp": _init_lab().bias_profile(depth=6, width=32, batch=16, seeds=(0, 1))}),
+    ("03-training-stats", _LAB03, "plot_training_stats",
+     lambda: {"training": _init_lab().train_sweep(("pytorch default", "kaiming"), depth=5, width=8, steps=4,
+                                                  seeds=(0, 1), record=True), "layers": (1, 3, 5)}),
 ]
 
 

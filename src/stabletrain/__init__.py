@@ -42,7 +42,10 @@ _export(
     "lecun_normal_",
     "orthogonal_",
     "variance_scaling_",
+    "as_variance_scaling",
     "init_model_",
+    "find_init_bug",
+    "init_output_layer_",
 )
 _export(
     "normalization",
@@ -76,6 +79,7 @@ _export(
     "predicted_gradient_variance",
     "measure_activation_variance",
     "measure_gradient_variance",
+    "predict_layer_stds",
 )
 _export("gradcheck", "rel_error", "numerical_gradient")
 _export("vanishing", "backprop_grad_norms", "log_grad_slope", "jacobian_singular_values", "grad_norm_monitor")
