@@ -592,7 +592,7 @@ def _fold_cases(level: str, seed: int) -> list[Case]:
         case("the folded Linear gives the output of the two layers", main, 5, 4, ["is_linear", "out"]),
         case("the folded weight and bias", main, 3, 6, ["is_linear", "weight", "bias"]),
         case("the original layers are left unchanged", "the original layers are left unchanged", 4, 3,
-             ["is_linear", "inputs_unchanged"]),
+             ["is_linear", "out", "inputs_unchanged"]),
     ]
     if level != "hidden":
         return cases

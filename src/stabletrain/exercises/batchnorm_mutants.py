@@ -103,6 +103,10 @@ STANDARDIZE: dict[str, Mutant] = {
     "centre_only": Mutant(_centre_only, "standardizing also divides by the standard deviation, so every feature "
                           "ends up with variance 1, not only mean 0."),
     "divide_by_variance": Mutant(_divide_by_variance, "divide by the standard deviation, not the variance."),
+    "returns_linear_unchanged": Mutant(lambda linear, bn: linear,
+                                       "folding changes the weights: return a new Linear with weight s[:, None] * W "
+                                       "and bias s * (b - running_mean) + beta, s = gamma / sqrt(running_var + eps); "
+                                       "the given Linear alone skips batch norm."),
     "modifies_input": Mutant(_modifies_input, "standardize_fit must not change the array it is given (x_train -= "
                              "mean works in place on the caller's data); compute on a copy."),
 }
@@ -542,6 +546,10 @@ FOLD: dict[str, Mutant] = {
     "no_bias_when_none": Mutant(_fold_mutant(keep_none=True),
                                 "the folded layer always needs a bias (beta - s * running_mean), even when the "
                                 "Linear had none."),
+    "returns_linear_unchanged": Mutant(lambda linear, bn: linear,
+                                       "folding changes the weights: return a new Linear with weight s[:, None] * W "
+                                       "and bias s * (b - running_mean) + beta, s = gamma / sqrt(running_var + eps); "
+                                       "the given Linear alone skips batch norm."),
     "modifies_input": Mutant(_fold_mutant(new=False), "return a NEW Linear: folding into the given layer changes "
                              "the original model (its weights become the folded ones)."),
 }
