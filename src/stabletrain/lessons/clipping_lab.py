@@ -1235,7 +1235,7 @@ class ClippingExplorer:
     """
 
     def __init__(self, sweep: Sweep, kind: str = "norm", max_norm: float = MAX_NORM, clip_factor: float = 0.05,
-                 seed: int | None = None, dpi: int = 72) -> None:
+                 seed: int | None = None, dpi: int = 96) -> None:
         import ipywidgets as widgets
 
         self.sweep = sweep
@@ -1271,7 +1271,8 @@ class ClippingExplorer:
 
     def _build_figure(self) -> None:
         sw = self.sweep
-        fig = Figure(figsize=(16.0, 4.6), dpi=self.dpi, layout="constrained")
+        # 12.2 x 4.3 in: on a 1280x720 slide at 96 dpi its 12-pt text is 12 pt (stgrade.slides)
+        fig = Figure(figsize=(12.2, 4.3), dpi=self.dpi, layout="constrained")
         ax_loss, ax_norm, ax_cos = fig.subplots(1, 3)
         steps = np.arange(sw.cfg.steps)
         nan = np.full(len(steps), np.nan)
@@ -1300,8 +1301,8 @@ class ClippingExplorer:
         ax_cos.set_title("direction kept?")
         for ax in (ax_loss, ax_norm, ax_cos):
             ax.set_xlim(-0.02 * len(steps), 1.02 * len(steps))
-        # Lay the figure out once (with room for a title), then freeze it: redraws skip the layout.
-        fig.suptitle("placeholder")
+        # Lay the figure out once, then freeze it: redraws skip the layout. The setting is named in
+        # the summary line under the picture.
         ax_loss.legend(loc="lower left")
         ax_norm.legend(loc="upper right")
         fig.draw_without_rendering()
@@ -1345,11 +1346,10 @@ class ClippingExplorer:
         extra = ""
         if kind == "value":
             extra = f", so clip_value = max_norm/√P = {value_clip_for(run.threshold, self.grid.n_params):.3g}"
-        self.figure.suptitle(f"seed {self.seed.value}: {run.label}{extra}")
         self.image.value = self._render_png()
         final = "diverged at step %d" % run.diverged_at if run.diverged_at is not None else f"{run.final_loss:.4f}"
         self.summary.value = (
-            f"<b>seed {self.seed.value}, {run.label}</b>: final loss {final} &nbsp;|&nbsp; steps clipped "
+            f"<b>seed {self.seed.value}, {run.label}</b>{extra}: final loss {final} &nbsp;|&nbsp; steps clipped "
             f"{run.clipped_fraction:.0%} &nbsp;|&nbsp; mean cos(raw, clipped) {np.nanmean(run.cosines):.3f}"
             f" &nbsp;|&nbsp; largest ‖W_rec‖₂ {np.nanmax(run.w_rec_norms):.3g}"
             f" &nbsp;|&nbsp; <i>control: {control.final_loss:.4f}; predicting the mean: {BASELINE_LOSS:.3f}</i>"
