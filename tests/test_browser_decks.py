@@ -90,11 +90,14 @@ SLIDES_CHECK = r"""
     const chrome = Array.from(document.querySelectorAll('.reveal .controls button.enabled, .reveal .slide-number'))
       .filter(e => getComputedStyle(e).visibility !== 'hidden' && getComputedStyle(e).display !== 'none').map(box)
       .filter(r => r.width > 0 && r.height > 0);
-    const visible = scrolls ? f : s;
+    const visible = f;
     for (const e of slide.querySelectorAll('.st-frame p, .st-frame li, .st-frame pre, .st-frame img, .st-frame table, .st-frame h1, .st-frame h2, .st-frame summary, .st-frame mjx-container, .st-controls, .st-footer')) {
-      const r = box(e);
       if (e.closest('details:not([open]) > :not(summary)')) continue;  // folded away
-      if (r.width === 0 || r.height === 0 || !overlaps(r, visible)) continue;
+      const b = box(e);  // the part of it that is painted: the frame clips what scrolls
+      const r = e.closest('.st-frame') ? {left: Math.max(b.left, visible.left), right: Math.min(b.right, visible.right),
+                                          top: Math.max(b.top, visible.top), bottom: Math.min(b.bottom, visible.bottom)} : b;
+      r.width = r.right - r.left; r.height = r.bottom - r.top;
+      if (r.width <= 0 || r.height <= 0) continue;
       for (const c of chrome) if (overlaps(r, c)) problems.push(`${at}: ${e.tagName.toLowerCase()} under reveal.js's controls: ${e.textContent.slice(0, 40)}`);
     }
     for (const img of slide.querySelectorAll('img')) {
@@ -167,7 +170,7 @@ STATE = """() => { const s = Reveal.getCurrentSlide(), i = Reveal.getIndices(), 
             scrolls: s.classList.contains('st-scroll'),
             answer: answer ? {shown: answer.classList.contains('visible'),
                               inView: (() => { const a = answer.getBoundingClientRect(), b = f.getBoundingClientRect();
-                                               return a.top >= b.top - 1 && a.top + 0.8 * a.height <= b.bottom + 1; })(),
+                                               return a.top >= b.top - 1 && a.top + Math.min(a.height, 160) <= b.bottom + 1; })(),
                               markers: /BEGIN SOLUTION|END SOLUTION/.test(answer.textContent)} : null}; }"""
 
 

@@ -189,8 +189,8 @@ def _png_output(alt):
 
 
 LESSON = [
-    _cell("markdown", "# Lesson 9 — Toy\n\nA toy lesson shows how decks are made. It has more sentences; they go to the notes."),
-    _cell("markdown", "## 1. A formula\n\nThe first sentence stays. The second goes to the notes. "
+    _cell("markdown", "# Lesson 9 — Toy\n\nA toy lesson shows how decks are made from a lesson, slide by slide. It has more sentences; they go to the notes."),
+    _cell("markdown", "## 1. A formula\n\nThe first sentence stays on the slide, as the lead of its idea. The second goes to the notes. "
                       "By the chain rule, the product is:\n\n$$\n\\prod_t J_t\n$$\n\nMore prose, for the notes only.",
           slideshow={"slide_type": "slide"}),
     _cell("code", "fig = plot()\nfig", slideshow={"slide_type": "subslide"}),
@@ -223,8 +223,8 @@ def test_deck_plan_puts_one_idea_on_each_slide_and_the_prose_in_the_notes():
                      ("question", "1. A formula"), ("text", "1. A formula"), ("text", "Exercise 1 — `f` (1 point)"),
                      ("exercise", "Exercise 1 — `f` (1 point)"), ("text", "Recap")]
     shown = ["\n".join(c.source for c in s.cells if c.cell_type == "markdown") for s in plan]
-    assert shown[0] == "A toy lesson shows how decks are made."
-    assert "The first sentence stays." in shown[1] and "By the chain rule" in shown[1] and "\\prod_t" in shown[1]
+    assert shown[0] == "A toy lesson shows how decks are made from a lesson, slide by slide."
+    assert "The first sentence stays on the slide, as the lead of its idea." in shown[1] and "By the chain rule" in shown[1] and "\\prod_t" in shown[1]
     assert "The second goes" not in shown[1] and "More prose" not in shown[1]
     assert "More prose, for the notes only." in "\n".join(plan[1].notes)
     assert shown[2] == "A curve that grows."  # the figure's takeaway: its alternative text by default

@@ -56,6 +56,8 @@ METADATA_KEYS = ("takeaway", "title")
 MAX_ITEM_CHARS = 100
 #: a fenced code block in the prose stays on the slide up to this many lines
 MAX_FENCE_LINES = 12
+#: a lead shorter than this (characters) takes the next sentence too
+MIN_LEAD_CHARS = 60
 #: printed output shown under a figure up to this many lines (longer: folded)
 MAX_TEXT_UNDER_FIGURE = 4
 
@@ -333,7 +335,10 @@ class _Planner:
             if kind == "paragraph":
                 shown = []
                 if lead_pending:
-                    shown.append(first_sentence(text))
+                    lead = first_sentence(text)
+                    if len(lead) < MIN_LEAD_CHARS:  # "Backpropagation multiplies." says more with the next one
+                        lead = (lead + " " + first_sentence(text[len(lead):].strip())).strip()
+                    shown.append(lead)
                 if following in ("math", "list", "table", "fence"):
                     intro = last_sentence(text)
                     if intro not in shown and not (shown and shown[0].endswith(intro)):

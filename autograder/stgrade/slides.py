@@ -97,7 +97,8 @@ del _st_install_alt_text
 
 def _st_install_explorer_dpi(dpi):
     # Explorers draw their pictures with stabletrain.style.canvas_png; in a deck they are drawn at
-    # no less than ``dpi``, so that 12-pt text is 12 pt on a 1280x720 slide. Each picture's figure
+    # no less than ``dpi``, so that 12-pt text is 12 pt on a 1280x720 slide, and in the course style
+    # (tick labels made at a redraw, when the limits change, are 12 pt too). Each picture's figure
     # width and smallest font are kept, for the deck tests.
     try:
         from stabletrain import style
@@ -111,7 +112,8 @@ def _st_install_explorer_dpi(dpi):
         fig = canvas.figure
         if fig.dpi < dpi:
             fig.set_dpi(dpi)
-        data = original(canvas)
+        with style.course_style():  # ticks made at a redraw get the course's sizes too
+            data = original(canvas)
         key = hashlib.sha1(data).hexdigest()[:16]
         if key not in drawn:
             sizes = style.font_sizes(fig)
@@ -477,7 +479,8 @@ def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int
         return _live_only_html(_leaves_html(frame(start)["leaves"]), reason), 1
     cache = cache or _ExplorerCache(None)
     description = {k: info[k] for k in ("controls", "leaves", "thinned")}
-    key = cache.key(_source_hash(), context, description, max_frames, EXPLORER_DPI)
+    drawing = hashlib.sha256((KERNEL_SETUP + KERNEL_EXPLORER).encode()).hexdigest()
+    key = cache.key(_source_hash(), drawing, context, description, max_frames, EXPLORER_DPI)
     with cache.entry(key) as entry:
         settings = cache.load(entry, frames)
         if settings is None:

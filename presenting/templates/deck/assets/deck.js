@@ -38,11 +38,16 @@
     fit(slide);
   }
 
-  // Next/previous for every key a clicker or a keyboard sends: scroll a slide that does not fit,
-  // then move on. PageDown, Space, →, ↓, N go forward; PageUp, ←, ↑, P go back.
+  // Next/previous for every key a clicker or a keyboard sends: on a slide that does not fit, show
+  // its fragments (a solution) first, then scroll, then move on. PageDown, Space, →, ↓, N go
+  // forward; PageUp, ←, ↑, P go back.
   function step(direction) {
     var slide = Reveal.getCurrentSlide();
     var frame = frameOf(slide);
+    if (direction > 0 && Reveal.availableFragments().next) {
+      Reveal.nextFragment();
+      return;
+    }
     if (frame && slide.classList.contains('st-scroll')) {
       var page = Math.max(60, frame.clientHeight - 80);
       if (direction > 0 && frame.scrollTop + frame.clientHeight < frame.scrollHeight - 2) {
