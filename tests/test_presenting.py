@@ -99,7 +99,7 @@ def _make_lab_command(fake_uid: str | None) -> str:
         env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
     out = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=REPO_ROOT,
                          env=env, capture_output=True, text=True, check=True).stdout
-    return [ln for ln in out.splitlines() if "jupyter lab" in ln][-1]
+    return [ln for ln in out.replace("\\\n", " ").splitlines() if "jupyter lab" in ln][-1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -107,6 +107,9 @@ def test_make_lab_adds_allow_root_only_for_root():
     assert "--allow-root" in _make_lab_command("0")
     assert "--allow-root" not in _make_lab_command("1000")
     assert "--ServerApp.root_dir=." in _make_lab_command("1000")
+    # offline, and no "get notified about Jupyter news?" popup over the live deck's arrows
+    assert "--LabApp.news_url=None" in _make_lab_command("1000")
+    assert "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate" in _make_lab_command("1000")
 
 
 def test_vendored_assets_are_pinned_with_their_licences():

@@ -1280,7 +1280,8 @@ class ClippingExplorer:
         (self._control,) = ax_loss.plot(steps, nan, lw=1.5, alpha=0.8, label=f"control (lr = {CONTROL_LR:g})",
                                         **_kind_style("control"))
         (self._loss,) = ax_loss.plot(steps, nan, lw=2.4)
-        _baseline(ax_loss)
+        # the baseline in the legend, not as a label on the line, where the curves run over it
+        ax_loss.axhline(BASELINE_LOSS, color="0.45", lw=1.2, ls=(0, (1, 2)), label="predicting the mean")
         ax_loss.set_yscale("log")
         ax_loss.set_ylim(*self._limits([np.array([_ema(v) for v in sw.losses.reshape(-1, sw.cfg.steps)])]))
         ax_loss.set_xlabel("step")
