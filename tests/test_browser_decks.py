@@ -28,7 +28,7 @@ import nbformat
 import pytest
 
 from browser_support import PageLog, browser, chromium  # noqa: F401 (fixtures)
-from deck_support import deck, deck_folder  # noqa: F401 (fixtures)
+from deck_support import deck, session_decks  # noqa: F401 (fixtures)
 from stgrade.course import REPO_ROOT, lesson_ids
 
 DECKS = [(lesson, variant) for lesson in lesson_ids() for variant in ("student", "instructor")]
@@ -105,6 +105,8 @@ SLIDES_CHECK = r"""
       info.figures++;
       if (!img.complete || img.naturalWidth === 0) { problems.push(`${at}: image not loaded: ${img.src.slice(0, 80)}`); continue; }
       if (!img.alt) problems.push(`${at}: figure without alternative text`);
+      for (const pre of slide.querySelectorAll('.st-frame pre'))
+        if (img.alt.length > 20 && pre.textContent.includes(img.alt)) problems.push(`${at}: the figure's description printed under it`);
       const r = box(img);
       if (!scrolls && !inside(r, f)) problems.push(`${at}: figure (${Math.round(r.width)}x${Math.round(r.height)}) outside the slide's area`);
       if (r.width > f.width + 1) problems.push(`${at}: figure wider than the slide`);

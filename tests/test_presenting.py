@@ -212,7 +212,8 @@ LESSON = [
     _cell("markdown", "Only for the notes.", tags=["deck-notes"]),
     _cell("code", "import secret", tags=["deck-skip"]),
 ]
-LESSON[2].outputs = [_png_output("A curve that grows.")]
+LESSON[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="Figure: A curve that grows.\n"),
+                     _png_output("A curve that grows.")]
 LESSON[5].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
 LESSON[8].outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ f: all checks passed\n")]
 
@@ -231,6 +232,7 @@ def test_deck_plan_puts_one_idea_on_each_slide_and_the_prose_in_the_notes():
     assert "The second goes" not in shown[1] and "More prose" not in shown[1]
     assert "More prose, for the notes only." in "\n".join(plan[1].notes)
     assert shown[2] == "A curve that grows."  # the figure's takeaway: its alternative text by default
+    assert [c.source for c in plan[2].cells] == ["fig = plot()\nfig", "A curve that grows."]  # not printed again
     assert "what the lecturer says about it" in "\n".join(plan[2].notes)
     assert shown[3].startswith("**Question.**")
     assert [c.metadata["deck"]["code"] for c in plan[3].cells if c.cell_type == "code"] == []

@@ -247,6 +247,20 @@ def _code_cell(source: str, outputs: list, code: str, role: str, **deck) -> nbfo
     return cell
 
 
+def _without(output, alts: list[str]):
+    """A printed output without the lines that repeat a figure's alternative text ("Figure: …"):
+    the slide shows the figure and its takeaway already. None when nothing is left."""
+    if output.get("output_type") != "stream" or not alts:
+        return output
+    lines = [ln for ln in "".join(output.get("text", "")).splitlines(keepends=True)
+             if not any(alt in ln for alt in alts)]
+    if not "".join(lines).strip():
+        return None
+    output = copy.deepcopy(output)
+    output["text"] = "".join(lines)
+    return output
+
+
 def _alt(output) -> str:
     meta = output.get("metadata", {})
     return meta.get("image/png", {}).get("alt") or meta.get("alt") or ""
@@ -404,7 +418,8 @@ class _Planner:
                 slide.cells.append(_code_cell("", rest, "none", role="output"))
             return
         if images:
-            texts = [o for o in outputs if "image/png" not in o.get("data", {})]
+            alts = [_alt(o) for o in images if _alt(o)]
+            texts = [t for t in (_without(o, alts) for o in outputs if "image/png" not in o.get("data", {})) if t]
             for n, image in enumerate(images):
                 slide = self.new("figure", deck.get("title"))
                 slide.cells.append(_code_cell(cell.source if n == 0 else "", [image], code if n == 0 else "none",

@@ -560,17 +560,20 @@ def _context(nb: nbformat.NotebookNode, upto: int) -> str:
 
 
 def execute(nb: nbformat.NotebookNode, cwd: Path, frames: Path, *, timeout: int = 300,
-            max_frames: int = MAX_FRAMES, cache: Path | None | str = "default") -> dict:
+            max_frames: int = MAX_FRAMES, cache: Path | None | str = "default",
+            snapshot: Path | None = None) -> dict:
     """Run ``nb`` top to bottom in a fresh kernel; replace each explorer by a static one.
 
     Every explorer with at most ``max_frames`` settings is drawn, however long it takes (once: the
     pictures are kept in ``cache``, by default :data:`DEFAULT_CACHE` or ``$STABLETRAIN_DECK_CACHE``;
-    None keeps nothing). Returns statistics: seconds, explorers, settings, cache hits."""
+    None keeps nothing). With ``snapshot``, the notebook as it ran (before its explorers are
+    replaced) is written there. Returns statistics: seconds, explorers, settings, cache hits."""
     frames.mkdir(parents=True, exist_ok=True)
     if cache == "default":
         cache = Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
     explorers = _ExplorerCache(cache)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                            resources={"metadata": {"path": str(cwd)}})
     started = time.monotonic()
     stats = {"explorers": 0, "frames": 0, "live_only": 0}
     with client.setup_kernel():
@@ -579,6 +582,8 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, frames: Path, *, timeout: int 
         for index, cell in enumerate(list(nb.cells)):
             client.execute_cell(cell, index)
         stats["run_s"] = round(time.monotonic() - started, 2)
+        if snapshot is not None:
+            nbformat.write(nb, snapshot)
         kernel.run(KERNEL_EXPLORER)
         for index, cell in enumerate(nb.cells):
             for out in cell.get("outputs", []):
@@ -631,17 +636,21 @@ def build_deck(lesson_id: str, variant: str, out: Path = DEFAULT_OUT, root: Path
                timeout: int = 300, max_frames: int = MAX_FRAMES, cache: Path | None | str = "default",
                keep_notebook: bool = False) -> tuple[Path, dict]:
     """Run the lesson's notebook of ``variant`` and write its deck to ``out/<lesson>/<variant>.html``.
-    With ``keep_notebook`` the executed notebook is written next to it (``<variant>.ipynb``)."""
+    With ``keep_notebook`` the notebook is written next to it as it ran (``<variant>.run.ipynb``,
+    every output as the kernel sent it) and as the deck shows it (``<variant>.ipynb``)."""
     nb, cwd = notebook_for(lesson_id, variant, root)
     _prepare(nb, variant)
     folder = out / lesson_id
-    stats = execute(nb, cwd, folder / "frames", timeout=timeout, max_frames=max_frames, cache=cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    stats = execute(nb, cwd, folder / "frames", timeout=timeout, max_frames=max_frames, cache=cache,
+                    snapshot=folder / f"{variant}.run.ipynb" if keep_notebook else None)
     _tidy_errors(nb)
     stubs = _stubs(lesson_id, root) if variant == "instructor" else {}
     target = folder / f"{variant}.html"
     target.write_text(render(nb, variant, _title(nb, lesson_id), stubs))
     if keep_notebook:
         nbformat.write(nb, folder / f"{variant}.ipynb")
+        (folder / f"{variant}.stats.json").write_text(json.dumps(stats))
     return target, stats
 
 
