@@ -958,7 +958,7 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
     """Final loss against the threshold, median (markers) and range (bars) over the seeds:
     max_norm for value and norm clipping (left), λ for AGC (right); no clipping and the control
     as horizontal bands. A diverged run would count as inf and is named in the title."""
-    fig = Figure(figsize=(13.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(13.5, 5.6), layout="constrained")
     ax_m, ax_l = fig.subplots(1, 2, sharey=True)
 
     def draw(ax, kind, xs):
@@ -976,7 +976,7 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
             med, lo, hi = _final_stats(sweep, "none", None, lr)
             ax.axhline(med, lw=1.5, **_kind_style(kind),
                        label=setting_label(sweep, sweep.index("none", None, lr)) + f": median (range {lo:.3g}–{hi:.3g})")
-        _baseline(ax)
+        ax.axhline(BASELINE_LOSS, color="0.45", lw=1.2, ls=(0, (1, 2)), label="predicting the mean")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.minorticks_off()
@@ -987,8 +987,11 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
     ax_m.set_title("Against max_norm")
     ax_l.set_xlabel("AGC clip factor λ")
     ax_l.set_title("Against λ (AGC)")
-    ax_m.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
-    ax_l.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
+    # one legend under both panels: inside them it covered the lines and the bars
+    handles, labels = ax_m.get_legend_handles_labels()
+    extra = [(h, lab) for h, lab in zip(*ax_l.get_legend_handles_labels()) if lab not in labels]
+    fig.legend(handles + [h for h, _ in extra], labels + [lab for _, lab in extra], loc="outside lower center",
+               ncols=3, fontsize=style.MIN_FONT_PT)
     fig.suptitle(f"Final loss: median and range over {len(sweep.seeds)} seeds")
     return fig
 
