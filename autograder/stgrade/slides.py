@@ -384,12 +384,21 @@ def _output_leaf(client: NotebookClient, model_id: str, frames: Path) -> dict:
     return {"kind": "html", "html": "".join(parts)}
 
 
-def _source_hash() -> str:
-    """What every explorer's pictures depend on besides the notebook: the stabletrain package."""
+#: the source files of the stabletrain modules the notebook's kernel has loaded
+KERNEL_MODULES = r"""
+import json as _st_json, sys as _st_sys
+print(_st_json.dumps(sorted({m.__file__ for n, m in list(_st_sys.modules.items())
+                             if n.split(".")[0] == "stabletrain" and getattr(m, "__file__", None)})))
+"""
+
+
+def _source_hash(files: list[str]) -> str:
+    """What an explorer's pictures depend on besides the notebook: the source of the stabletrain
+    modules the lesson loaded (another lesson's lab module is not among them)."""
     digest = hashlib.sha256()
-    package = REPO_ROOT / "src" / "stabletrain"
-    for path in sorted(package.rglob("*.py")):
-        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    for name in sorted(files):
+        path = Path(name)
+        digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.exists() else b""))
     return digest.hexdigest()
 
 
@@ -405,8 +414,9 @@ def _locked(path: Path):
 
 class _ExplorerCache:
     """Explorers drawn once, kept across decks and runs: their settings table and pictures, under a
-    key made of everything the pictures depend on (the package's source, the notebook's code up to
-    the explorer, its controls, the frame cap and the dpi)."""
+    key made of everything the pictures depend on (the source of the stabletrain modules the lesson
+    loaded, the drawing code, the notebook's code up to the explorer, its controls, the frame cap
+    and the dpi)."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = Path(folder) if folder else None
@@ -449,7 +459,7 @@ class _ExplorerCache:
 
 
 def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int,
-                   cache: _ExplorerCache | None = None, context: str = "") -> tuple[str, int]:
+                   cache: _ExplorerCache | None = None, context: str = "", sources: str = "") -> tuple[str, int]:
     """A static explorer standing in for the widget; and how many settings it has."""
     folder = json.dumps(str(frames))
     info = kernel.json(f"_st_explorer({model_id!r}, {folder}, limit={max_frames})")
@@ -480,7 +490,7 @@ def _explorer_html(kernel: _Kernel, model_id: str, frames: Path, max_frames: int
     cache = cache or _ExplorerCache(None)
     description = {k: info[k] for k in ("controls", "leaves", "thinned")}
     drawing = hashlib.sha256((KERNEL_SETUP + KERNEL_EXPLORER).encode()).hexdigest()
-    key = cache.key(_source_hash(), drawing, context, description, max_frames, EXPLORER_DPI)
+    key = cache.key(sources, drawing, context, description, max_frames, EXPLORER_DPI)
     with cache.entry(key) as entry:
         settings = cache.load(entry, frames)
         if settings is None:
@@ -585,13 +595,14 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, frames: Path, *, timeout: int 
         if snapshot is not None:
             nbformat.write(nb, snapshot)
         kernel.run(KERNEL_EXPLORER)
+        sources = _source_hash(kernel.json(KERNEL_MODULES))
         for index, cell in enumerate(nb.cells):
             for out in cell.get("outputs", []):
                 view = out.get("data", {}).get(WIDGET_VIEW)
                 if not view:
                     continue
                 explorer, drawn = _explorer_html(kernel, view["model_id"], frames, max_frames, explorers,
-                                                 _context(nb, index))
+                                                 _context(nb, index), sources)
                 out["data"] = {"text/html": explorer}
                 stats["explorers"] += 1
                 stats["frames"] += drawn
