@@ -384,20 +384,23 @@ def _output_leaf(client: NotebookClient, model_id: str, frames: Path) -> dict:
     return {"kind": "html", "html": "".join(parts)}
 
 
-#: the source files of the stabletrain modules the notebook's kernel has loaded
+#: the lab modules (stabletrain.lessons.*) the notebook's kernel has loaded
 KERNEL_MODULES = r"""
 import json as _st_json, sys as _st_sys
 print(_st_json.dumps(sorted({m.__file__ for n, m in list(_st_sys.modules.items())
-                             if n.split(".")[0] == "stabletrain" and getattr(m, "__file__", None)})))
+                             if n.startswith("stabletrain.lessons.") and getattr(m, "__file__", None)})))
 """
 
 
-def _source_hash(files: list[str]) -> str:
-    """What an explorer's pictures depend on besides the notebook: the source of the stabletrain
-    modules the lesson loaded (another lesson's lab module is not among them)."""
+def _source_hash(labs: list[str]) -> str:
+    """What an explorer's pictures depend on besides the notebook: the lesson's lab modules and the
+    package's own modules (reference implementations, style, plots), not the grading code
+    (``stabletrain.exercises``: explorers use the reference implementation) nor other lessons' labs.
+    The same for a lesson's student and instructor deck, which load different grading modules."""
+    package = REPO_ROOT / "src" / "stabletrain"
+    files = sorted(package.glob("*.py")) + sorted(Path(name) for name in labs)
     digest = hashlib.sha256()
-    for name in sorted(files):
-        path = Path(name)
+    for path in files:
         digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.exists() else b""))
     return digest.hexdigest()
 
@@ -414,8 +417,8 @@ def _locked(path: Path):
 
 class _ExplorerCache:
     """Explorers drawn once, kept across decks and runs: their settings table and pictures, under a
-    key made of everything the pictures depend on (the source of the stabletrain modules the lesson
-    loaded, the drawing code, the notebook's code up to the explorer, its controls, the frame cap
+    key made of everything the pictures depend on (the source of the lesson's lab modules and of the
+    package's top-level modules, the drawing code, the notebook's code up to the explorer, its controls, the frame cap
     and the dpi)."""
 
     def __init__(self, folder: Path | None) -> None:
