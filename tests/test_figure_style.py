@@ -266,6 +266,17 @@ def test_the_explorer_widget_draws_in_the_course_style():
     assert sizes and min(sizes) >= style.MIN_FONT_PT
 
 
+def test_lesson_03s_explorer_draws_every_text_in_the_course_style():
+    """Tick labels and legends are made when the figure is drawn: the explorer draws inside the style,
+    so after an update (a redraw) no text is below the minimum, ticks included."""
+    from stabletrain.lessons import init_lab as lab
+
+    explorer = lab.InitExplorer(depth=6, width=8, seeds=(0, 1))
+    explorer.depth.value = 5
+    sizes = style.font_sizes(explorer.figure)
+    assert len(sizes) > 8 and min(sizes) >= style.MIN_FONT_PT, sorted(set(sizes))
+
+
 def test_the_histogram_explorer_draws_in_the_course_style():
     from stabletrain.lessons import activations_lab as lab
 

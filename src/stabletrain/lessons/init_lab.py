@@ -867,8 +867,11 @@ class InitExplorer:
         return profile(init, act, depth, width, batch=self.BATCH, seeds=self.seeds)
 
     def _build_figure(self) -> None:
-        with_style = styled(lambda: Figure(figsize=(12.0, 4.0), dpi=self.dpi, layout="constrained"))
-        fig = with_style()
+        with style.course_style():  # ticks and legends are made at draw time too: the whole figure in the style
+            self._build_styled_figure()
+
+    def _build_styled_figure(self) -> None:
+        fig = Figure(figsize=(12.0, 4.0), dpi=self.dpi, layout="constrained")
         self._axes = fig.subplots(1, 2)
         self._lines = {}
         for ax, what in zip(self._axes, ("act_std", "grad_std")):
@@ -883,7 +886,7 @@ class InitExplorer:
         self._axes[1].set_title("backward: gradients")
         self._axes[0].set_ylabel("std of $h_l$")
         self._axes[1].set_ylabel(r"std of $\partial L/\partial h_l$")
-        self._axes[0].legend(loc="lower left", fontsize=11)
+        self._axes[0].legend(loc="lower left")
         fig.suptitle("placeholder")
         fig.draw_without_rendering()
         fig.set_layout_engine("none")
@@ -891,7 +894,8 @@ class InitExplorer:
         self._canvas = FigureCanvasAgg(fig)
 
     def _render_png(self) -> bytes:
-        return style.canvas_png(self._canvas)
+        with style.course_style():
+            return style.canvas_png(self._canvas)
 
     def update(self) -> None:
         started = time.perf_counter()
@@ -906,8 +910,9 @@ class InitExplorer:
             lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1e3)
             ax.set_ylim(min(lo, 0.5) / 2, max(hi, 2.0) * 2)
             ax.set_xlim(0.5, p.depth + 0.5)
-        self.figure.suptitle(f"{LABELS[p.init]}, {p.act}, width {p.width}, depth {p.depth} — "
-                             f"{len(self.seeds)} seeds")
+        with style.course_style():
+            self.figure.suptitle(f"{LABELS[p.init]}, {p.act}, width {p.width}, depth {p.depth} — "
+                                 f"{len(self.seeds)} seeds")
         self.image.value = self._render_png()
         last_a, last_g = np.median(p.act_std[:, -1]), np.median(p.grad_std[:, 0])
         self.last_update_s = time.perf_counter() - started
