@@ -13,7 +13,8 @@ namespace code is written here. :func:`command` returns the argv that runs the k
   package **without** its answer keys (every reference module, every ``*_mutants.py``, every
   ``__pycache__``, replaced by stubs), torch **without** ``torch/nn/utils/clip_grad.py`` (a stub
   whose functions raise), and of ``stgrade`` only the kernel launcher;
-- writable: its scratch folder only (bound at the same path it has outside).
+- writable: its scratch folder only (bound at the same path it has outside); the kernel starts in
+  ``/`` and the launcher moves into the scratch folder once it has set up (:mod:`stgrade.kernel`).
 
 Nothing else of the machine is there: not the submissions, not OUT, not ``solutions/``, not
 ``tests/``, not the checkout's ``src/``, not a classmate's scratch, not /sys, not /home or /root.
@@ -145,7 +146,7 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
     argv += ["--bind", str(scratch), str(scratch),
              "--ro-bind", connection_file, CONNECTION_FILE,
              "--remount-ro", "/",
-             "--chdir", str(scratch)]
+             "--chdir", "/"]  # read-only: the launcher moves into the scratch folder once it has set up
     return argv
 
 
