@@ -69,6 +69,7 @@ STABLETRAIN_ANSWER_KEY_MODULES = ("clipping", "init", "normalization", "norm_mod
 #: grading kernel imports and fails on any that computes an exercise's answer and is not listed.
 ANSWER_HELPERS: dict[str, tuple[str, ...]] = {
     "stabletrain.exercises.clipping:_recording_clip.<locals>.clip": ("train_step",),
+    "stabletrain.exercises.init:_gain2": (),  # the squared gain: builds kaiming cases, before any check runs
 }
 
 
