@@ -388,6 +388,7 @@ class SandboxKernel:
             self.kc = self.km.client(context=_zmq_context())
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
+            self._watch_connections()
         except BaseException:  # Ctrl-C during a start too: nothing may be left behind
             self.close()
             raise
@@ -428,12 +429,47 @@ class SandboxKernel:
             os.close(home_fd)
             os.close(sockets_fd)
 
+    def _watch_connections(self) -> None:
+        """Watch the shell and iopub connections: ZeroMQ drops one whose peer sent a message over
+        :data:`MAX_KERNEL_MESSAGE_BYTES` and does not reconnect it, so a kernel that did so is
+        treated as one that died (the cell costs what a crash costs, and the kernel is restarted)
+        instead of leaving the grader waiting for messages that cannot come. A send never blocks
+        for long either (a request to a kernel whose connection broke fails instead)."""
+        import zmq
+
+        self._monitors = []
+        for channel in (self.kc.shell_channel, self.kc.iopub_channel):
+            channel.socket.setsockopt(zmq.SNDTIMEO, int(self.limits.startup_seconds * 1000))
+            self._monitors.append(channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED))
+
+    def connection_broken(self) -> bool:
+        """Whether the shell or iopub connection to the kernel broke since it started."""
+        for monitor in getattr(self, "_monitors", []):
+            try:
+                if monitor.poll(0):
+                    return True
+            except Exception:  # a closed monitor: the kernel is being shut down
+                return True
+        return False
+
+    def _close_monitors(self) -> None:
+        for channel, monitor in zip((getattr(self.kc, "shell_channel", None), getattr(self.kc, "iopub_channel", None)),
+                                    getattr(self, "_monitors", [])):
+            try:
+                if channel is not None and channel.socket is not None:
+                    channel.socket.disable_monitor()
+                monitor.close(linger=0)
+            except Exception:
+                pass
+        self._monitors = []
+
     def shutdown(self) -> None:
         with self._counting_start_stop():
             self._shutdown()
 
     def _shutdown(self) -> None:
         if self.kc is not None:
+            self._close_monitors()
             self.kc.stop_channels()
             self.kc = None
         if self.km is not None:
@@ -484,8 +520,10 @@ class SandboxKernel:
     def run(self, code: str, timeout: float | None = None) -> CellRun:
         """Execute ``code``; wall-clock limit ``timeout`` (default: the per-cell limit)."""
         limit = self.limits.cell_seconds if timeout is None else timeout
-        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         cell = _Cell(self.limits.output_chars, limit, time.monotonic(), self.budget)
+        msg_id = self._execute(code, cell)
+        if msg_id is None:
+            return cell.finish()
         while True:
             msg = self._next_message(cell)
             if msg is None:
@@ -513,7 +551,6 @@ class SandboxKernel:
         from .kernel import CELL_END_MIME, MODULE_NAME
 
         code = f"__import__({MODULE_NAME!r}).run_cells({list(sources)!r}, setup={int(setup)})"
-        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         runs: list[CellRun] = []
 
         def begin() -> _Cell:
@@ -522,6 +559,9 @@ class SandboxKernel:
                          self.budget)
 
         cell = begin()
+        msg_id = self._execute(code, cell)
+        if msg_id is None:
+            return [cell.finish()]
         while len(runs) < len(sources):
             msg = self._next_message(cell)
             if msg is None:  # hung or died: the rest needs a new kernel
@@ -550,6 +590,16 @@ class SandboxKernel:
             cell.take(msg)
         return runs
 
+    def _execute(self, code: str, cell: _Cell) -> str | None:
+        """Send ``code``; None (and ``cell`` marked ``died``) when the connection to the kernel broke."""
+        if not self.connection_broken():
+            try:
+                return self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+            except Exception:  # zmq.Again: the request could not be sent
+                pass
+        cell.fail("died", "KernelConnectionLost", _CONNECTION_LOST)
+        return None
+
     def _next_message(self, cell: _Cell) -> dict | None:
         """The next iopub message, interrupting ``cell`` past its limit; None (and ``cell`` marked
         ``hung`` or ``died``) when the kernel will not give one."""
@@ -568,9 +618,16 @@ class SandboxKernel:
                     cell.fail("died", "KernelDied", "the Python process running the notebook died during this cell "
                               "(out of memory, os._exit, or a crash)")
                     return None
+                if self.connection_broken():
+                    cell.fail("died", "KernelConnectionLost", _CONNECTION_LOST)
+                    return None
                 continue
             if isinstance(msg, dict) and isinstance(msg.get("parent_header"), dict) and "msg_type" in msg:
                 return msg
+
+
+_CONNECTION_LOST = (f"the notebook's connection to the grader broke during this cell (a message over the size "
+                    f"limit of {MAX_KERNEL_MESSAGE_BYTES // 1024**2} MiB, or a closed socket); the kernel was restarted")
 
 
 def _idle(msg: dict) -> bool:
