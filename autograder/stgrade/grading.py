@@ -11,7 +11,9 @@ Nothing the kernel produced is trusted: a message is decoded with size and type 
 (:func:`stabletrain.exercises.plain.loads`), a check with no message, two messages or an
 unreadable one earns nothing, verifying a check has a time limit, and a grader error while
 verifying one case (an answer that returns something of an unexpected form, say) costs that
-case's group, never the submission. The kernel receives the student's seed, never the secret.
+case's group, never the submission. The kernel receives the submission's seed, never the secret;
+feedback on a hidden case says where the result differed and the likely misconception, never the
+expected or returned values (:func:`hidden_message`).
 """
 
 from __future__ import annotations

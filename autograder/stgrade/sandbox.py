@@ -1,18 +1,23 @@
 """A limited kernel that runs one cell at a time and survives what student code does to it.
 
-:class:`SandboxKernel` starts ``python -m stgrade.kernel`` (rlimits, answer keys switched off)
-inside a bubblewrap sandbox (:mod:`stgrade.bwrap`: no capabilities, own PID namespace, no
-network, a read-only view without the answer keys) and inside a cgroup of its own
-(:mod:`stgrade.cgroup`: memory, processes and CPU for the submission as a whole), in a scratch
-folder that is a size-capped tmpfs, its HOME and its only writable place, with a clean
-environment. :attr:`SandboxKernel.protections` says what was in force. :meth:`run` executes one
+:class:`SandboxKernel` starts the launcher ``stgrade/kernel.py`` (rlimits, answer keys switched
+off; by its absolute path with ``python -s -P`` from ``/``) inside a bubblewrap sandbox
+(:mod:`stgrade.bwrap`: no capabilities, own PID namespace, no network, a read-only view without
+the answer keys) and inside a cgroup of its own (:mod:`stgrade.cgroup`: memory, processes and CPU
+for the submission as a whole), with a fresh home for every kernel started (a size-capped tmpfs,
+its HOME and its only writable place) and a clean environment. Nothing outside the sandbox opens,
+follows or trusts a path in that home (see :class:`SandboxKernel`). What a kernel can make the
+grader hold is bounded: no ZeroMQ message over :data:`MAX_KERNEL_MESSAGE_BYTES`, at most
+:data:`KERNEL_QUEUE_MESSAGES` waiting per socket, outputs and results capped per submission.
+:attr:`SandboxKernel.protections` says what was in force. :meth:`run` executes one
 cell with a wall-clock limit and returns a :class:`CellRun`: outputs (capped in size), the error
 name and message if any, and a status:
 
 - ``ok`` / ``error``: the cell finished, without or with an exception;
 - ``timeout``: the cell ran past its limit and was interrupted (the kernel is usable again);
 - ``hung``: the interrupt did not stop it either; the kernel was killed;
-- ``died``: the kernel process died (out of memory, ``os._exit``, a crash).
+- ``died``: the kernel process died (out of memory, ``os._exit``, a crash), or its connection to
+  the grader broke (a message over the size limit: ZeroMQ does not reconnect it).
 
 After ``hung`` or ``died`` the caller restarts the kernel (:meth:`restart`) and replays what it
 needs; nothing outside this submission is affected.

@@ -3,8 +3,9 @@
 Three layers, from the strongest:
 
 1. **Not there.** The grading sandbox (``stgrade.bwrap``) leaves the answer-key files out of the
-   kernel's view: stabletrain's reference modules, every ``*_mutants.py``, their compiled copies,
-   and torch's ``torch/nn/utils/clip_grad.py`` (replaced by a stub whose functions raise).
+   kernel's view: stabletrain's reference modules, every ``*_mutants.py``, the lessons' lab
+   modules (their experiments use the lessons' formulas), their compiled copies, and torch's
+   ``torch/nn/utils/clip_grad.py`` (replaced by a stub whose functions raise).
 2. **Blocked.** :func:`install`, called in the kernel before any student code runs, replaces every
    answer-key function that torch itself does not need (``torch.nn.utils.clip_grad_norm_``, …,
    ``stabletrain.clip_grad_norm_``, …) by one that raises :class:`AnswerKeyUnavailable`. The
@@ -14,9 +15,13 @@ Three layers, from the strongest:
    :func:`watched` — which ``check()`` wraps around a student's function under the grader —
    traces every Python function that starts while it runs. Code *of* an answer key (identified by
    its file and function name, so an alias, a closure, a fresh copy from a re-import or ``runpy``
-   all count), or any code of a reference / mutant / clip_grad file, voids the exercise: every case
-   is recorded as ``AnswerKeyUsed`` with the evidence, which the grader shows in the feedback and
-   the instructor's overview.
+   all count), or any code of a reference / mutant / lab / clip_grad file, voids the exercise: every
+   case is recorded as ``AnswerKeyUsed`` with the evidence, which the grader shows in the feedback
+   and the instructor's overview. The same holds for the helpers a kernel must hold that compute
+   an answer (:data:`ANSWER_HELPERS`: the recording clip handed to ``train_step``), except in the
+   exercises whose own machinery they are; and an exercise about *using* torch's functions may
+   allow them (:data:`ANSWER_KEYS_ALLOWED_IN`: ``init_model_`` and ``torch.nn.init``). A static
+   finding never voids: only this run-time evidence does.
 
 An audit hook (``sys.addaudithook``; it cannot be removed from Python) protects the tracing: while
 a check runs, switching the tracer off, starting a process, using ctypes or reading an answer
