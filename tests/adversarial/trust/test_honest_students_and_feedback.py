@@ -154,3 +154,17 @@ def test_a_resubmission_gets_new_hidden_inputs_and_a_regrade_the_same(tmp_path):
     first, again, resubmitted = (_seen(tmp_path / name) for name in ("first", "again", "resubmitted"))
     assert first and first == again
     assert resubmitted and resubmitted != first
+
+
+def test_what_the_scan_flags_is_a_warning_in_validate_and_a_flag_in_the_overview(tmp_path):
+    from stgrade import report
+    from stgrade.validate import render, validate
+
+    path = tmp_path / "04_gradient_clipping.ipynb"
+    nbformat.write(_honest("04_gradient_clipping"), path)
+    v = validate(path, limits=LIMITS)
+    assert v.result.total == load_lesson("04_gradient_clipping").max_points
+    text = render(v)
+    assert "costs no points by itself" in text and "imports gc" in text, text
+    report.write_index([v.result], {"you": "you"}, tmp_path / "index.html")
+    assert "⚑ to look at" in (tmp_path / "index.html").read_text(encoding="utf-8")
