@@ -811,6 +811,13 @@ _PARTS = {  # exercise -> (cases, run, compare, catalogue, deterministic)
     "recycle_dead_units_": (_recycle_cases, _run_recycle, _compare_recycle, "RECYCLE", True),
 }
 
+#: the recording second_moment handed to the student's variance_preserving_gain computes E[f(σz)²]:
+#: machinery of that exercise, an answer key of second_moment (and of every other exercise)
+ANSWER_HELPERS: dict[str, tuple[str, ...]] = {
+    "stabletrain.exercises.activations:_gauss_hermite_moment": ("variance_preserving_gain",),
+    "stabletrain.exercises.activations:_run_gain.<locals>.second_moment": ("variance_preserving_gain",),
+}
+
 EXERCISES: dict[str, Exercise] = {
     name: Exercise(name=name, reference=f"stabletrain.activations:{name}", make_cases=cases, run=run,
                    compare=compare, mutants=f"{__name__}_mutants:{catalogue}", deterministic=deterministic)

@@ -74,6 +74,8 @@ def _rel_cases(level: str, seed: int) -> list[Case]:
              np.array([0.0, 1.0 + 1e-9, 0.0]), _R_ZERO),
         case("a (3,) and a (3, 1) array: different shapes must raise ValueError", np.array([1.0, 2.0, 3.0]),
              np.array([[1.0], [2.0], [3.0]]), _R_SHAPES),
+        # with a value beside the refusal, a function that raises ValueError for everything fails the group
+        case("two lists of the same length: rel_error([1, 4], [1, 5]) = 1 / 9", [1.0, 4.0], [1.0, 5.0], _R_SHAPES),
     ]
     if level == "hidden":
         z = rng.normal(size=(4, 5))
@@ -956,6 +958,9 @@ def _tl_compare(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | 
 
 
 # ----------------------------------------------------------------------------------------------
+
+#: the grader's own relative error, used in numerical_gradient's comparison: an answer key anywhere else
+ANSWER_HELPERS: dict[str, tuple[str, ...]] = {"stabletrain.exercises.diagnostics:_rel_err": ("numerical_gradient",)}
 
 EXERCISES: dict[str, Exercise] = {
     "rel_error": Exercise("rel_error", "stabletrain.gradcheck:rel_error", _rel_cases, _rel_run, _rel_compare,

@@ -32,7 +32,8 @@ from stgrade.sandbox import Limits, SandboxKernel
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("grading")]
 
 SEED = 0
-LIMITS = Limits(cell_seconds=120, notebook_seconds=3000, submission_results_chars=1 << 30,
+# the list of candidates alone is more than a cell may print when grading (20,000 characters)
+LIMITS = Limits(cell_seconds=120, notebook_seconds=3000, output_chars=1 << 22, submission_results_chars=1 << 30,
                 submission_output_chars=1 << 24)
 
 WALK = r'''
