@@ -54,9 +54,13 @@ RC = {
 
 
 @contextmanager
-def course_style():
-    """Matplotlib settings of the course, for the duration of a ``with`` block."""
-    with mpl.rc_context(RC):
+def course_style(font_scale: float = 1.0):
+    """Matplotlib settings of the course, for the duration of a ``with`` block; ``font_scale``
+    multiplies every font size (an explorer drawn tall for a slide keeps its text at 12 pt on screen)."""
+    if font_scale <= 0:
+        raise ValueError(f"font_scale must be positive, got {font_scale}")
+    rc = {key: value * font_scale if key.endswith(("size", "fontsize")) else value for key, value in RC.items()}
+    with mpl.rc_context(rc):
         yield
 
 

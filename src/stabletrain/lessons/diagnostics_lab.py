@@ -671,6 +671,10 @@ class DiagnosticsExplorer:
     encoded as PNG into an ``ipywidgets.Image``): about 0.1 s, stored in ``last_update_s``.
     """
 
+    #: two rows of panels make the figure tall; a slide shows it ~430 px high, so a 5.6 in figure is
+    #: drawn at 77 px per inch there and its text needs 16 pt to be 12 pt (16 px) on the screen
+    FONT_SCALE = 4 / 3
+
     def __init__(self, d: Diagnostics, layer: int = 1, step: int = 0, every: int = 20, dpi: int = 72) -> None:
         import ipywidgets as widgets
 
@@ -694,7 +698,7 @@ class DiagnosticsExplorer:
         self._heat = np.median(d.act_hist, axis=1)  # (2, records, layers, bins)
         self._act = np.median(_density(d.act_hist, d.act_edges), axis=1)
         self._grad = np.median(_density(d.act_grad_hist, d.log_edges), axis=1)
-        with style.course_style():
+        with style.course_style(self.FONT_SCALE):
             self._build_figure()
         for control in (self.layer, self.step):
             control.observe(lambda _change: self.update(), names="value")
@@ -702,7 +706,8 @@ class DiagnosticsExplorer:
 
     def _build_figure(self) -> None:
         d = self.d
-        fig = Figure(figsize=(12.0, 6.6), dpi=self.dpi, layout="constrained")
+        fig = Figure(figsize=(9.6, 5.6), dpi=self.dpi, layout="constrained")
+        fig.get_layout_engine().set(w_pad=0.12, h_pad=0.06)  # room for the last tick label at the edge
         axes = fig.subplots(2, 2)
         extent = (0, d.cfg.steps, d.act_edges[0], d.act_edges[-1])
         self._images, self._markers = [], []
@@ -725,16 +730,16 @@ class DiagnosticsExplorer:
             (line,) = ax_grad.plot(log_centres, np.zeros_like(log_centres), label=net, **_line(i))
             self._grad_lines.append(line)
         ax_act.set_yscale("log")
-        ax_act.set_ylim(1e-3, 1.5 * float(self._act.max()))
+        ax_act.set_ylim(1e-3, 60 * float(self._act.max()))  # headroom on the log axis for the legend
         ax_act.set_xlabel("activation h")
         ax_act.set_ylabel("density")
-        ax_act.set_title("activations at this step")
-        ax_act.legend(loc="upper right")
-        ax_grad.set_ylim(0, 1.1 * float(self._grad.max()))
+        ax_act.set_title("activations h")
+        ax_act.legend(loc="upper left")
+        ax_grad.set_ylim(0, 1.4 * float(self._grad.max()))
         ax_grad.set_xlim(-8, -1)
         ax_grad.set_xlabel(r"$\log_{10}\,|\partial L/\partial h|$")
         ax_grad.set_ylabel("density")
-        ax_grad.set_title("activation gradients at this step")
+        ax_grad.set_title("activation gradients")
         ax_grad.legend(loc="upper right")
         fig.suptitle("placeholder")
         fig.draw_without_rendering()  # lay out once; redraws skip the layout
@@ -754,8 +759,9 @@ class DiagnosticsExplorer:
             self._markers[k].set_xdata([step, step])
             self._act_lines[k].set_ydata(np.maximum(self._act[d.net(net), r, layer], 1e-4))
             self._grad_lines[k].set_ydata(self._grad[d.net(net), r, layer])
-        self.figure.suptitle(f"Hidden layer {layer + 1} at step {step} (median over {len(d.seeds)} seeds)")
-        self.image.value = style.canvas_png(self._canvas)
+        with style.course_style(self.FONT_SCALE):  # the title and the ticks made at draw time take the style too
+            self.figure.suptitle(f"Hidden layer {layer + 1} at step {step} (median over {len(d.seeds)} seeds)")
+            self.image.value = style.canvas_png(self._canvas)
         rows = []
         for net in NETS:
             k = d.net(net)
