@@ -51,7 +51,7 @@ system-tools:
 	 else echo "note:$$missing not installed (needs root and apt): the tests that need them will be skipped"; fi
 
 test: $(STAMP) system-tools
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=40
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow"
