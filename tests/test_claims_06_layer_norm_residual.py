@@ -6,9 +6,10 @@ initial weights on seeds 0–4 (docs/LESSON_STANDARD.md §4). Every claim is ass
 every run (or on every run's median, where the sentence is about a median), and each docstring
 says what was measured over all runs, so the margin is visible.
 
-The training runs (SGD with momentum at a large learning rate, clipping on almost every step) are
-chaotic: the same seed ends anywhere between 0.03 and 0.4 depending on the last bit of a matrix
-product, so their sentences are about medians, orderings and counts, not single losses.
+The training runs (SGD with momentum 0.9 at a large learning rate) are chaotic: the same seed can
+end several times higher depending on the last bit of a matrix product (the reference's seed 0:
+0.09 natively, 0.36 with the default kernels), so their sentences are about medians, orderings and
+counts, not single losses.
 """
 
 from __future__ import annotations
@@ -25,22 +26,28 @@ from stabletrain.residual import capstone_config, residual_stream_variance
 C = lab.CapstoneConfig
 LN3 = math.log(3)
 
+K_LN = dict(init="kaiming", residual=True, norm="layer", clip=5.0)
+
 #: every configuration the lesson trains in Sections 5, 7 and 9
 CONFIGS = {
     "plain": C(init="default"),
     "residual": C(init="default", residual=True),
     "residual_clipped": C(init="default", residual=True, clip=1.0),
-    "pre": C(init="kaiming", residual=True, norm="layer", clip=1.0),
-    "post": C(init="kaiming", residual=True, norm="layer", placement="post", clip=1.0),
+    "pre": C(**K_LN),
+    "post": C(**K_LN, placement="post"),
+    "post_gpt2": C(**K_LN, placement="post", scaling="gpt2"),
+    "post_small_lr": (C(**K_LN, placement="post"), {"lr": 0.01}),
+    "post_gpt2_small_lr": (C(**K_LN, placement="post", scaling="gpt2"), {"lr": 0.01}),
     "kaiming_residual": C(init="kaiming", residual=True),
     "kaiming_layer_norm_plain": C(init="kaiming", norm="layer"),
-    "reference": C(**capstone_config()),
-    "reference_no_clip": C(**{**capstone_config(), "clip": None}),
 }
+assert CONFIGS["pre"] == C(**capstone_config()), "Section 7's pre-norm run is the capstone's reference answer"
 
-#: every (depth, placement, scaling) of Sections 6 and 7
+#: every (depth, placement, scaling[, final norm / skip connections only]) of Sections 6 and 7
 STREAMS = ((32, "none", "none"), (32, "pre", "none"), (32, "pre", "gpt2"), (32, "post", "none"),
-           (12, "pre", "none"), (12, "post", "none"), (48, "pre", "none"), (48, "post", "none"))
+           (12, "pre", "none", "final"), (12, "post", "none", "final"), (48, "pre", "none", "final"),
+           (48, "post", "none", "final"), (12, "pre", "none", "skip"), (12, "post", "none", "skip"),
+           (48, "pre", "none", "skip"), (48, "post", "none", "skip"))
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +107,42 @@ def test_batch_norm_spread_falls_like_one_over_root_b(batchmates):
         assert np.all((gap > 0.45) & (gap < 0.8)), (run.label, gap)
 
 
+# ---------------------------------------------------------------------------------------------- section 4b
+
+
+def test_the_norm_family_reduces_to_each_other():
+    """"one group is layer norm over (C, L), C groups are instance norm"; RMS norm is
+    x / sqrt(mean(x^2) + eps). Deterministic facts (float64 on fixed inputs, torch's modules): no
+    variants."""
+    import torch
+
+    x = torch.randn(8, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    ln = (x - x.mean(dim=(1, 2), keepdim=True)) / torch.sqrt(x.var(dim=(1, 2), keepdim=True, correction=0) + 1e-5)
+    assert torch.allclose(torch.nn.GroupNorm(1, 6, affine=False, dtype=torch.float64)(x), ln, atol=1e-12)
+    assert torch.allclose(torch.nn.GroupNorm(6, 6, affine=False, dtype=torch.float64)(x),
+                          torch.nn.InstanceNorm1d(6)(x), atol=1e-12)
+    rms = torch.nn.RMSNorm(5, eps=1e-6, elementwise_affine=False, dtype=torch.float64)(x)
+    assert torch.allclose(rms, x / torch.sqrt(x.square().mean(dim=-1, keepdim=True) + 1e-6), atol=1e-12)
+    for name in lab.NORM_GROUPS:  # the figure shades a group of the size the table says
+        mask = lab.norm_group_mask(name, 4, 6, 3)
+        assert mask.sum() == {"batch norm": 4 * 3, "layer norm": 6 * 3, "instance norm": 3,
+                              "group norm (2 groups)": 3 * 3}[name]
+
+
+def test_layer_norm_is_not_per_feature_standardization():
+    """"The two differ by about one standard deviation per entry (RMS between 0.8 and 1.3 on every
+    seed) and correlate only weakly (between 0.2 and 0.7)". No weights, no training (nothing to
+    jitter): native seeds 0–14, avx2 and default kernels on 0–4. Measured: RMS 0.90–1.18,
+    correlation 0.30–0.60."""
+    target = "stabletrain.lessons.residual_lab:layer_norm_against_standardization"
+    lesson, held = claims.LESSON_SEEDS, claims.HELD_BACK_SEEDS
+    results = [claims.compute(target, "native", seeds=lesson + held)]
+    results += [claims.compute(target, env, seeds=lesson) for env in ("avx2", "default")]
+    for res in results:
+        assert np.all((res["rms"] > 0.8) & (res["rms"] < 1.3)), res["rms"]
+        assert np.all((res["correlation"] > 0.2) & (res["correlation"] < 0.7)), res["correlation"]
+
+
 # ---------------------------------------------------------------------------------------------- section 5
 
 
@@ -124,6 +167,7 @@ def test_residual_network_keeps_the_gradient_but_diverges_without_clipping(train
         assert np.all(spread < 30), (run.label, spread)
         diverged_at = [int(np.argmax(~np.isfinite(row))) for row in res.losses]
         assert np.all(np.isinf(res.final_losses)) and max(diverged_at) < 25, (run.label, diverged_at)
+        assert np.all(run.result["residual_clipped"].clipped.mean(axis=1) > 0.9), run.label  # "more than 90 %"
 
 
 def test_clipped_residual_network_trains_on_most_seeds(training):
@@ -178,37 +222,118 @@ def test_pre_norm_first_blocks_get_larger_gradients(streams):
         assert np.all((r32 > 3) & (r32 < 7)), (run.label, r32)
 
 
+def test_zero_gamma_keeps_v0_except_after_a_post_norm():
+    """"A zero-initialised γ silences every branch: without a norm and with pre-norm the stream keeps
+    v_l = v_0; post-norm still normalizes the sum, so v_l = 1 for l >= 1 whatever v_0" (the notebook's
+    cell with v_0 = 4). Deterministic (float64, a branch multiplied by exactly 0, fixed inputs): no
+    variants. Measured: none and pre 3.99 (the input's sample variance, unchanged bit for bit),
+    post 1.000 (layer norm's eps moves it by 3e-6)."""
+    import torch
+
+    x = 2 * torch.randn(256, 128, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w = torch.randn(8, 128, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * math.sqrt(2 / 128)
+    ln = lambda z: torch.nn.functional.layer_norm(z, z.shape[-1:])  # noqa: E731
+    for placement in ("none", "pre", "post"):
+        h = x
+        for l in range(8):
+            h = h + 0.0 * (torch.relu(ln(h) if placement == "pre" else h) @ w[l])
+            h = ln(h) if placement == "post" else h
+        predicted = residual_stream_variance(8, input_variance=4.0, placement=placement, scaling="zero_gamma")
+        if placement == "post":
+            assert abs(float(h.var(correction=0)) - 1) < 1e-4 and predicted[-1] == 1.0
+        else:
+            assert torch.equal(h, x) and abs(float(x.var(correction=0)) - 4) < 0.1 and predicted[-1] == 4.0
+        assert predicted[0] == 4.0
+
+
 # ---------------------------------------------------------------------------------------------- section 7
 
 
-def test_gradient_ratios_at_depth(streams):
-    """"Pre-norm's first block gets 1.8 to 3.5 times the gradient of its last at 12 blocks and 3 to
-    7 times at 48"; "Post-norm's ratio stays between 0.3 and 3". Measured over 30 runs: 12 blocks
-    2.31–2.90; 48 blocks 4.46–5.76; post-norm at 48 blocks 0.48–1.80. The sentence "along the skip
-    connections alone 2^(−47/2) ≈ 10^−7" is arithmetic (no variants)."""
+@pytest.fixture(scope="module")
+def gains() -> list[claims.Run]:
+    return claims.runs("stabletrain.lessons.residual_lab:post_norm_block_gains")
+
+
+@pytest.fixture(scope="module")
+def similarities() -> list[claims.Run]:
+    configs = {"pre": C(**K_LN), "post": C(**K_LN, placement="post"),
+               "post_gpt2": C(**K_LN, placement="post", scaling="gpt2"), "plain": C(init="kaiming", norm="layer")}
+    return claims.runs("stabletrain.lessons.residual_lab:input_similarities", configs=configs)
+
+
+def test_one_post_norm_block_keeps_the_gradient_level_on_average(gains):
+    """Answer 4 and the reading of Section 7: "branch 1.00, skip + branch 1.41, norm 0.71, whole block
+    1.00"; "standard deviation 1.41". Measured over 30 runs: branch 0.99–1.02, skip + branch
+    1.40–1.43, norm 0.70–0.73, block 0.98–1.03, std of the sum 1.39–1.46; medians of a run within
+    0.014 of the quoted value (checked to 0.02), single seeds within 0.04 (checked to 0.06)."""
+    for run in gains:
+        g = run.result
+        for name, value in (("branch", 1.0), ("skip + branch", math.sqrt(2)), ("norm", 1 / math.sqrt(2)),
+                            ("block", 1.0), ("sum std", math.sqrt(2))):
+            assert abs(np.median(g[name]) - value) < 0.02, (run.label, name, g[name])
+            assert np.all(np.abs(g[name] - value) < 0.06), (run.label, name, g[name])
+
+
+def test_gradient_ratios_at_depth_follow_the_derivations(streams):
+    """"Pre-norm's ratio follows sqrt((L+1)/2) (within 30 % on every seed, at 12 and at 48 blocks);
+    with the branches detached its gradient reaches the input exactly unchanged"; "Post-norm's ratio
+    stays near 1 (between 0.3 and 3 at 48 blocks)"; "with the branches detached, 48 norms leave
+    between 10^-8 and 10^-6 of the gradient"; "post-norm's gradients near the output are about
+    sqrt((L+1)/2) times pre-norm's" (checked within 25 %). Measured over 30 runs: pre-norm /
+    prediction 0.90–1.14 (12 blocks) and 0.90–1.17 (48); skip-only pre-norm 1 to 1e-6; post-norm
+    0.48–1.80 at 48 blocks, 0.90–1.31 at 12; skip-only post-norm 4.0e-8–1.24e-7 at 48 blocks
+    (prediction 6e-8), 0.014–0.022 at 12; last block post/pre over the prediction 0.86–1.14."""
     for run in streams:
-        r12, r48 = _ratio(run.result[12, "pre", "none"]["grad_norms"]), _ratio(run.result[48, "pre", "none"]["grad_norms"])
-        assert np.all((r12 > 1.8) & (r12 < 3.5)), (run.label, r12)
-        assert np.all((r48 > 3) & (r48 < 7)), (run.label, r48)
-        post = _ratio(run.result[48, "post", "none"]["grad_norms"])
+        st = run.result
+        for depth in (12, 48):
+            predicted = math.sqrt((depth + 1) / 2)
+            r = _ratio(st[depth, "pre", "none", "final"]["grad_norms"])
+            assert np.all(np.abs(r / predicted - 1) < 0.3), (run.label, depth, r)
+            skip = st[depth, "pre", "none", "skip"]["stream_grads"]
+            assert np.allclose(skip[:, 0], skip[:, -1], rtol=1e-4), run.label
+            last = st[depth, "post", "none", "final"]["grad_norms"][:, -1] / st[depth, "pre", "none", "final"]["grad_norms"][:, -1]
+            assert np.all(np.abs(last / predicted - 1) < 0.25), (run.label, depth, last)
+        post = _ratio(st[48, "post", "none", "final"]["grad_norms"])
         assert np.all((post > 0.3) & (post < 3)), (run.label, post)
-    assert 2 ** (-47 / 2) < 1e-6
+        skip = st[48, "post", "none", "skip"]["stream_grads"]
+        assert np.all((skip[:, 0] / skip[:, -1] > 1e-8) & (skip[:, 0] / skip[:, -1] < 1e-6)), run.label
+    assert 2 ** (-24) == pytest.approx(6e-8, rel=0.01)  # the prediction quoted, arithmetic
 
 
-def test_pre_norm_trains_and_post_norm_does_not(training):
-    """"pre-norm trains to a median final loss below 0.3; post-norm's median stays near ln 3 (above
-    0.9), and on every seed post-norm ends above pre-norm". Measured over 30 runs natively and 30
-    with the default kernels exported: pre-norm medians 0.099–0.222 (single seeds 0.034–0.368; 0.513 on one AVX-512 seed in the issue); post-norm
-    medians 1.097–1.099 (single seeds 0.761–1.325); post-norm over pre-norm, seed by seed, at least
-    2.99 times. "The same seed of pre-norm can end several times higher under another CPU's rounding":
-    largest ratio over the four arithmetics of one seed 5.1 (seed 0: 0.067 to 0.345)."""
+def test_post_norm_makes_the_inputs_look_alike(similarities):
+    """"After the embedding the inputs are far apart (about 0.2). At the top of post-norm — and of the
+    network without skip connections — they are almost one point (above 0.85 on every seed).
+    Pre-norm keeps them further apart (median over the seeds below 0.85; on every seed at least 2.5
+    times as far from 1 as post-norm), and so does post-norm with 1/sqrt(L) (below 0.75)". Measured
+    over 30 runs: embedding 0.21–0.25; post-norm 0.90–1.00; no skip 0.99–1.00; pre-norm 0.60–0.94,
+    run medians 0.67–0.75; (1 − pre) / (1 − post) at least 3.5; post-norm 1/sqrt(L) 0.30–0.66."""
+    for run in similarities:
+        sim = run.result
+        assert np.all((sim["pre"]["embedding"] > 0.15) & (sim["pre"]["embedding"] < 0.3)), run.label
+        assert np.all(sim["post"]["top"] > 0.85) and np.all(sim["plain"]["top"] > 0.85), run.label
+        pre, post = sim["pre"]["top"], sim["post"]["top"]
+        assert np.median(pre) < 0.85 and np.all((1 - pre) > 2.5 * (1 - post)), (run.label, pre, post)
+        assert np.all(sim["post_gpt2"]["top"] < 0.75), (run.label, sim["post_gpt2"]["top"])
+
+
+def test_pre_norm_trains_and_post_norm_needs_both_fixes(training):
+    """"Pre-norm trains (median final loss below 0.15). Post-norm stays at ln 3 on every seed (above
+    0.9) ... With alpha = 1/sqrt(L) ... at this learning rate post-norm still barely learns (median
+    above 0.6) ... At a five times smaller learning rate post-norm with 1/sqrt(L) trains (median
+    below 0.2), while post-norm with alpha = 1 still does not (median above 0.6)"; "post-norm's
+    block-1 gradient at step 0 is anywhere from a hundredth to several times block 50's". Measured
+    over 30 runs: pre-norm medians 0.053–0.068 (single seeds 0.030–0.265); post-norm every seed
+    1.097–1.099; post-norm 1/sqrt(L) medians 0.907–1.014; at lr 0.01 post-norm 1/sqrt(L) medians
+    0.052–0.079, post-norm 0.813–1.087; step-0 ratio 0.013–7.5 over all seed-runs."""
     for run in training:
-        pre, post = run.result["pre"].final_losses, run.result["post"].final_losses
-        assert np.median(pre) < 0.3, (run.label, pre)
-        assert np.median(post) > 0.9, (run.label, post)
-        assert np.all(post > 1.5 * pre), (run.label, pre, post)
-    across = np.stack([run.result["pre"].final_losses[:5] for run in training])  # seeds 0-4, 4 arithmetics
-    assert np.max(across.max(axis=0) / across.min(axis=0)) > 3, across  # "several times higher"
+        r = run.result
+        assert np.median(r["pre"].final_losses) < 0.15, (run.label, r["pre"].final_losses)
+        assert np.all(r["post"].final_losses > 0.9), (run.label, r["post"].final_losses)
+        assert np.median(r["post_gpt2"].final_losses) > 0.6, (run.label, r["post_gpt2"].final_losses)
+        assert np.median(r["post_gpt2_small_lr"].final_losses) < 0.2, (run.label, r["post_gpt2_small_lr"].final_losses)
+        assert np.median(r["post_small_lr"].final_losses) > 0.6, (run.label, r["post_small_lr"].final_losses)
+        ratio = _ratio(r["post"].layer_grad_norms)
+        assert ratio.min() < 0.05 and ratio.max() / ratio.min() > 10, (run.label, ratio)
 
 
 # ---------------------------------------------------------------------------------------------- section 9
@@ -217,40 +342,45 @@ def test_pre_norm_trains_and_post_norm_does_not(training):
 def test_capstone_candidates_fail_as_described(training):
     """"The defaults ... stay at ln 3"; Kaiming with skip connections and no norm: "the loss overflows
     after one step on every seed"; Kaiming with layer norm, no skip connections: "every final loss
-    above 1". Measured over 30 runs: 0 seeds below 0.35; every overflow at step 1; smallest final
-    loss 1.095."""
+    above 1"; Section 5's network with clipping at 1: "the clip acts on almost every step"; and the
+    grader's visible and hidden rules reject all four on every five-seed group. Measured over 30
+    runs: defaults 1.099 on every seed; overflow at step 1 on every seed; no skip connections 1.099;
+    Section 5's clip on 96–100 % of the steps."""
+    from stabletrain.exercises.layernorm import capstone_verdict
+
     for run in training:
-        assert run.result["plain"].passed(0.35) == 0, run.label
-        exploded = run.result["kaiming_residual"]
+        r = run.result
+        assert np.all(np.abs(r["plain"].final_losses - LN3) < 0.01), run.label
+        exploded = r["kaiming_residual"]
         assert np.all(np.isinf(exploded.final_losses)), run.label
         assert all(int(np.argmax(~np.isfinite(row))) <= 1 for row in exploded.losses), run.label
-        assert np.all(run.result["kaiming_layer_norm_plain"].final_losses > 1), run.label
+        assert np.all(r["kaiming_layer_norm_plain"].final_losses > 1), run.label
+        assert np.all(r["residual_clipped"].clipped.mean(axis=1) > 0.95), run.label
+        for name in ("plain", "kaiming_residual", "kaiming_layer_norm_plain", "residual_clipped"):
+            for start in range(0, len(run.seeds), 5):
+                part = {k: v[start:start + 5] for k, v in lab.summarize(r[name]).items()}
+                assert capstone_verdict(part, "visible") is not None, (run.label, name)
+                assert capstone_verdict(part, "hidden") is not None, (run.label, name)
 
 
-def test_capstone_reference_passes_and_clipping_matters(training):
-    """Instructor notes: "the reference answer reaches a median final loss of about 0.1 (below 0.2
-    in every run); single seeds between 0.03 and 0.6"; "without the clipping some seeds diverge or end above 0.35 (12 of our 30
-    seed-runs)"; "residual connections with clipping and the default initialization pass the grader
-    on seeds 0–4". Measured over 30 runs: reference 0.039–0.315, medians 0.060–0.068 (with the default
-    kernels exported for the session: 0.039–0.417, medians 0.063–0.124); without
-    clipping 12 of 30 seed-runs at or above 0.35 (0.354 to 116), 1–7 per run (12 of 30 with the
-    default kernels exported for the whole session, where the medians are 0.063–0.124); default init
-    residual + clipping passes the rule (4 of 5 below 0.35) on seeds 0–4 in 4 of 4 runs natively,
-    3 of 4 with the default kernels exported (the jitter run: 3 of 5). "The same seed can end several
-    times higher under another CPU's kernels": seed 3, 0.063 natively and 0.315 with the default
-    kernels (5.0 times)."""
-    failed_without_clip, default_init_passes = 0, 0
+def test_capstone_reference_passes_with_rare_clipping(training):
+    """Instructor notes: the reference answer passes the visible rule on seeds 0–4 and the grader's
+    rule on every five-seed group of every run, "its clip acts on 2–9 % of the steps", "single seeds
+    can end higher under other CPU kernels (0.36 once in our runs)". Measured over 30 runs: last-10
+    loss 0.030–0.362 (0.362: seed 0 with the default kernels; natively at most 0.155), clipped
+    2–8 % of the steps (2–9 % over 40 native seeds in benchmarks/capstone_rule_06.py)."""
+    from stabletrain.exercises.layernorm import capstone_verdict
+
     for run in training:
-        ref = run.result["reference"].final_losses
-        assert np.all((ref > 0.03) & (ref < 0.6)), (run.label, ref)
-        assert np.median(ref) < 0.2, (run.label, ref)
-        failed_without_clip += _failed(run.result["reference_no_clip"].final_losses, 0.35)
-        lesson_seeds = run.result["residual_clipped"].final_losses[:5]  # seeds 0-4 in every run
-        default_init_passes += int(np.sum(lesson_seeds < 0.35) >= 4)
-    assert default_init_passes >= 3, default_init_passes
-    assert 6 <= failed_without_clip <= 20, failed_without_clip
-    across = np.stack([run.result["reference"].final_losses[:5] for run in training])
-    assert np.max(across.max(axis=0) / across.min(axis=0)) > 3, across
+        res = run.result["pre"]
+        summary = lab.summarize(res)
+        for start in range(0, len(run.seeds), 5):
+            part = {k: v[start:start + 5] for k, v in summary.items()}
+            assert capstone_verdict(part, "visible") is None, (run.label, part)
+            assert capstone_verdict(part, "hidden") is None, (run.label, part)
+        assert np.median(summary["last10"]) < 0.15 and np.max(summary["last10"]) < 0.5, (run.label, summary["last10"])
+        clipped = np.array(summary["clipped"])
+        assert np.all((clipped >= 0.01) & (clipped <= 0.12)), (run.label, clipped)
 
 
 # ---------------------------------------------------------------------------------------------- explorer, notes

@@ -158,6 +158,25 @@ def _lab05(experiment: str, **kwargs: Any) -> Callable[[], dict[str, Any]]:
     return make
 
 
+_LAB06 = "stabletrain.lessons.residual_lab"
+
+
+@functools.cache
+def _residual_training():
+    from stabletrain.lessons import residual_lab as lab
+
+    configs = {"plain": lab.CapstoneConfig(), "pre-norm": lab.CapstoneConfig(init="kaiming", residual=True, norm="layer")}
+    return {name: lab.train_capstone(cfg, seeds=(0, 1), steps=3, depth=3, width=4) for name, cfg in configs.items()}
+
+
+def _residual_streams() -> dict[str, Any]:
+    from stabletrain.lessons import residual_lab as lab
+    from stabletrain.residual import residual_stream_variance
+
+    streams = {p: lab.stream_at_init(4, p, seeds=(0, 1), width=8, batch=8) for p in ("pre", "post")}
+    return {"results": streams, "predictions": {p: residual_stream_variance(4, placement=p) for p in streams}}
+
+
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("00-step-size", _LAB00, "plot_step_size", _step_size_kwargs),
@@ -213,6 +232,13 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("03-training-stats", _LAB03, "plot_training_stats",
      lambda: {"training": _init_lab().train_sweep(("pytorch default", "kaiming"), depth=5, width=8, steps=4,
                                                   seeds=(0, 1), record=True), "layers": (1, 3, 5)}),
+    ("06-training", _LAB06, "plot_training", lambda: {"results": _residual_training(), "threshold": 0.25}),
+    ("06-stream", _LAB06, "plot_stream", _residual_streams),
+    ("06-batchmates", _LAB06, "plot_batchmates",
+     lambda: {"dep": importlib.import_module(_LAB06).batchmate_dependence((1, 2, 4), seeds=(0, 1), draws=4)}),
+    ("06-norm-groups", _LAB06, "plot_norm_groups", lambda: {}),
+    ("06-explorer", _LAB06, "explorer_figure",
+     lambda: {"depth": 4, "placement": "post", "depths": (2, 4), "seeds": (0, 1), "width": 8, "batch": 8}),
 ]
 
 
@@ -275,6 +301,22 @@ def test_lesson_03s_explorer_draws_every_text_in_the_course_style():
     explorer.depth.value = 5
     sizes = style.font_sizes(explorer.figure)
     assert len(sizes) > 8 and min(sizes) >= style.MIN_FONT_PT, sorted(set(sizes))
+
+
+def test_lesson_06s_explorer_draws_every_text_in_the_course_style():
+    """The residual explorer builds and redraws inside the style: after updates that change the
+    limits (new tick labels), no text is below the minimum, and the figure is at most 11 in wide, so
+    that a deck showing it at 96 dpi on a 1280-px slide keeps 12 pt at 16 px."""
+    from stabletrain.lessons import residual_lab as lab
+    from stabletrain.residual import residual_stream_variance
+
+    streams = lab.precompute_streams(depths=(2, 4), seeds=(0, 1), width=8, batch=8)
+    explorer = lab.ResidualExplorer(streams, residual_stream_variance, depth=4)
+    for depth, placement, scaling in [(2, "none", "none"), (4, "post", "zero_gamma"), (4, "none", "gpt2")]:
+        explorer.depth.value, explorer.placement.value, explorer.scaling.value = depth, placement, scaling
+        sizes = style.font_sizes(explorer.figure)
+        assert len(sizes) > 8 and min(sizes) >= style.MIN_FONT_PT, (depth, placement, scaling, sorted(set(sizes)))
+    assert explorer.figure.get_figwidth() <= 11
 
 
 def test_the_histogram_explorer_draws_in_the_course_style():

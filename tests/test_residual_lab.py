@@ -31,6 +31,8 @@ def _loop_reference(config: lab.CapstoneConfig, seed: int, steps: int, depth: in
             h = h + f if config.residual else f
             if config.norm == "layer" and config.placement == "post" and config.residual:
                 h = lab._layer_norm(h, params["gamma"][l], params["beta"][l])
+        if "gamma_final" in params:
+            h = lab._layer_norm(h, params["gamma_final"], params["beta_final"])
         loss = torch.nn.functional.cross_entropy(h @ params["w_out"] + params["b_out"], y)
         losses.append(loss.item())
         grads = torch.autograd.grad(loss, list(params.values()))
@@ -60,11 +62,50 @@ def test_a_diverging_seed_stops_and_reports_inf():
 
 
 def test_capstone_reference_trains_quickly():
+    from stabletrain.exercises.layernorm import capstone_verdict
     from stabletrain.residual import capstone_config
 
     res = lab.train_capstone(capstone_config())
-    assert res.passed(0.35) == 5
-    assert res.seconds < 60  # about 1-2 s on an idle core
+    assert capstone_verdict(lab.summarize(res), "visible") is None
+    assert res.seconds < 60  # about 2-3 s on an idle core
+
+
+def test_capstone_verdict_names_each_failure():
+    """The rule's conditions, each with its own message, on hand-made summaries: visible asks 4 of 5
+    seeds and a median below CAPSTONE_VISIBLE_MEDIAN, hidden 3 of 5; no seed may diverge."""
+    from stabletrain.exercises.layernorm import CAPSTONE_CLIP, CAPSTONE_LOSS, CAPSTONE_VISIBLE_MEDIAN, capstone_verdict
+
+    good = {"seeds": [0, 1, 2, 3, 4], "last10": [0.05, 0.1, 0.06, 0.07, 0.08], "clipped": [0.0, 0.05, 0.1, 0.0, 0.02],
+            "diverged_at": [None] * 5, "grad_norm": [1.0, 1.2, 1.4, 1.1, 1.3]}
+    assert capstone_verdict(good, "visible") is None and capstone_verdict(good, "hidden") is None
+    one_bad = {**good, "last10": [0.05, 0.1, 0.06, 0.07, 0.9], "clipped": [0.0, 0.05, 0.1, 0.0, CAPSTONE_CLIP + 0.1]}
+    assert capstone_verdict(one_bad, "visible") is None  # one seed may miss
+    diverged = {**good, "last10": [0.05, float("inf"), 0.1, 0.1, 0.1], "diverged_at": [None, 7, None, None, None]}
+    assert "diverged (seed 1 at step 7)" in capstone_verdict(diverged, "hidden")
+    clipped = {**good, "clipped": [0.0, 0.05, CAPSTONE_CLIP + 0.01, CAPSTONE_CLIP + 0.2, 0.0]}
+    assert "safety net" in capstone_verdict(clipped, "visible") and capstone_verdict(clipped, "hidden") is None
+    slow = {**good, "last10": [0.05, 0.1, CAPSTONE_LOSS, 0.9, 0.08]}
+    assert "too slowly" in capstone_verdict(slow, "visible") and capstone_verdict(slow, "hidden") is None
+    middling = {**good, "last10": [CAPSTONE_VISIBLE_MEDIAN + 0.01] * 5}
+    assert "median below" in capstone_verdict(middling, "visible") and capstone_verdict(middling, "hidden") is None
+    slower = {**good, "last10": [0.05, CAPSTONE_LOSS, 0.9, 0.3, 0.1]}
+    assert "too slowly" in capstone_verdict(slower, "hidden")
+
+
+def test_summaries_and_similarities_have_one_value_per_seed():
+    config = lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", clip=5.0)
+    summary = lab.capstone_summary(config, seeds=(0, 1), steps=12)
+    assert summary["seeds"] == [0, 1] and len(summary["last10"]) == len(summary["clipped"]) == 2
+    assert summary["diverged_at"] == [None, None]
+    sim = lab.input_similarity(config, seeds=(0, 1, 2), depth=4, width=8)
+    assert sim["embedding"].shape == sim["top"].shape == (3,) and np.all(np.abs(sim["top"]) <= 1)
+    gains = lab.post_norm_block_gains(width=16, batch=32, seeds=(0, 1))
+    assert set(gains) == {"branch", "skip + branch", "norm", "block", "sum std"}
+    skip = lab.stream_at_init(6, "post", seeds=(0,), width=16, batch=16, skip_only=True)
+    assert np.isnan(skip["grad_norms"]).all() and skip["stream_grads"].shape == (1, 7)
+    assert skip["stream_grads"][0, 0] < skip["stream_grads"][0, -1]  # six norms shrink the skip path
+    groups = {name: lab.norm_group_mask(name) for name in lab.NORM_GROUPS}
+    assert groups["layer norm"][0].all() and not groups["layer norm"][1:].any()
 
 
 def test_batchmates_shapes_and_layer_norm_independence():
@@ -99,7 +140,7 @@ def test_explorer_redraws_in_under_half_a_second():
     explorer = lab.ResidualExplorer(streams, residual_stream_variance, depth=4)
     for depth, placement, scaling in [(2, "post", "gpt2"), (4, "none", "zero_gamma"), (4, "pre", "none")]:
         explorer.depth.value, explorer.placement.value, explorer.scaling.value = depth, placement, scaling
-        assert explorer.last_update_s < 0.5
+        assert explorer.last_update_cpu_s < 0.5  # CPU time: the wall clock of a shared machine says little
     assert explorer.image.value[:4] == b"\x89PNG"
 
 

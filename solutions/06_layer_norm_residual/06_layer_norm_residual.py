@@ -33,9 +33,11 @@
 #    variance of the residual stream after $L$ blocks for each;
 # 5. fix the stream's growth with **branch scaling** ($1/\sqrt{L}$, as in GPT-2) or a
 #    **zero-initialised last γ**;
-# 6. make a network that does not train with PyTorch's defaults train stably, by combining
-#    initialization (Lesson 3), normalization and clipping (Lesson 4), and show the diagnostics
-#    (per-layer gradient norms, Lessons 0–1) before and after.
+# 6. explain, with a derivation and a measurement, why pre-norm trains at depth and post-norm does
+#    not, and what $1/\sqrt L$ and a smaller learning rate change for post-norm;
+# 7. make a network that does not train with PyTorch's defaults train stably, by combining
+#    initialization (Lesson 3), normalization and residual connections, with clipping (Lesson 4)
+#    as a safety net that acts on rare steps only, and show the diagnostics before and after.
 #
 # **How this notebook works.** Six graded exercises: `layernorm_forward`, `layernorm_backward`,
 # `LayerNorm`, `residual_block`, `residual_stream_variance` and `capstone_config`. After each one a
@@ -313,7 +315,6 @@ drop = dep["bn_spread"][:, sizes.index(4)] / dep["bn_spread"][:, sizes.index(64)
 print(f"spread at B = 4 / spread at B = 64, per seed: {np.array2string(drop, precision=2)}; "
       f"at B = 2, per seed: {np.array2string(dep['bn_spread'][:, sizes.index(2)], precision=2)}")
 fig = lab.plot_batchmates(dep)
-print("Figure:", fig.get_label())
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -335,6 +336,80 @@ fig
 # is what evaluation uses. The network was trained on noisy normalizations and evaluated on
 # different ones. Fixes: a larger batch (or batch renormalization / synchronized BN across
 # devices), or a per-sample normalization such as layer norm or group norm.
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4b. The family: batch, layer, instance, group and RMS norm
+#
+# Every normalization of this course computes $\hat x = (x - \mu)/\sqrt{\sigma^2 + \varepsilon}$ and
+# then a learned $\gamma$ and $\beta$ per channel. They differ only in **which entries share one $\mu$
+# and $\sigma^2$**. For an activation of shape $(N, C, L)$ — samples, channels, positions (pixels or
+# tokens):
+#
+# | norm | one mean and variance for | where you meet it |
+# |---|---|---|
+# | batch norm | a channel, over all samples and positions | CNNs (Lesson 5) |
+# | layer norm | a sample, over its channels (and positions, for an image) | transformers (each token over its features), RNNs |
+# | instance norm | a sample's channel, over its positions | style transfer (Ulyanov et al. 2016) |
+# | group norm | a sample's group of $C/G$ channels, over their positions | detection and segmentation with small batches (Wu & He 2018) |
+# | RMS norm | like layer norm, but nothing subtracted: $x/\sqrt{\overline{x^2} + \varepsilon}\cdot\gamma$, no $\beta$ | LLaMA and most recent language models (Zhang & Sennrich 2019) |
+#
+# Group norm contains two of the others: one group is layer norm over $(C, L)$, $C$ groups are
+# instance norm. The cell checks both against PyTorch's modules, and RMS norm against
+# `torch.nn.RMSNorm` (float64, so the differences are rounding).
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+xs = torch.randn(8, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
+checks = {
+    "GroupNorm(1 group) = layer norm over (C, L)": (
+        torch.nn.GroupNorm(1, 6, affine=False, dtype=torch.float64)(xs),
+        (xs - xs.mean(dim=(1, 2), keepdim=True)) / torch.sqrt(xs.var(dim=(1, 2), keepdim=True, correction=0) + 1e-5)),
+    "GroupNorm(C groups) = InstanceNorm1d": (
+        torch.nn.GroupNorm(6, 6, affine=False, dtype=torch.float64)(xs), torch.nn.InstanceNorm1d(6)(xs)),
+    "RMSNorm = x / sqrt(mean(x^2) + eps)": (
+        torch.nn.RMSNorm(5, eps=1e-6, elementwise_affine=False, dtype=torch.float64)(xs),
+        xs / torch.sqrt(xs.square().mean(dim=-1, keepdim=True) + 1e-6)),
+}
+for name, (a, b) in checks.items():
+    print(f"{name:45s}: largest difference {(a - b).abs().max():.1e}")
+    assert (a - b).abs().max() < 1e-10
+fig = lab.plot_norm_groups()
+fig
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### What layer norm throws away
+#
+# Layer norm and per-feature standardization are not the same thing on the same data. Standardizing
+# each feature with its own population mean and standard deviation (what batch norm estimates)
+# keeps every feature's meaning: $+1$ means "one standard deviation above this feature's mean".
+# Layer norm subtracts the **sample's** mean over its features and divides by the sample's spread
+# over its features: it mixes features that live on different scales, and it removes whatever the
+# sample's overall level and spread said. On Section 4's population — 16 features, each with a mean
+# and a scale of its own — the cell measures how far apart the two are.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+loses = lab.layer_norm_against_standardization()
+print("RMS difference, layer norm vs per-feature standardization, per seed:", np.array2string(loses["rms"], precision=2))
+print("correlation between the two, per seed:                          ", np.array2string(loses["correlation"], precision=2))
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The two differ by about one standard deviation per entry (RMS between 0.8 and 1.3 on every seed)
+# and correlate only weakly (between 0.2 and 0.7) — about what two *unrelated* unit-variance
+# variables with a correlation of one half would give, $\sqrt{2(1 - 0.5)} = 1$. Layer norm is the
+# right tool where the features are of one kind (the coordinates of a token's embedding, the
+# channels of a hidden layer that training can rescale), not for raw inputs in mixed units.
+#
+# **Question 2** (from CS231n's batch- and layer-norm assignment). When is layer norm likely to
+# work poorly: (a) in a very deep network, (b) with very few features, (c) with a strong weight
+# decay? Use what you measured in Sections 4 and 4b.
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Answer 2 (instructor).** (b). Layer norm's statistics come from the $D$ features of one sample:
+# with few features they are noisy, and at $D = 2$ every normalized output is exactly $\pm 1$ — the
+# mirror image of batch norm at $B = 2$ in Section 4, where the batchmate decided the sign. Depth
+# (a) is what layer norm helps with (Sections 5–7). (c) is not specific to layer norm. The
+# measurement of 4b adds a second case: inputs whose features have different units and means, where
+# subtracting a per-sample mean over features mixes them (RMS difference about 1 from per-feature
+# standardization). These numbers vary with the seed, not with the machine (no training involved).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Residual connections
@@ -361,8 +436,8 @@ for name, res in (("plain", plain), ("residual", residual), ("residual, clipped"
           f"largest / smallest block (worst seed) {np.max(g.max(1) / g.min(1)):.2g}; "
           f"final losses {np.array2string(res.final_losses, precision=3)} (median {np.median(res.final_losses):.3f}, "
           f"{res.passed(0.35)} of 5 below 0.35)")
+print(f"residual, clipped: clipping acted on {residual_clipped.clipped.mean():.0%} of the steps")
 fig = lab.plot_training({"plain": plain, "residual": residual, "residual + clipping": residual_clipped})
-print("Figure:", fig.get_label())
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -375,33 +450,39 @@ fig
 # Clipping the gradient norm bounds every step, and the residual network trains: its median final
 # loss is below 0.4 and most seeds end below 0.35. At this learning rate the run is chaotic, and a
 # seed can be left behind (up to 2 of 5 in our runs, on other CPUs' rounding).
+#
+# But look at how often the clip acts: on almost every step (more than 90 %). Lesson 4's rule was
+# that clipping is a safety net for *rare* spikes; clipping every step turns SGD into normalized
+# gradient descent — a smaller learning rate in disguise — and leaves the cause alone: a stream
+# whose variance grows with every block. The next sections fix the network instead.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Where does the norm go? Pre-norm and post-norm
 #
-# With a normalization $N$ and a branch scale $\alpha$, a residual block comes in two forms:
+# A residual block has a **stream** $h$ that flows through the skip connection and a **branch** $f$
+# whose output is added to it. Two papers put the normalization $N$ in different places:
 #
-# $$
-# \text{pre-norm:}\quad h_{l+1} = h_l + \alpha\, f\big(N(h_l)\big), \qquad\qquad
-# \text{post-norm:}\quad h_{l+1} = N\big(h_l + \alpha\, f(h_l)\big).
-# $$
+# - the original transformer (Vaswani et al. 2017): "the output of each sub-layer is
+#   LayerNorm(x + Sublayer(x))" — **post-norm**;
+# - GPT-2 (Radford et al. 2019): "Layer normalization was moved to the input of each sub-block
+#   [...] and an additional layer normalization was added after the final self-attention block" —
+#   **pre-norm**, with a final norm before the readout. GPT-2 also scales "the weights of residual
+#   layers at initialization by a factor of $1/\sqrt N$ where $N$ is the number of residual
+#   layers" — a **branch scale** $\alpha$ on what each branch adds to the stream.
 #
-# The original transformer (2017) used post-norm; GPT-2 and almost every large model since use
-# pre-norm, with a final norm after the last block. In pre-norm the **stream** $h$ is never
-# normalized — only what enters each branch. In post-norm every block ends in a norm, so the
-# identity path passes through $L$ norms.
+# Almost every large model since GPT-2 uses pre-norm. Which one leaves the stream itself
+# un-normalized, and which one sends the skip connection through $L$ norms, is for you to work out
+# in the exercise.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 4 — `residual_block` (2 points)
 #
 # Write `residual_block(x, branch, norm, placement="pre", branch_scale=1.0)`, where `branch` and
-# `norm` are functions of a tensor:
-#
-# - `"pre"`: `x + branch_scale * branch(norm(x))`;
-# - `"post"`: `norm(x + branch_scale * branch(x))`;
-# - `"none"`: `x + branch_scale * branch(x)` (no norm).
-#
-# Only the branch is scaled, never the skip path.
+# `norm` are functions of a tensor: `placement="post"` as in the original transformer,
+# `placement="pre"` as in GPT-2 (one block: the final norm is not part of it), and
+# `placement="none"` for a residual block without normalization. Decide from the two quotations
+# where `norm` goes, and what `branch_scale` multiplies. The checks use branches with biases (as
+# real ones have), so every choice shows.
 
 # %% nbgrader={"grade": false, "grade_id": "residual_block", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def residual_block(x, branch, norm, placement="pre", branch_scale=1.0):
@@ -442,30 +523,28 @@ check(residual_block, "residual_block", level="hidden")
 #
 # Take a branch $f(z) = W\,\mathrm{relu}(z)$ with Kaiming's $W \sim \mathcal N(0, 2/D)$: for an
 # input of variance $v$ its output has variance $g\,v$ with gain $g = D \cdot \frac2D \cdot \frac12 = 1$,
-# and it is uncorrelated with its input (the weights have mean 0). Variances of uncorrelated terms
-# add, and a scale $\alpha$ multiplies a variance by $\alpha^2$. So at initialization, starting
-# from variance $v_0$:
+# and it is uncorrelated with its input (the weights have mean 0). Three facts are all you need:
 #
-# - **no norm**: the branch sees the whole stream, $v_{l+1} = v_l + \alpha^2 g\, v_l$, so
-#   $v_l = v_0 (1 + \alpha^2 g)^l$ — geometric growth, $2^{50} \approx 10^{15}$ for 50 blocks;
-# - **pre-norm**: the branch sees a normalized input of variance 1, $v_{l+1} = v_l + \alpha^2 g$, so
-#   $v_l = v_0 + l\,\alpha^2 g$ — linear growth;
-# - **post-norm**: every block ends in a norm, $v_l = 1$ for $l \ge 1$.
+# 1. variances of uncorrelated terms **add**;
+# 2. a scale $\alpha$ multiplies a variance by $\alpha^2$;
+# 3. a layer norm with $\gamma = 1$, $\beta = 0$ outputs variance 1, whatever its input's variance.
 #
-# **The fixes.** With $\alpha = 1/\sqrt L$ for $L$ blocks (GPT-2 scales the weights of every
-# branch's last layer by $1/\sqrt{N}$ at initialization), $L$ blocks add $L \cdot g/L = g$ in all:
-# pre-norm ends at $v_0 + g$, and no-norm at $v_0(1 + g/L)^L \le v_0 e^g$. A **zero-initialised
-# last γ** (the γ of a norm at the end of each branch starts at 0, Goyal et al. 2017; ReZero and
-# LayerScale are variants) makes every branch output 0 at initialization: the network starts as the
-# identity, $v_l = v_0$, and each branch grows in only as far as training wants it.
+# Two fixes for a stream that grows: GPT-2's **$\alpha = 1/\sqrt L$** for $L$ blocks, and a
+# **zero-initialised last γ** — a learned gain at the end of each branch that starts at 0 (Goyal et
+# al. 2017), so that every branch outputs 0 at initialization and a pre-norm network starts as the
+# identity (a post-norm one as a stack of norms).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 5 — `residual_stream_variance` (2 points)
 #
-# Write `residual_stream_variance(depth, branch_gain=1.0, input_variance=1.0, placement="pre", scaling="none")`
+# Derive, for each placement, the recurrence from $v_l$ to $v_{l+1}$ at initialization: what
+# variance does the branch see, what does it add, and what does the norm (if any) do to the sum?
+# Then solve it, and write
+# `residual_stream_variance(depth, branch_gain=1.0, input_variance=1.0, placement="pre", scaling="none")`
 # returning a numpy array of the predicted variances $v_0, v_1, \dots, v_L$ (length `depth + 1`),
 # with `placement` in `"pre"`, `"post"`, `"none"` and `scaling` in `"none"` ($\alpha = 1$), `"gpt2"`
-# ($\alpha = 1/\sqrt{\text{depth}}$) and `"zero_gamma"` (the branches output 0 at initialization).
+# ($\alpha = 1/\sqrt{\text{depth}}$) and `"zero_gamma"`. Before you run the check, predict: which
+# placement grows geometrically, which linearly, which not at all?
 
 # %% nbgrader={"grade": false, "grade_id": "residual_stream_variance", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def residual_stream_variance(depth, branch_gain=1.0, input_variance=1.0, placement="pre", scaling="none"):
@@ -528,7 +607,6 @@ r32 = streams["pre-norm"]["grad_norms"][:, 0] / streams["pre-norm"]["grad_norms"
 print(f"no norm: growth per block (v_32 / v_0)^(1/32) = {np.array2string((v[:, -1] / v[:, 0]) ** (1 / L), precision=3)}; "
       f"pre-norm: gradient norm of block 1 / block 32 = {np.array2string(r32, precision=2)}")
 fig = lab.plot_stream(streams, predictions)
-print("Figure:", fig.get_label())
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
@@ -538,14 +616,48 @@ fig
 # $(v_{32}/v_0)^{1/32}$, is between 1.8 and 2.3 on every seed against the predicted 2 (small
 # per-block fluctuations compound over 32 blocks, so the prediction of the end value is only good
 # to a factor of a few). On the right: with the norm inside the branch, pre-norm's first blocks get
-# *larger* gradients than its last ones — 3 to 7 times at 32 blocks.
+# *larger* gradients than its last ones — 3 to 7 times at 32 blocks (Section 7 derives why).
 #
-# **Question 2.** In a pre-norm network without branch scaling, by what factor does the stream's
+# **The closed forms** (the exercise's answer). No norm: the branch sees the whole stream,
+# $v_{l+1} = v_l + \alpha^2 g\, v_l$, so $v_l = v_0 (1 + \alpha^2 g)^l$ — geometric, $2^{50} \approx
+# 10^{15}$ for 50 blocks. Pre-norm: the branch sees variance 1, $v_{l+1} = v_l + \alpha^2 g$, so
+# $v_l = v_0 + l\,\alpha^2 g$ — linear. Post-norm: every block ends in a norm, $v_l = 1$ for
+# $l \ge 1$. With $\alpha = 1/\sqrt L$, $L$ blocks add $L \cdot g/L = g$ in all: pre-norm ends at
+# $v_0 + g$, no norm at $v_0 (1 + g/L)^L \le v_0 e^g$. A zero-initialised γ silences every branch:
+# without a norm and with pre-norm the stream keeps $v_l = v_0$; post-norm still normalizes the sum,
+# so $v_l = 1$ for $l \ge 1$ whatever $v_0$ (the cell below checks both with $v_0 = 4$).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+x4 = 2 * torch.randn(256, 128, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # v_0 = 4
+w_zero = torch.randn(8, 128, 128, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * math.sqrt(2 / 128)
+ln = lambda z: torch.nn.functional.layer_norm(z, z.shape[-1:])  # noqa: E731
+for placement in ("none", "pre", "post"):
+    h = x4
+    for l in range(8):  # zero gamma: each branch's output is multiplied by 0 at initialization
+        z = ln(h) if placement == "pre" else h
+        h = h + 0.0 * (torch.relu(z) @ w_zero[l])
+        h = ln(h) if placement == "post" else h
+    print(f"zero gamma, {placement:4s}: Var after 8 blocks {h.var(correction=0):.3f}, predicted "
+          f"{predict(8, input_variance=4.0, placement=placement, scaling='zero_gamma')[-1]:.3f}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# **The same idea, under other names.** Starting every branch at (or near) zero is how networks
+# train at depth *without* normalization: **SkipInit** (De & Smith 2020) puts a learned scalar,
+# initialised to 0, at the end of each branch — and shows that batch norm works in residual
+# networks largely because it shrinks each branch by about $1/\sqrt l$ at initialization, the
+# bridge from Lesson 5 to this one; **Fixup** (Zhang, Dauphin & Ma 2019) zero-initialises each
+# branch's last layer and scales the others down with depth; **ReZero** (Bachlechner et al. 2020)
+# is SkipInit's scalar in a transformer; **LayerScale** (Touvron et al. 2021, CaiT) a per-channel
+# gain initialised small (0.1 to $10^{-6}$); **NFNets** (Brock et al. 2021) combine such scaled
+# residual branches with the adaptive gradient clipping of Lesson 4 and drop batch norm at ImageNet
+# scale. Our `zero_gamma` scaling is a per-channel gain starting at exactly 0: LayerScale at 0.
+#
+# **Question 3.** In a pre-norm network without branch scaling, by what factor does the stream's
 # variance grow from 12 to 48 blocks? Why is that a problem for the *last* blocks, even though
 # every branch sees a normalized input?
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
-# **Answer 2 (instructor).** From $1 + 12 = 13$ to $1 + 48 = 49$, about 3.8 times. Each late block
+# **Answer 3 (instructor).** From $1 + 12 = 13$ to $1 + 48 = 49$, about 3.8 times. Each late block
 # adds a branch output of variance about 1 to a stream of variance about $l$, so its relative
 # contribution is $1/\sqrt{l}$: the last blocks barely change the stream, and their updates matter
 # less and less (the effective depth shrinks). A final norm hides the scale from the readout but
@@ -554,66 +666,142 @@ fig
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Pre-norm against post-norm at depth
 #
-# The gradient norm of each block's weight at initialization, for 12 and 48 blocks (5 seeds, the
-# same setup as above), and then what happens when the 50-block network of Section 5 is trained
-# with each placement.
+# Follow a gradient down the stream at initialization; write $g_l = \partial\,\mathrm{loss}/\partial h_l$
+# for the gradient of block $l$'s output.
+#
+# **Pre-norm.** Block $l+1$ maps $h_l \mapsto h_l + f(N(h_l))$; its Jacobian is $I + J_f J_N$. The
+# norm divides by the stream's standard deviation $\sqrt{v_l}$ and the branch has gain 1, so the
+# branch adds a part of squared norm $\|g_{l+1}\|^2/v_l$ to what the identity carries:
+# $\|g_l\|^2 \approx \|g_{l+1}\|^2\,(1 + 1/v_l)$ with $v_l = 1 + l$ (Section 6). From the top down,
+#
+# $$
+# \frac{\|g_1\|^2}{\|g_L\|^2} \approx \prod_{l=1}^{L-1} \frac{l + 2}{l + 1} = \frac{L+1}{2},
+# $$
+#
+# and every block's weight sees a normalized input, so block 1's weight gradient is
+# $\sqrt{(L+1)/2}$ times block $L$'s: 2.5 at 12 blocks, 4.9 at 48. The gradient *grows* towards the
+# input, and the identity path alone carries it unchanged.
+#
+# **Post-norm.** Block $l$ maps $h \mapsto N(h + f(h))$. On the way down the gradient passes the norm,
+# which divides by the standard deviation of $h + f(h)$, $\sqrt{1 + g} = \sqrt 2$, and then
+# $I + J_f$, which multiplies it by $\sqrt{1 + g} = \sqrt 2$ on average: level *on average*, but as a
+# product of $L$ random factors, like a plain network (Lesson 1). Along the skip connections alone
+# only the norms act: $2^{-L/2}$, about $6 \cdot 10^{-8}$ at 48 blocks.
+#
+# The cell measures each piece: the gains of one post-norm block's parts; the ratio of block 1's
+# gradient to block $L$'s (5 seeds, width 128, both placements ending in a final norm); the same
+# with every branch detached, so that the gradient can only take the skip connections; and the
+# gradient of the *last* block, post-norm's over pre-norm's.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
-depth_runs = {(L, placement): lab.stream_at_init(L, placement) for L in (12, 48) for placement in ("pre", "post")}
-for (L, placement), res in depth_runs.items():
-    ratio = res["grad_norms"][:, 0] / res["grad_norms"][:, -1]
-    print(f"{placement:4s}-norm, {L:2d} blocks: gradient norm of block 1 / block {L} = {np.median(ratio):.2f} "
-          f"(range {ratio.min():.2f}–{ratio.max():.2f})")
+gains = lab.post_norm_block_gains()
+print("one post-norm block at init, gain ||J^T g|| / ||g|| (median over seeds): "
+      + ", ".join(f"{k} {np.median(v):.2f}" for k, v in gains.items() if k != "sum std")
+      + f"; std of h + f(h) {np.median(gains['sum std']):.2f}")
+depth_runs = {(L, placement): lab.stream_at_init(L, placement, final_norm=True) for L in (12, 48) for placement in ("pre", "post")}
+skip_runs = {(L, placement): lab.stream_at_init(L, placement, skip_only=True) for L in (12, 48) for placement in ("pre", "post")}
+for L in (12, 48):
+    for placement in ("pre", "post"):
+        g = depth_runs[L, placement]["grad_norms"]
+        sg = skip_runs[L, placement]["stream_grads"]
+        predicted = math.sqrt((L + 1) / 2) if placement == "pre" else 1.0
+        print(f"{placement:4s}-norm, {L:2d} blocks: block 1 / block {L} = {np.array2string(g[:, 0] / g[:, -1], precision=2)}"
+              f" (predicted {predicted:.2f}); skip connections alone, ||g_0|| / ||g_{L}|| = "
+              f"{np.array2string(sg[:, 0] / sg[:, -1], precision=2)} (predicted {1.0 if placement == 'pre' else 2 ** (-L / 2):.1e})")
+    last = depth_runs[L, "post"]["grad_norms"][:, -1] / depth_runs[L, "pre"]["grad_norms"][:, -1]
+    print(f"    {L} blocks: last block's gradient, post-norm / pre-norm = {np.array2string(last, precision=2)} "
+          f"(predicted sqrt((L+1)/2) = {math.sqrt((L + 1) / 2):.2f})")
 deep = {"pre-norm": depth_runs[48, "pre"], "post-norm": depth_runs[48, "post"]}
 fig = lab.plot_stream(deep, {"pre-norm": predict(48, placement="pre"), "post-norm": predict(48, placement="post")})
-print("Figure:", fig.get_label())
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# At initialization neither placement starves its first blocks here. Pre-norm's first block gets
-# 1.8 to 3.5 times the gradient of its last at 12 blocks and 3 to 7 times at 48: the gradient of the
-# stream grows on its way down, since every branch adds to it, divided by the stream's standard
-# deviation, which is smallest near the input. Post-norm's ratio stays between 0.3 and 3 — but
-# look at how it gets there. Its identity path passes through every norm, and each divides the
-# gradient by the standard deviation of $h + f(h)$, about $\sqrt 2$: along the skip connections
-# alone, $2^{-47/2} \approx 10^{-7}$ of the gradient reaches block 1. What arrives travels through
-# the branches, a product of random Jacobians as in a plain network. The clean identity path,
-# the point of a residual network, is gone, and training shows it:
+# **Reading the numbers.** Pre-norm's ratio follows $\sqrt{(L+1)/2}$ (within 30 % on every seed, at
+# 12 and at 48 blocks); with the branches detached its gradient reaches the input exactly
+# unchanged. Post-norm's ratio stays near 1 (between 0.3 and 3 at 48 blocks): the block's parts
+# measure branch 1.00, skip + branch 1.41, norm 0.71, whole block 1.00. But with the branches
+# detached, 48 norms leave between $10^{-8}$ and $10^{-6}$ of the gradient — $2^{-24}$ predicted: what
+# reaches block 1 travels through the branches, a product of random Jacobians. The last line is
+# **Xiong et al. (2020)**'s result for transformers, measured: at initialization post-norm's
+# gradients near the output are about $\sqrt{(L+1)/2}$ times pre-norm's (pre-norm's final norm divides
+# by the stream's $\sqrt{L+1}$, post-norm's last norm only by $\sqrt 2$) and do not shrink with
+# depth. That is why post-norm transformers need a learning-rate warm-up and pre-norm ones do not.
+#
+# The skip path matters going *forward* too: what reaches a post-norm network's readout has passed
+# through 50 random ReLU layers, and random ReLU layers make different inputs look alike (Lesson 1's
+# plain networks). The cell measures, in the 50-block network of Section 5, how similar the 150
+# inputs look at the top — the mean cosine similarity of their representations (1: all the same).
+
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+kaiming_ln = dict(init="kaiming", residual=True, norm="layer", clip=5.0)
+similarity = {
+    "after the embedding": lab.input_similarity(lab.CapstoneConfig(**kaiming_ln))["embedding"],
+    "pre-norm, top": lab.input_similarity(lab.CapstoneConfig(**kaiming_ln))["top"],
+    "post-norm, top": lab.input_similarity(lab.CapstoneConfig(**kaiming_ln, placement="post"))["top"],
+    "post-norm 1/√L, top": lab.input_similarity(lab.CapstoneConfig(**kaiming_ln, placement="post", scaling="gpt2"))["top"],
+    "no skip connections, top": lab.input_similarity(lab.CapstoneConfig(init="kaiming", norm="layer"))["top"],
+}
+for name, v in similarity.items():
+    print(f"{name:26s}: mean cosine similarity of the inputs {np.array2string(v, precision=2)}")
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# After the embedding the inputs are far apart (about 0.2). At the top of post-norm — and of the
+# network without skip connections — they are almost one point (above 0.85 on every seed): the
+# readout cannot tell the classes apart, whatever the gradients do. Pre-norm keeps them further
+# apart (median over the seeds below 0.85; on every seed at least 2.5 times as far from 1 as
+# post-norm), and so does post-norm with $\alpha = 1/\sqrt L$, whose skip path loses only
+# $(1 + 1/L)^{-L/2} \approx e^{-1/2}$ (below 0.75). Now train all three, with Kaiming
+# initialization, layer norm and clipping at `max_norm = 5`, a threshold the gradient norm passes
+# only on rare steps (Lesson 4); then post-norm again at a five times smaller learning rate.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
 placements = {
-    "pre-norm": lab.train_capstone(lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", clip=1.0)),
-    "post-norm": lab.train_capstone(lab.CapstoneConfig(init="kaiming", residual=True, norm="layer", placement="post",
-                                                       clip=1.0)),
+    "pre-norm": lab.train_capstone(lab.CapstoneConfig(**kaiming_ln)),
+    "post-norm": lab.train_capstone(lab.CapstoneConfig(**kaiming_ln, placement="post")),
+    "post-norm, 1/√L": lab.train_capstone(lab.CapstoneConfig(**kaiming_ln, placement="post", scaling="gpt2")),
 }
-for name, res in placements.items():
-    print(f"{name:9s}: final losses {np.array2string(res.final_losses, precision=3)} (median {np.median(res.final_losses):.3f})")
-print("post-norm over pre-norm, seed by seed:",
-      np.array2string(placements["post-norm"].final_losses / placements["pre-norm"].final_losses, precision=1))
-fig = lab.plot_training(placements, title="50 blocks, Kaiming, layer norm, clipping at 1")
-print("Figure:", fig.get_label())
+small_lr = {
+    "post-norm, lr 0.01": lab.train_capstone(lab.CapstoneConfig(**kaiming_ln, placement="post"), lr=0.01),
+    "post-norm, 1/√L, lr 0.01": lab.train_capstone(lab.CapstoneConfig(**kaiming_ln, placement="post", scaling="gpt2"),
+                                                   lr=0.01),
+}
+for name, res in {**placements, **small_lr}.items():
+    print(f"{name:25s}: final losses {np.array2string(res.final_losses, precision=3)} (median {np.median(res.final_losses):.3f})")
+g = placements["post-norm"].layer_grad_norms
+print(f"post-norm at step 0, gradient norm of block 1 / block 50 per seed: {np.array2string(g[:, 0] / g[:, -1], precision=3)}")
+fig = lab.plot_training({**placements, **small_lr}, title=f"{lab.DEPTH} blocks, Kaiming, layer norm, clipping at 5")
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# With everything else equal (Kaiming initialization, layer norm, clipping), pre-norm trains: its
-# median final loss after 100 steps is below 0.3. Post-norm's median stays near $\ln 3$ (above
-# 0.9), and on every seed post-norm ends well above pre-norm (at least 1.5 times). Single losses
-# vary from machine to machine: at this learning rate the runs are chaotic, and the same seed of
-# pre-norm can end several times higher under another CPU's rounding. The original
-# transformer used post-norm with 6 blocks and a learning-rate warm-up; at depth, pre-norm trains
-# out of the box.
+# Pre-norm trains (median final loss below 0.15). Post-norm stays at $\ln 3$ on every seed (above
+# 0.9), as the network without skip connections does. With $\alpha = 1/\sqrt L$ its skip path is back,
+# but at this learning rate post-norm still barely learns (median above 0.6): its large gradients
+# near the output take steps that are too large. At a five times smaller learning rate post-norm
+# with $1/\sqrt L$ trains (median below 0.2), while post-norm with $\alpha = 1$ still does not
+# (median above 0.6): it needs both. The deep network of the original transformer paper had 6
+# blocks and a warm-up; at 50 blocks, pre-norm trains out of the box.
 #
-# **Question 3.** Along post-norm's skip connections the gradient is divided by about $\sqrt 2$
-# per block. Where does the 2 come from?
+# In this narrow network (width 16) the product of 50 random factors is wild: post-norm's block-1
+# gradient at step 0 is anywhere from a hundredth to several times block 50's, depending on the
+# seed (printed above) — the random-product behaviour of Lesson 1, not a level gradient.
+#
+# **Question 4.** Along post-norm's skip connections the gradient is divided by $\sqrt 2$ per block.
+# Where does the 2 come from, and why does the gradient at block 1 not vanish at initialization?
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
-# **Answer 3 (instructor).** The sum $h + f(h)$ of the unit-variance stream and a branch output of
-# variance 1 (gain 1, uncorrelated) has variance 2; the norm divides it by its standard deviation
-# $\sqrt 2$, and the backward pass divides the gradient flowing through the norm by the same
-# $\sqrt 2$. Between block 48 and block 1 there are 47 norms: $2^{-47/2} \approx 10^{-7}$. The
-# measured ratio (between 0.3 and 3) is so much larger because the gradient also flows through
-# each branch's Jacobian, whose norm is about $\sqrt 2$ too — which is exactly the random-product
-# behaviour of a plain deep network that residual connections were meant to avoid.
+# **Answer 4 (instructor).** The sum $h + f(h)$ of the unit-variance stream and a branch output of
+# variance 1 (gain 1, uncorrelated) has variance 2 (measured standard deviation 1.41); the norm
+# divides it by $\sqrt 2$, and the backward pass divides the gradient by the same factor (measured
+# 0.71). Along the skip connections alone, 47 norms between block 48 and block 1 leave
+# $2^{-47/2} \approx 10^{-7}$ (measured: $10^{-8}$ to $10^{-6}$). The gradient does not vanish because it
+# also flows through the branches: the branch's Jacobian has gain 1.00 and $I + J_f$ has gain
+# $\sqrt 2$ (measured 1.41), which undoes the norm's $1/\sqrt 2$ — the whole block measures 1.00.
+# But that is a product of random Jacobians, the behaviour of a plain network: its spread between
+# seeds grows with depth (the explorer), and at width 16 it spans orders of magnitude. The
+# forward pass shows the cost: the inputs become indistinguishable at the top. These numbers are
+# properties of the initialization (no training): they vary with the seed, by a few per cent between
+# machines at most. The training losses are less stable: single seeds move between CPUs, the
+# medians quoted hold on every run of our tests.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Explore
@@ -638,7 +826,7 @@ explorer.widget
 # $10^6$ at $l = 20$ (measured: between blocks 16 and 23 — 18 to 21 in our runs), so only the
 # depths 32 and 64 get there. Post-norm's ratio of block 1 to block $L$ stays around 1, but its
 # spread between seeds (largest over smallest) is below 1.6 up to 4 blocks and above 2 from 16
-# blocks on — the random-product behaviour of Question 3. Pre-norm's ratio grows with depth, from
+# blocks on — the random-product behaviour of Question 4. Pre-norm's ratio grows with depth, from
 # below 1.5 at 2 blocks to above 4 at 64. These are medians over seeds at initialization: they
 # move by a few per cent between machines.
 
@@ -646,56 +834,72 @@ explorer.widget
 # ## 9. Capstone: make a deep network train
 #
 # The task of Section 5: 50 blocks of width 16, three spirals (150 points), SGD with momentum 0.9
-# at learning rate 0.05, 100 steps, 5 seeds. With PyTorch's defaults it does not train at all.
-# Your job is a configuration under which it trains **stably**: a loss below **0.35** after 100
-# steps on at least **4 of 5 seeds**, seeds the grader chooses. The knobs, all from this course:
+# at learning rate 0.05, 100 steps. With PyTorch's defaults it does not train at all. Your job is a
+# configuration under which it trains **stably**, which here means three things for a seed:
+#
+# 1. it **trains**: the training loss, averaged over the last 10 of the 100 steps, is below **0.25**;
+# 2. it **never diverges**;
+# 3. clipping, if you use it, is a **safety net**: it acts on at most **15 %** of the steps
+#    (Lesson 4 — clipping that acts on every step is a smaller learning rate in disguise).
+#
+# The visible check asks this of at least 4 of the seeds 0–4, and the median seed's loss below
+# **0.15**; the grader asks it of 3 of five seeds of its own (the median seed). The visible check is
+# the stricter, so that passing it predicts the grade; one seed may miss, because single seeds of
+# these chaotic runs move between CPUs. The knobs, all from this course:
 #
 # | key | values | lesson |
 # |---|---|---|
-# | `init` | `"default"`, `"kaiming"`, `"xavier"`, `"small"` | 3 |
+# | `init` | `"default"`, `"kaiming"`, `"xavier"`, `"small"` (a tenth of Kaiming's std) | 3 |
 # | `residual` | `True`, `False` | 6 |
-# | `norm` | `"none"`, `"layer"` | 5–6 |
+# | `norm` | `"none"`, `"layer"` (pre-norm and the plain network then end in a final norm before the readout, as GPT-2) | 5–6 |
 # | `placement` | `"pre"`, `"post"` (with `residual=True`) | 6 |
 # | `scaling` | `"none"`, `"gpt2"` (every branch's weights × $1/\sqrt L$), `"zero_gamma"` (a learned gain per branch, starting at 0) | 6 |
 # | `clip` | `None` or `max_norm` for the global gradient norm | 4 |
 #
 # The loop that trains it is `lab.train_capstone`: forward, cross-entropy, backward, the global
 # gradient norm of each network, `clip`, an SGD step — the loop of Lesson 4, run for five seeds at
-# once. First the diagnostics of three candidates that fail, to see *how* they fail.
+# once. First four candidates that fail, with what the grader's rule says about each
+# (`capstone_verdict`), to see *how* they fail.
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+from stabletrain.exercises.layernorm import capstone_verdict
+
 candidates = {
     "defaults": lab.CapstoneConfig(),
     "Kaiming, residual, no norm": lab.CapstoneConfig(init="kaiming", residual=True),
     "Kaiming + layer norm, no residual": lab.CapstoneConfig(init="kaiming", norm="layer"),
 }
 tried = {name: lab.train_capstone(cfg) for name, cfg in candidates.items()}
+tried["Section 5: residual, clipping at 1"] = residual_clipped
 for name, res in tried.items():
-    print(f"{name:34s}: final losses {np.array2string(res.final_losses, precision=3)}; "
-          f"{res.passed(0.35)} of 5 below 0.35")
-fig = lab.plot_training(tried, threshold=0.35, title="Before: three configurations that fail")
-print("Figure:", fig.get_label())
+    print(f"{name:34s}: {capstone_verdict(lab.summarize(res), 'visible') or 'passes'}")
+fig = lab.plot_training(tried, threshold=0.25, title="Before: four configurations that fail")
 fig
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # The defaults vanish (block 1's gradient is more than $10^{10}$ times smaller than block 50's) and
 # stay at $\ln 3$. Kaiming with skip connections but no norm makes the stream's variance explode
 # ($2^{50}$), and the loss overflows after one step on every seed. Kaiming with layer norm but no
-# skip connections keeps the signal alive, but fifty normalized layers do not leave $\ln 3$ in
-# 100 steps (every final loss above 1).
+# skip connections keeps the gradients alive, but fifty normalized layers make all inputs look
+# alike (Section 7) and the loss does not leave $\ln 3$ in 100 steps (every final loss above 1).
+# Section 5's residual network with clipping at 1 trains, but only because the clip acts on
+# almost every step. Each is one of the lesson's diagnoses; which combination of knobs does the
+# lesson's evidence point to, and why?
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 6 — `capstone_config` (3 points)
 #
-# Return a dict with the six keys above. The grader trains it on five seeds of its choosing; the
-# visible check trains it on seeds 0–4 (a few seconds).
+# Return a dict with the six keys above. Decide each knob from what the lesson measured — the
+# visible check trains your configuration on seeds 0–4 (a few seconds) and says which of the three
+# conditions failed. If you use clipping, pick `max_norm` from the gradient norms of a run without
+# it, as in Lesson 4 (the check's message prints the median norm).
 
 # %% nbgrader={"grade": false, "grade_id": "capstone_config", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def capstone_config():
     """A configuration under which the 50-block network trains stably."""
     ### BEGIN SOLUTION
-    return {"init": "kaiming", "residual": True, "norm": "layer", "placement": "pre", "scaling": "gpt2",
-            "clip": 1.0}
+    return {"init": "kaiming", "residual": True, "norm": "layer", "placement": "pre", "scaling": "none",
+            "clip": 5.0}
     ### END SOLUTION
 
 
@@ -703,7 +907,7 @@ def capstone_config():
 check(capstone_config, "capstone_config")
 
 # %% nbgrader={"grade": true, "grade_id": "capstone_config_hidden", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
-# Hidden tests: five other seeds.
+# Hidden tests: five other seeds; three of them (the median seed) must meet the three conditions.
 ### BEGIN HIDDEN TESTS
 check(capstone_config, "capstone_config", level="hidden")
 ### END HIDDEN TESTS
@@ -720,13 +924,13 @@ try:
 except NotImplementedError:
     print("Finish Exercise 6 first: capstone_config still raises NotImplementedError.")
 else:
-    g = yours.layer_grad_norms
-    print(f"your configuration: final losses {np.array2string(yours.final_losses, precision=3)}, "
-          f"{yours.passed(0.35)} of 5 below 0.35; steps clipped {yours.clipped.mean():.0%}; "
+    g, summary = yours.layer_grad_norms, lab.summarize(yours)
+    print(f"your configuration: loss over the last 10 steps {np.array2string(np.array(summary['last10']), precision=3)}; "
+          f"steps clipped per seed {np.array2string(np.array(summary['clipped']), precision=2)}; "
           f"grad norm of block 1 / block 50 = {np.median(g[:, 0] / g[:, -1]):.2g}")
-    fig = lab.plot_training({"defaults": tried["defaults"], "your configuration": yours}, threshold=0.35,
+    print("the visible rule says:", capstone_verdict(summary, "visible") or "passes")
+    fig = lab.plot_training({"defaults": tried["defaults"], "your configuration": yours}, threshold=0.25,
                             title="After: defaults against your configuration")
-    print("Figure:", fig.get_label())
     display(fig)
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
@@ -734,25 +938,29 @@ else:
 #
 # `lab.train_capstone` trains five seeds at once with stacked weights. Here is the same training
 # for one seed, built from **your** `LayerNorm` and `residual_block`, with the clipping of Lesson 4
-# in plain sight. It starts from the same weights, so its losses match the batched trainer's seed 0
-# — to rounding at first. At this learning rate the run is chaotic (clipping acts at almost every
-# step), so rounding differences grow and later steps drift apart, as in Lesson 4; single losses
-# are spiky, so compare the mean over the last steps.
+# in plain sight, and the final norm of pre-norm before the readout. It starts from the same
+# weights, so its losses match the batched trainer's seed 0 — to rounding at first. At this
+# learning rate the run is chaotic (SGD with momentum 0.9 at 0.05), so rounding differences grow and
+# later steps may drift apart, as in Lesson 4; single losses are spiky, so compare the mean over the
+# last steps.
 
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 def train_one_seed(config, seed=0, steps=lab.STEPS):
     cfg = lab.CapstoneConfig(**config)
     p = {k: v[0].clone().requires_grad_(True) for k, v in lab.init_params(cfg, [seed]).items()}
-    norms = []
-    for l in range(lab.DEPTH):  # one LayerNorm per block, holding the same gamma and beta as the batched run
-        norm = LayerNorm(lab.WIDTH) if cfg.norm == "layer" else torch.nn.Identity()
-        if cfg.norm == "layer":
-            with torch.no_grad():
-                norm.weight.copy_(p["gamma"][l, 0])
-                norm.bias.copy_(p["beta"][l, 0])
-        norms.append(norm)
-    params = list(p.values()) + [q for norm in norms for q in norm.parameters()]
-    params = [q for q in params if not (q is p.get("gamma") or q is p.get("beta"))]
+
+    def layer_norm(gamma, beta):  # your LayerNorm, holding the batched run's gamma and beta
+        norm = LayerNorm(lab.WIDTH)
+        with torch.no_grad():
+            norm.weight.copy_(gamma[0])
+            norm.bias.copy_(beta[0])
+        return norm
+
+    layer = cfg.norm == "layer"
+    norms = [layer_norm(p["gamma"][l], p["beta"][l]) if layer else torch.nn.Identity() for l in range(lab.DEPTH)]
+    final_norm = layer_norm(p["gamma_final"], p["beta_final"]) if "gamma_final" in p else torch.nn.Identity()
+    params = list(p.values()) + [q for norm in norms + [final_norm] for q in norm.parameters()]
+    params = [q for q in params if not any(q is p.get(k) for k in ("gamma", "beta", "gamma_final", "beta_final"))]
     optimizer = torch.optim.SGD(params, lr=lab.LR, momentum=lab.MOMENTUM)
     x, y = lab.make_task()
     losses = []
@@ -766,7 +974,7 @@ def train_one_seed(config, seed=0, steps=lab.STEPS):
                 h = residual_block(h, branch, norms[l], cfg.placement if cfg.norm == "layer" else "none")
             else:
                 h = branch(norms[l](h))
-        loss = torch.nn.functional.cross_entropy(h @ p["w_out"] + p["b_out"], y)
+        loss = torch.nn.functional.cross_entropy(final_norm(h) @ p["w_out"] + p["b_out"], y)
         losses.append(loss.item())
         if not math.isfinite(losses[-1]):
             break
@@ -796,17 +1004,38 @@ else:
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Capstone notes (instructor).** The reference answer — Kaiming initialization, residual
-# connections, pre-norm layer norm, GPT-2's $1/\sqrt L$ branch scaling and clipping at
-# `max_norm = 1` — reaches a median final loss of about 0.1 (below 0.2 in every run of our tests;
-# single seeds between 0.03 and 0.6); zero-initialised γ instead of $1/\sqrt L$ passes the grader too. These single losses
-# vary from machine to machine (clipping acts on almost every step, so the run is chaotic: the same
-# seed can end several times higher under another CPU's kernels). Without the clipping some seeds diverge or end
-# above 0.35 (12 of our 30 seed-runs). Residual connections with clipping
-# and PyTorch's default initialization (Section 5) usually pass too (on seeds 0–4 in 7 of our 8
-# runs): the default's small weights give each branch a gain of 1/6, which acts as branch scaling —
-# a good discussion point. Rejected (each a
-# mutant of the catalogue): the defaults; Kaiming and layer norm without residual connections;
-# residual connections without normalization, scaling or clipping (overflows at once); post-norm.
+# connections, pre-norm layer norm (with its final norm), no branch scaling and clipping at
+# `max_norm = 5` — keeps the loss over the last 10 steps below 0.2 on all 40 seeds we ran natively
+# (median 0.06), and its clip acts on 2–9 % of the steps: a safety net, not the engine (the median
+# gradient norm is about 1.4). Single seeds move between machines (seed 0: 0.09 natively, 0.36 with
+# PyTorch's default kernels), which is why the check lets one seed of five miss. Zero-initialised γ
+# instead of no scaling passes too, with Kaiming's or Xavier's init.
+#
+# **The decision rule and its error rates** (`benchmarks/capstone_rule_06.py`: 19 configurations on
+# seeds 0–39, natively; `capstone_verdict` in the grading module). A seed trains stably if its
+# last-10 loss is below 0.25, it does not diverge and its clip acts on at most 15 % of the steps.
+# The visible check asks 4 of the seeds 0–4 and a median below 0.15; the grader 3 of five seeds of
+# its own. Measured (the grader on 4000 random five-seed sets of seeds 5–39):
+#
+# - *taught* (the reference, zero γ, Xavier with zero γ): the visible check passes; the grader
+#   fails none of the sets;
+# - *wrong* — the defaults, no residual connections, Kaiming with skip connections and no norm,
+#   post-norm, `max_norm = 1` (clip on 67–97 % of the steps), Section 5's network clipped at 1
+#   (97–100 %): both fail, on every set;
+# - *in between*, passing the visible check: GPT-2's $1/\sqrt L$, zero γ without clipping, SkipInit
+#   (zero γ and no norm at all), default init with zero γ — the grader fails 0.05–0.2 % of the sets;
+#   Xavier with `max_norm = 4` (clip on 12–18 %) 1.3 %;
+# - *in between*, failing the visible check (the student is told before the grade): the reference
+#   without clipping (13 of 40 seeds end above 0.25), default init, small init (the grader would
+#   pass them on 83 %, 94 % and 41 % of the sets).
+#
+# On another machine seeds 0–4 behave like any five seeds: over random sets, a passing visible check
+# is followed by a failing grade in at most 0.3 % of the sets for the taught and the first group of
+# in-between configurations, but in 7–10 % for the reference without clipping and for default
+# init — configurations that fail about one seed in three, which five seeds cannot decide. Worth
+# discussing: with pre-norm layer norm the init mostly sets the branch scale (default and small
+# init train, more slowly); it is necessary without a norm. SkipInit passing shows that silent
+# branches can replace normalization (De & Smith 2020, Section 6).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
@@ -824,10 +1053,20 @@ else:
 # - The stream's variance at initialization grows geometrically without a norm, linearly with
 #   pre-norm, and stays at 1 with post-norm; **$1/\sqrt L$ branch scaling** bounds it, and a
 #   **zero-initialised last γ** starts the network as the identity.
-# - Post-norm divides the gradient by about $\sqrt 2$ per block; pre-norm keeps it level.
-# - Deep networks train when initialization, normalization, residual connections and clipping
-#   work together — and the diagnostics (per-layer gradient norms, the loss) tell you which is
-#   missing.
+# - All the norms share one formula and differ in **which entries share the statistics**: batch
+#   (a channel over the batch), layer (a sample), instance (a sample's channel), group (a sample's
+#   group of channels); RMS norm drops the mean. Layer norm is not per-feature standardization.
+# - At initialization pre-norm's gradient **grows** towards the input, by $\sqrt{(L+1)/2}$ from the
+#   last block to the first, and its skip path carries it unchanged. Post-norm's is level *on
+#   average* — the norm divides by $\sqrt 2$, $I + J_f$ multiplies by $\sqrt 2$ — but its skip path
+#   alone keeps only $2^{-L/2}$, so at depth it behaves like a plain network: the inputs look alike
+#   at the top and it stays at $\ln 3$. $1/\sqrt L$ brings the skip path back; post-norm then still
+#   needs smaller steps, since its gradients near the output are $\sqrt{(L+1)/2}$ times pre-norm's
+#   (Xiong et al. 2020: hence the warm-up of post-norm transformers).
+# - Deep networks train when initialization, normalization and residual connections work
+#   together; clipping is a safety net for rare spikes, not a way to train — and the diagnostics
+#   (per-layer gradient norms, how alike the inputs look, the fraction of clipped steps) tell you
+#   which is missing.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Common mistakes
@@ -845,7 +1084,11 @@ else:
 # - **Detaching the statistics** in the module: the output is right, the input gradient is not.
 # - **Wrong parameter names or shapes** (`gamma`/`beta`, or `(1, D)`): torch's `state_dict` will
 #   not load.
-# - **Post-norm where pre-norm was meant**, or **scaling the skip path** as well as the branch.
+# - **Post-norm where pre-norm was meant**, or **scaling the skip path** as well as the branch, or
+#   **scaling the branch's input** instead of its output ($f(\alpha z) \ne \alpha f(z)$ once $f$ has a bias).
+# - **Pre-norm without the final norm**: the readout then sees a stream of variance $L + 1$.
+# - **Clipping on every step** to keep a network alive: pick `max_norm` above the typical gradient
+#   norm, and fix the network instead.
 # - **Scaling the branch by $1/L$** instead of $1/\sqrt L$: variances add, so $L$ branches of
 #   variance $\alpha^2$ add $L\alpha^2$; $\alpha = 1/L$ makes that $1/L$ and silences the branches.
 #
@@ -854,4 +1097,12 @@ else:
 # Deep Residual Networks*, ECCV 2016. A. Vaswani et al., *Attention Is All You Need*, 2017. A.
 # Radford et al., *Language Models are Unsupervised Multitask Learners* (GPT-2), 2019. R. Xiong et
 # al., *On Layer Normalization in the Transformer Architecture*, ICML 2020. P. Goyal et al.,
-# *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, 2017.
+# *Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour*, 2017. Y. Wu, K. He, *Group
+# Normalization*, ECCV 2018. D. Ulyanov, A. Vedaldi, V. Lempitsky, *Instance Normalization*, 2016.
+# B. Zhang, R. Sennrich, *Root Mean Square Layer Normalization*, NeurIPS 2019. S. De, S. Smith,
+# *Batch Normalization Biases Residual Blocks Towards the Identity Function in Deep Networks*
+# (SkipInit), NeurIPS 2020. H. Zhang, Y. Dauphin, T. Ma, *Fixup Initialization*, ICLR 2019. T.
+# Bachlechner et al., *ReZero is All You Need*, 2020. H. Touvron et al., *Going Deeper with Image
+# Transformers* (CaiT, LayerScale), ICCV 2021. A. Brock et al., *High-Performance Large-Scale
+# Image Recognition Without Normalization* (NFNets), ICML 2021. Stanford CS231n, assignment 2
+# (batch and layer normalization, inline questions).

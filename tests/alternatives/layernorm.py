@@ -193,13 +193,16 @@ def variance_closed_form(depth, branch_gain=1.0, input_variance=1.0, placement="
 # capstone_config
 
 
-def capstone_kaiming_clip_2():
-    return {"init": "kaiming", "residual": True, "norm": "layer", "placement": "pre", "scaling": "gpt2", "clip": 2.0}
-
-
 def capstone_zero_gamma():
+    """Branches that start silent (LayerScale at 0) instead of Kaiming-sized ones."""
     return {"init": "kaiming", "residual": True, "norm": "layer", "placement": "pre", "scaling": "zero_gamma",
-            "clip": 1.0}
+            "clip": 5.0}
+
+
+def capstone_xavier_zero_gamma():
+    """Xavier's half of Kaiming's variance, silent branches, clipping at 5."""
+    return {"init": "xavier", "residual": True, "norm": "layer", "placement": "pre", "scaling": "zero_gamma",
+            "clip": 5.0}
 
 
 ALTERNATIVES = {
@@ -208,5 +211,5 @@ ALTERNATIVES = {
     "LayerNorm": [LayerNormVar, LayerNormFlat],
     "residual_block": [block_branches, block_steps],
     "residual_stream_variance": [variance_loop, variance_closed_form],
-    "capstone_config": [capstone_kaiming_clip_2, capstone_zero_gamma],
+    "capstone_config": [capstone_zero_gamma, capstone_xavier_zero_gamma],
 }

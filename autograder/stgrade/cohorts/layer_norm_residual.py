@@ -1,8 +1,14 @@
-"""Lesson 06's sample cohort: a perfect, a blank and a partly correct student.
+"""Lesson 06's sample cohort: a perfect, a blank, a partly correct and a misreading student.
 
 The partial student gets layer norm's forward pass and the residual block right, forgets the
 mean terms in the backward pass, scales GPT-2's branches by 1/L instead of 1/sqrt(L), writes a
 LayerNorm whose statistics are detached from the graph, and leaves the capstone unanswered.
+
+The misreading student gets everything right except two things the second edition grades: the
+residual block scales the branch's *input* (``x + branch(alpha * norm(x))``, which a branch without
+biases could not tell apart), and the capstone answer is Section 5's network kept alive by
+clipping at 1 (default init, no normalization) — clipping on almost every step, which the first
+edition accepted with 16/16.
 """
 
 from __future__ import annotations
@@ -61,6 +67,20 @@ def residual_stream_variance(depth, branch_gain=1.0, input_variance=1.0, placeme
     return np.where(layers == 0, input_variance, 1.0)
 '''
 
+_SCALED_INPUT_BLOCK = '''\
+def residual_block(x, branch, norm, placement="pre", branch_scale=1.0):
+    """Scales what goes into the branch instead of what comes out of it."""
+    inner = norm(x) if placement == "pre" else x
+    out = x + branch(branch_scale * inner)
+    return norm(out) if placement == "post" else out
+'''
+
+_SECTION5_CAPSTONE = '''\
+def capstone_config():
+    """Section 5's residual network with clipping at 1."""
+    return {"init": "default", "residual": True, "norm": "none", "placement": "pre", "scaling": "none", "clip": 1.0}
+'''
+
 EXPECTED: dict[str, Expected] = {
     "perfect": Expected("graded", 16, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
@@ -69,6 +89,10 @@ EXPECTED: dict[str, Expected] = {
                                         "statistics keeps the groups that check parameters and outputs only "
                                         "(0.5 + 1); 1/L for GPT-2's scale loses that group (0.67 + 0.75); "
                                         "capstone not attempted (0)"),
+    "misread": Expected("graded", 12.25, "everything right except: residual_block scales the branch's input "
+                                        "(visible groups pass: 1; hidden: only post-norm without a scale "
+                                        "passes, 1 of 4 groups: 0.25), and the capstone is Section 5's network with "
+                                        "clipping on almost every step (0 of 3)"),
 }
 
 
@@ -85,4 +109,6 @@ def build(src: LessonSources) -> dict[str, nbformat.NotebookNode | str | None]:
             "residual_block": good["residual_block"],
             "residual_stream_variance": _ONE_OVER_L_VARIANCE,
         }),
+        "misread": src.with_answers({**good, "residual_block": _SCALED_INPUT_BLOCK,
+                                     "capstone_config": _SECTION5_CAPSTONE}),
     }

@@ -343,12 +343,15 @@ def _compare_module(case: Case, got: dict[str, Any], want: dict[str, Any]) -> st
 
 
 def _branch_and_norm(inputs: dict[str, Any]) -> tuple[Callable, Callable]:
-    """The case's branch, ``relu(z @ W1) @ W2``, and norm, an RMS norm with a gain (not a layer norm,
-    so that a block that adds its own normalization, or calls the wrong one, shows)."""
-    w1, w2, gain = (torch.tensor(inputs[k]) for k in ("w1", "w2", "gain"))
+    """The case's branch, ``relu(z @ W1 + b1) @ W2 + b2``, and norm, an RMS norm with a gain (not a
+    layer norm, so that a block that adds its own normalization, or calls the wrong one, shows).
+    The biases matter: without them the branch is positively homogeneous, ``branch(a z) = a
+    branch(z)`` for ``a > 0``, and scaling the branch's input could not be told from scaling its
+    output."""
+    w1, b1, w2, b2, gain = (torch.tensor(inputs[k]) for k in ("w1", "b1", "w2", "b2", "gain"))
 
     def branch(z):
-        return torch.relu(z @ w1) @ w2
+        return torch.relu(z @ w1 + b1) @ w2 + b2
 
     def norm(z):
         return z / torch.sqrt((z * z).mean(dim=-1, keepdim=True) + 1e-6) * gain
@@ -363,7 +366,8 @@ def _block_case(label: str, group: str, rng: np.random.Generator, shape: tuple[i
     if branch_scale is not None:
         kwargs["branch_scale"] = branch_scale
     x = _arr(rng, shape, 2.0, 0.5)
-    inputs = {"x": x, "w1": _arr(rng, (d, d), math.sqrt(2 / d)), "w2": _arr(rng, (d, d), math.sqrt(1 / d)),
+    inputs = {"x": x, "w1": _arr(rng, (d, d), math.sqrt(2 / d)), "b1": _arr(rng, (d,), 0.5),
+              "w2": _arr(rng, (d, d), math.sqrt(1 / d)), "b2": _arr(rng, (d,), 0.5, 0.5),
               "gain": _arr(rng, (d,), 0.3, 1.5), "kwargs": kwargs, "tol": list(_TOL["float64"])}
     call = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     return Case(f"{label} [x {_shape_text(x)}, {call}]", inputs, group)
@@ -484,16 +488,23 @@ CAPSTONE_KEYS = {
     "scaling": ("none", "gpt2", "zero_gamma"),
     "clip": "None or a number > 0 (max_norm for the global gradient norm)",
 }
-#: the task: a loss below THRESHOLD after STEPS steps on at least PASS_SEEDS of SEEDS seeds
-CAPSTONE_STEPS, CAPSTONE_THRESHOLD, CAPSTONE_SEEDS, CAPSTONE_PASS = 100, 0.35, 5, 4
+#: the task (see capstone_verdict): STEPS steps on SEEDS seeds; a seed trains stably if the mean loss of its
+#: last 10 steps is below LOSS and clipping acts on at most CLIP of its steps (Lesson 4: clipping is for
+#: rare spikes); the visible check asks PASS_VISIBLE of its seeds 0-4, the grader PASS_HIDDEN of five of
+#: its own (the median seed), and no seed may diverge; the visible check also asks the median seed's loss
+#: to be below VISIBLE_MEDIAN, so that passing it predicts the grade
+CAPSTONE_STEPS, CAPSTONE_SEEDS, CAPSTONE_LOSS, CAPSTONE_CLIP = 100, 5, 0.25, 0.15
+CAPSTONE_PASS, CAPSTONE_VISIBLE_MEDIAN = {"visible": 4, "hidden": 3}, 0.15
 
 
 def _capstone_cases(level: str, seed: int) -> list[Case]:
     seeds = list(range(CAPSTONE_SEEDS)) if level == "visible" else \
         [int(s) for s in np.random.default_rng([seed, 66]).integers(100, 2**31 - 1, CAPSTONE_SEEDS)]
-    text = (f"the deep network trains to a loss below {CAPSTONE_THRESHOLD} within {CAPSTONE_STEPS} steps "
-            f"on at least {CAPSTONE_PASS} of {CAPSTONE_SEEDS} seeds {seeds}")
-    return [Case(text, {"seeds": seeds}, "trains stably")]
+    text = (f"on seeds {seeds}, at least {CAPSTONE_PASS[level]} of {CAPSTONE_SEEDS} seeds train to a loss below "
+            f"{CAPSTONE_LOSS} (mean of the last 10 of {CAPSTONE_STEPS} steps) with clipping on at most "
+            f"{CAPSTONE_CLIP:.0%} of their steps, and none diverges"
+            + (f"; the median seed's loss is below {CAPSTONE_VISIBLE_MEDIAN}" if level == "visible" else ""))
+    return [Case(text, {"seeds": seeds, "level": level}, "trains stably")]
 
 
 def _run_capstone(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
@@ -537,12 +548,48 @@ def capstone_problem(config: Any) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _capstone_losses(config_json: str, seeds: tuple[int, ...]) -> tuple[float, ...]:
-    from stabletrain.lessons.residual_lab import CapstoneConfig, train_capstone  # grader side only
+def capstone_verdict(summary: dict[str, list], level: str) -> str | None:
+    """The capstone's decision rule on a :func:`stabletrain.lessons.residual_lab.capstone_summary`:
+    None if the configuration passes, else what failed, in words a student can act on.
 
-    result = train_capstone(CapstoneConfig(**json.loads(config_json)), seeds=seeds, steps=CAPSTONE_STEPS)
-    return tuple(float(v) for v in result.final_losses)
+    No seed may diverge; a seed trains stably if its last-10 loss is below CAPSTONE_LOSS and
+    clipping acts on at most CAPSTONE_CLIP of its steps; ``"visible"`` (the student's seeds 0-4) asks
+    this of 4 of the 5 seeds and a median last-10 loss below CAPSTONE_VISIBLE_MEDIAN, ``"hidden"``
+    (the grader's seeds) of 3 (the median seed). The visible rule is the stricter, so that a
+    configuration that passes it passes the grader's seeds too; one
+    seed may miss, since a taught configuration's single seeds end above the loss threshold about
+    once in 50 seed-runs on some CPU (the error rates: benchmarks/capstone_rule_06.py).
+    """
+    seeds, last10, clipped = summary["seeds"], np.array(summary["last10"]), np.array(summary["clipped"])
+    diverged = [(s, k) for s, k in zip(seeds, summary["diverged_at"]) if k is not None]
+    if diverged:
+        where = ", ".join(f"seed {s} at step {k}" for s, k in diverged)
+        return (f"the loss diverged ({where}): the updates are too large for this network — look at what makes the "
+                f"stream's variance and the gradients grow (Sections 5 and 6).")
+    need = CAPSTONE_PASS[level]
+    clip_ok, loss_ok = clipped <= CAPSTONE_CLIP, last10 < CAPSTONE_LOSS
+    median_ok = level != "visible" or float(np.median(last10)) < CAPSTONE_VISIBLE_MEDIAN
+    if int(np.sum(clip_ok & loss_ok)) >= need and median_ok:
+        return None
+    if int(np.sum(clip_ok)) < need:
+        shown = ", ".join(f"{v:.0%}" for v in clipped)
+        return (f"clipping acted on {shown} of the steps on seeds {seeds} (at most {CAPSTONE_CLIP:.0%} allowed on "
+                f"{need} of {len(seeds)} seeds): clipping is a safety net for rare spikes (Lesson 4), not a way to "
+                f"train — the median gradient norm is {float(np.median(summary['grad_norm'])):.2g}, so either "
+                f"max_norm sits below the typical norm or the network makes the gradients large.")
+    shown = ", ".join(f"{v:.3f}" for v in last10)
+    return (f"the loss after {CAPSTONE_STEPS} steps (mean of the last 10) is {shown} on seeds {seeds}: expected "
+            f"{need} of {len(seeds)} seeds below {CAPSTONE_LOSS}"
+            + (f" and the median below {CAPSTONE_VISIBLE_MEDIAN}" if level == "visible" else "")
+            + " — the network trains too slowly or not at all "
+            f"(Sections 5 and 7 show which diagnostics tell why).")
+
+
+@functools.lru_cache(maxsize=64)
+def _capstone_summary(config_json: str, seeds: tuple[int, ...]) -> str:
+    from stabletrain.lessons.residual_lab import CapstoneConfig, capstone_summary  # grader side only
+
+    return json.dumps(capstone_summary(CapstoneConfig(**json.loads(config_json)), seeds=seeds, steps=CAPSTONE_STEPS))
 
 
 def _compare_capstone(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -554,14 +601,8 @@ def _compare_capstone(case: Case, got: dict[str, Any], want: dict[str, Any]) -> 
     problem = capstone_problem(config)
     if problem:
         return problem
-    seeds = tuple(case.inputs["seeds"])
-    losses = _capstone_losses(json.dumps(config, sort_keys=True), seeds)
-    passed = sum(1 for v in losses if math.isfinite(v) and v < CAPSTONE_THRESHOLD)
-    if passed >= CAPSTONE_PASS:
-        return None
-    shown = ", ".join("diverged" if not math.isfinite(v) else f"{v:.3f}" for v in losses)
-    return (f"final losses {shown} on seeds {list(seeds)}: {passed} of {len(losses)} below {CAPSTONE_THRESHOLD}, "
-            f"expected at least {CAPSTONE_PASS}.")
+    summary = json.loads(_capstone_summary(json.dumps(config, sort_keys=True), tuple(case.inputs["seeds"])))
+    return capstone_verdict(summary, case.inputs.get("level", "hidden"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -111,6 +111,12 @@ def _backward_batch_axis_sums(dout, cache):
     return dx, (dout * x_hat).sum(leading), dout.sum(leading)
 
 
+def _backward_sums_for_means(dout, cache):
+    x_hat, inv_std, gamma, leading, dxh = _bw_parts(dout, cache)
+    dx = inv_std * (dxh - dxh.sum(-1, keepdims=True) - x_hat * (dxh * x_hat).sum(-1, keepdims=True))
+    return dx, (dout * x_hat).sum(leading), dout.sum(leading)
+
+
 def _backward_first_axis_only(dout, cache):
     x_hat, inv_std, gamma, leading, dxh = _bw_parts(dout, cache)
     dx = inv_std * (dxh - dxh.mean(-1, keepdims=True) - x_hat * (dxh * x_hat).mean(-1, keepdims=True))
@@ -133,6 +139,9 @@ BACKWARD = {
                              "dx = dout * gamma / std leaves out how they depend on x"),
     "batch_axis_sums": Mutant(_backward_batch_axis_sums, "the sums of the backward pass over the batch axis (batch "
                               "norm's); layer norm's run over the features of each row"),
+    "sums_for_means": Mutant(_backward_sums_for_means, "sums where the formula has means: with the factor s/D "
+                             "outside, dx = (s/D)(D dx_hat - sum dx_hat - x_hat sum dx_hat x_hat); written with "
+                             "s alone in front, the two correction terms are row means, not row sums"),
     "first_axis_only": Mutant(_backward_first_axis_only, "dgamma and dbeta summed over axis 0 only: sum over every "
                               "leading axis, so they come out of shape (D,)"),
     "no_gamma": Mutant(_backward_no_gamma, "gamma left out of dx: d x_hat = dout * gamma"),
@@ -251,6 +260,14 @@ def _block_post_norm_branch(x, branch, norm, placement="pre", branch_scale=1.0):
     return x + branch_scale * branch(x)
 
 
+def _block_scale_input(x, branch, norm, placement="pre", branch_scale=1.0):
+    if placement == "pre":
+        return x + branch(branch_scale * norm(x))
+    if placement == "post":
+        return norm(x + branch(branch_scale * x))
+    return x + branch(branch_scale * x)
+
+
 def _block_none_normalizes(x, branch, norm, placement="pre", branch_scale=1.0):
     if placement == "post":
         return norm(x + branch_scale * branch(x))
@@ -265,6 +282,9 @@ BLOCK = {
     "scale_whole": Mutant(_block_scale_whole, "the branch scale applied to the skip path too: only the branch is "
                           "scaled, x + alpha * f(...)"),
     "scale_ignored": Mutant(_block_scale_ignored, "branch_scale ignored"),
+    "scale_input": Mutant(_block_scale_input, "the branch's input scaled instead of its output: alpha multiplies "
+                          "what the branch adds to the stream, x + alpha * f(...); f(alpha * z) differs from "
+                          "alpha * f(z) as soon as f has a bias"),
     "normalized_skip": Mutant(_block_norm_skip, "the normalized x carried on the skip path: pre-norm adds the "
                               "branch to the raw x, so the stream is never normalized"),
     "norm_inside_branch": Mutant(_block_post_norm_branch, "post-norm applied to the branch's output only: "
@@ -338,11 +358,20 @@ def _config(**changes):
 
 CAPSTONE = {
     "defaults": Mutant(_config(init="default", residual=False, norm="none", scaling="none", clip=None),
-                       "the defaults: a deep plain network with PyTorch's default initialization does not train"),
+                       "the defaults: a deep plain network with PyTorch's default initialization does not train "
+                       "(block 1's gradient is 10^-10 of block 50's)"),
     "plain_with_norm": Mutant(_config(residual=False), "normalization and initialization without residual "
-                              "connections: fifty layers are still too deep to train quickly"),
-    "residual_no_norm": Mutant(_config(norm="none", scaling="none", clip=None), "residual connections without "
-                               "normalization or branch scaling: the stream's variance grows geometrically"),
-    "post_norm": Mutant(_config(placement="post", scaling="none"), "post-norm at depth: the gradient shrinks "
-                        "through every block's norm on its way down"),
+                              "connections: fifty random layers make every input look alike at the top, and the "
+                              "loss stays at ln 3 — the skip connections carry the input forward"),
+    "residual_no_norm": Mutant(_config(norm="none", clip=None), "residual connections with Kaiming's init and no "
+                               "normalization: each block doubles the stream's variance (2^50) and the loss "
+                               "overflows at once"),
+    "clipped_every_step": Mutant(_config(init="default", norm="none", clip=1.0), "Section 5's network kept alive "
+                                 "by clipping at 1: the clip acts on almost every step, which is a smaller learning "
+                                 "rate in disguise; fix the stream's growth (normalization) instead"),
+    "max_norm_too_small": Mutant(_config(clip=1.0), "max_norm below the typical gradient norm: clipping then acts on "
+                                 "most steps; pick it above the norms of a healthy run (Lesson 4)"),
+    "post_norm": Mutant(_config(placement="post"), "post-norm at depth: its skip path passes through every block's "
+                        "norm and keeps 2^(-L/2) of the signal, so the inputs look alike at the top and the loss "
+                        "stays at ln 3; pre-norm keeps the skip path clean"),
 }

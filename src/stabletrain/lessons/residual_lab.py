@@ -15,6 +15,10 @@ The network (``depth`` blocks of width ``width``, a Linear ``embed`` from the in
 - residual, pre-norm: :math:`h_{l+1} = h_l + a_l \odot (W_l\,\mathrm{relu}(N_l(h_l)) + b_l)`;
 - residual, post-norm: :math:`h_{l+1} = N_l\big(h_l + a_l \odot (W_l\,\mathrm{relu}(h_l) + b_l)\big)`.
 
+With layer norm, the plain and the pre-norm networks end in a final norm :math:`N_{L+1}` before the
+readout (GPT-2's "additional layer normalization after the final block"); post-norm's stream is
+already normalized.
+
 The branch :math:`f(z) = W\,\mathrm{relu}(z)` with Kaiming's :math:`W \sim \mathcal N(0, 2/D)` has gain 1:
 :math:`\operatorname{Var} f(z) = D \cdot \tfrac2D \cdot \mathrm E[\mathrm{relu}(z)^2] = \operatorname{Var} z`.
 """
@@ -146,6 +150,9 @@ def init_params(config: CapstoneConfig, seeds: Sequence[int], depth: int = DEPTH
     if config.norm == "layer":
         params["gamma"] = torch.ones(n, depth, 1, width)
         params["beta"] = torch.zeros(n, depth, 1, width)
+        if not (config.residual and config.placement == "post"):  # a final norm before the readout
+            params["gamma_final"] = torch.ones(n, 1, width)
+            params["beta_final"] = torch.zeros(n, 1, width)
     return params
 
 
@@ -178,7 +185,44 @@ def forward(params: dict[str, Tensor], config: CapstoneConfig, x: Tensor,
             h = h + f
         if keep is not None:
             keep.append(h)
+    if "gamma_final" in params:
+        h = _layer_norm(h, params["gamma_final"], params["beta_final"])
     return torch.baddbmm(params["b_out"], h, params["w_out"])
+
+
+def input_similarity(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+                     depth: int = DEPTH, width: int = WIDTH) -> dict[str, np.ndarray]:
+    """How alike the network makes different inputs, at initialization: the mean cosine similarity,
+    over all pairs of the 150 spiral points, of their representations (each row centred) after the
+    embedding and at the top of the stream (what the readout sees; after the final norm where there
+    is one, which does not change a centred row's direction).
+
+    Returns ``{"embedding": (seeds,), "top": (seeds,)}``; 1 means every input looks the same.
+    """
+    if isinstance(config, dict):
+        config = CapstoneConfig(**config)
+    x, _ = make_task()
+    with torch.random.fork_rng(devices=[]):
+        params = init_params(config, tuple(int(s) for s in seeds), depth, width)
+    jitter_(params.values(), jitter)
+    keep: list[Tensor] = []
+    with torch.no_grad():
+        forward(params, config, x, keep)
+
+    def mean_cosine(h: Tensor) -> np.ndarray:
+        h = h - h.mean(dim=-1, keepdim=True)
+        h = h / h.norm(dim=-1, keepdim=True)
+        cos = torch.bmm(h, h.transpose(1, 2))
+        n = h.shape[1]
+        return ((cos.sum(dim=(1, 2)) - n) / (n * (n - 1))).numpy().astype(np.float64)
+
+    return {"embedding": mean_cosine(keep[0]), "top": mean_cosine(keep[-1])}
+
+
+def input_similarities(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS,
+                       jitter: float = 0.0) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`input_similarity` for every named configuration (the claims tests' experiment)."""
+    return {name: input_similarity(cfg, seeds, jitter) for name, cfg in configs.items()}
 
 
 def _per_seed_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -272,11 +316,45 @@ def train_capstone(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, 
                        time.perf_counter() - started)
 
 
-def train_many(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
-               **kwargs) -> dict[str, TrainResult]:
+def train_many(configs: dict[str, CapstoneConfig | tuple[CapstoneConfig, dict]], seeds: Sequence[int] = SEEDS,
+               jitter: float = 0.0, **kwargs) -> dict[str, TrainResult]:
     """:func:`train_capstone` for every named configuration on the same seeds (the claims tests'
-    experiment: one call per arithmetic variant)."""
-    return {name: train_capstone(cfg, seeds=seeds, jitter=jitter, **kwargs) for name, cfg in configs.items()}
+    experiment: one call per arithmetic variant). A value may be ``(config, options)``, with
+    options of :func:`train_capstone` (``lr=...``) for that configuration only."""
+    out = {}
+    for name, spec in configs.items():
+        config, options = spec if isinstance(spec, tuple) else (spec, {})
+        out[name] = train_capstone(config, seeds=seeds, jitter=jitter, **{**kwargs, **options})
+    return out
+
+
+def capstone_summary(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+                     steps: int = STEPS) -> dict[str, list]:
+    """What the capstone's grade looks at, per seed, as plain data: ``last10`` the mean training loss
+    over the last 10 steps (inf for a seed that diverged), ``clipped`` the fraction of steps on
+    which clipping acted, ``diverged_at`` the step of the first non-finite loss (or None), and
+    ``grad_norm`` the median global gradient norm over the steps (before clipping)."""
+    return summarize(train_capstone(config, seeds=seeds, steps=steps, jitter=jitter))
+
+
+def summarize(res: TrainResult) -> dict[str, list]:
+    """:func:`capstone_summary` of a finished run."""
+    seeds = res.seeds
+    finite = np.isfinite(res.losses).all(axis=1) & np.isfinite(res.final_losses)
+    last10 = np.where(finite, np.nanmean(np.where(finite[:, None], res.losses[:, -10:], 0.0), axis=1), np.inf)
+    diverged = [None if ok else int(np.argmax(~np.isfinite(row))) for ok, row in zip(finite, res.losses)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        grad_norm = np.nanmedian(res.grad_norms, axis=1)
+    return {"seeds": [int(v) for v in seeds], "last10": [float(v) for v in last10],
+            "clipped": [float(v) for v in res.clipped.mean(axis=1)], "diverged_at": diverged,
+            "grad_norm": [float(v) for v in grad_norm]}
+
+
+def capstone_summaries(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS,
+                       jitter: float = 0.0) -> dict[str, dict[str, list]]:
+    """:func:`capstone_summary` for every named configuration (the claims tests' experiment)."""
+    return {name: capstone_summary(cfg, seeds, jitter) for name, cfg in configs.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,15 +362,21 @@ def train_many(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS,
 
 
 def stream_at_init(depth: int, placement: str, scaling: str = "none", seeds: Sequence[int] = SEEDS,
-                   width: int = 128, batch: int = 256, jitter: float = 0.0) -> dict[str, np.ndarray]:
+                   width: int = 128, batch: int = 256, jitter: float = 0.0, final_norm: bool = False,
+                   skip_only: bool = False) -> dict[str, np.ndarray]:
     """The stream's variance after every block, and every block's weight-gradient norm, at init.
 
     Blocks ``h + a·W relu(norm(h))`` (pre), ``norm(h + a·W relu(h))`` (post) or ``h + a·W relu(h)``
     (none), with Kaiming weights (gain 1), no bias, :math:`a` from ``scaling``, unit-variance
-    Gaussian input, and the loss ``sum(h_L · r) / sqrt(N)`` for a fixed random ``r``. ``jitter``
-    perturbs the weights as in :func:`train_capstone`.
+    Gaussian input, and the loss ``sum(top · r) / sqrt(N)`` for a fixed random ``r``, where ``top``
+    is the last block's output, or its layer norm with ``final_norm`` (as pre-norm models have).
+    ``skip_only`` detaches every branch's output, so that the gradient reaches the input only along
+    the skip connections (through the norms, for post-norm). ``jitter`` perturbs the weights as in
+    :func:`train_capstone`.
 
-    Returns ``{"variance": (seeds, depth + 1), "grad_norms": (seeds, depth)}``.
+    Returns ``{"variance": (seeds, depth + 1), "grad_norms": (seeds, depth), "stream_grads":
+    (seeds, depth + 1)}``: ``stream_grads[:, l]`` is ‖∂loss/∂h_l‖ (``h_0`` the input, ``h_l`` the output
+    of block l); ``grad_norms`` is NaN with ``skip_only`` (no gradient reaches a detached branch).
     """
     n = len(seeds)
     ws, xs, rs = [], [], []
@@ -304,28 +388,70 @@ def stream_at_init(depth: int, placement: str, scaling: str = "none", seeds: Seq
     w = torch.stack(ws)
     jitter_(w, jitter)
     w.requires_grad_(True)
-    x, r = torch.stack(xs), torch.stack(rs)
+    x, r = torch.stack(xs).requires_grad_(True), torch.stack(rs)
     alpha = {"none": 1.0, "gpt2": 1.0 / math.sqrt(depth), "zero_gamma": 0.0}[scaling]
     h, stream = x, [x]
     for l in range(depth):
-        if placement == "pre":
-            h = h + alpha * torch.bmm(torch.relu(_layer_norm(h)), w[:, l])
-        elif placement == "post":
-            h = _layer_norm(h + alpha * torch.bmm(torch.relu(h), w[:, l]))
-        else:
-            h = h + alpha * torch.bmm(torch.relu(h), w[:, l])
+        z = _layer_norm(h) if placement == "pre" else h
+        f = alpha * torch.bmm(torch.relu(z), w[:, l])
+        if skip_only:
+            f = f.detach()
+        h = _layer_norm(h + f) if placement == "post" else h + f
         stream.append(h)
-    loss = (h * r).sum() / math.sqrt(batch)
-    (grad,) = torch.autograd.grad(loss, w)
+    top = _layer_norm(h) if final_norm else h
+    loss = (top * r).sum() / math.sqrt(batch)
+    grads = torch.autograd.grad(loss, [w, *stream], allow_unused=True)
+    per_seed = lambda t: torch.linalg.vector_norm(t, dim=tuple(range(1, t.dim()))).numpy().astype(np.float64)  # noqa: E731
     variance = torch.stack([s.detach().flatten(1).var(dim=1) for s in stream], dim=1)
-    return {"variance": variance.numpy().astype(np.float64),
-            "grad_norms": torch.linalg.vector_norm(grad, dim=(2, 3)).numpy().astype(np.float64)}
+    if grads[0] is None:
+        weight_grads = np.full((n, depth), np.nan)
+    else:
+        weight_grads = torch.linalg.vector_norm(grads[0], dim=(2, 3)).numpy().astype(np.float64)
+    return {"variance": variance.numpy().astype(np.float64), "grad_norms": weight_grads,
+            "stream_grads": np.stack([per_seed(g) for g in grads[1:]], axis=1)}
 
 
-def streams_many(specs: Sequence[tuple[int, str, str]], seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
-                 **kwargs) -> dict[tuple[int, str, str], dict[str, np.ndarray]]:
-    """:func:`stream_at_init` for every ``(depth, placement, scaling)`` on the same seeds."""
-    return {(d, p, s): stream_at_init(d, p, s, seeds, jitter=jitter, **kwargs) for d, p, s in specs}
+def post_norm_block_gains(width: int = 128, batch: int = 256, seeds: Sequence[int] = SEEDS,
+                          jitter: float = 0.0) -> dict[str, np.ndarray]:
+    """How much one post-norm block, ``h -> N(h + f(h))`` with ``f(h) = W relu(h)`` and Kaiming
+    ``W``, scales a gradient on its way down, at initialization (unit-variance Gaussian ``h``).
+
+    For a random upstream gradient ``g`` (standard normal entries), the gain ``‖Jᵀg‖ / ‖g‖`` of the
+    Jacobian ``J`` of: the branch ``f``; the sum ``h + f(h)`` (``I + J_f``); the norm ``N`` at that
+    sum; and the whole block. Returns one array of shape ``(seeds,)`` per name: ``"branch"``,
+    ``"skip + branch"``, ``"norm"``, ``"block"``; and ``"sum std"``, the standard deviation of
+    ``h + f(h)`` that the norm divides by.
+    """
+    out: dict[str, list[float]] = {k: [] for k in ("branch", "skip + branch", "norm", "block", "sum std")}
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(int(seed) + 3000)
+        w = torch.randn(width, width, generator=gen) * math.sqrt(2.0 / width)
+        jitter_(w, jitter)
+        h = torch.randn(batch, width, generator=gen).requires_grad_(True)
+        g = torch.randn(batch, width, generator=gen)
+        f = torch.relu(h) @ w
+        total = h + f
+        s = total.detach().requires_grad_(True)
+        y = _layer_norm(s)
+        gain = lambda out_, in_: float(torch.autograd.grad(out_, in_, g, retain_graph=True)[0].norm() / g.norm())  # noqa: E731
+        out["branch"].append(gain(f, h))
+        out["skip + branch"].append(gain(total, h))
+        out["norm"].append(gain(y, s))
+        out["block"].append(gain(_layer_norm(total), h))
+        out["sum std"].append(float(total.detach().std()))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def streams_many(specs: Sequence[tuple], seeds: Sequence[int] = SEEDS, jitter: float = 0.0,
+                 **kwargs) -> dict[tuple, dict[str, np.ndarray]]:
+    """:func:`stream_at_init` for every ``(depth, placement, scaling)`` on the same seeds; a fourth
+    element ``"final"`` adds the final norm, ``"skip"`` detaches the branches (``skip_only``)."""
+    out = {}
+    for spec in specs:
+        d, p, s = spec[:3]
+        extra = {"final": {"final_norm": True}, "skip": {"skip_only": True}}[spec[3]] if len(spec) > 3 else {}
+        out[tuple(spec)] = stream_at_init(d, p, s, seeds, jitter=jitter, **{**kwargs, **extra})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,9 +478,7 @@ def batchmate_dependence(batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 1
     ln_spread = np.zeros((len(seeds), len(sizes)))
     bn_gap = np.full((len(seeds), len(sizes)), np.nan)
     for i, seed in enumerate(seeds):
-        g = torch.Generator().manual_seed(int(seed) + 2000)
-        mu = torch.randn(features, generator=g) * 2
-        sigma = torch.exp(torch.randn(features, generator=g) * 0.5)
+        mu, sigma, g = _population(seed, features)
         probe = mu + sigma * torch.randn(features, generator=g)
         pop_out = (probe - mu) / torch.sqrt(sigma**2 + _EPS)
         for j, b in enumerate(sizes):
@@ -372,6 +496,33 @@ def batchmate_dependence(batch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 1
     return {"batch_sizes": sizes, "bn_spread": bn_spread, "ln_spread": ln_spread, "bn_gap": bn_gap}
 
 
+def _population(seed: int, features: int) -> tuple[Tensor, Tensor, torch.Generator]:
+    """Section 4's population: features with means and scales of their own (and the generator)."""
+    g = torch.Generator().manual_seed(int(seed) + 2000)
+    mu = torch.randn(features, generator=g) * 2
+    sigma = torch.exp(torch.randn(features, generator=g) * 0.5)
+    return mu, sigma, g
+
+
+def layer_norm_against_standardization(seeds: Sequence[int] = SEEDS, features: int = 16,
+                                       samples: int = 4096) -> dict[str, np.ndarray]:
+    r"""What layer norm loses: on Section 4's population, the RMS difference between a sample's layer
+    norm and its per-feature standardization :math:`(x - \mu)/\sigma` with the population's
+    statistics (what batch norm estimates), and the correlation between the two over all entries.
+
+    Returns ``{"rms": (seeds,), "correlation": (seeds,)}``.
+    """
+    rms, corr = [], []
+    for seed in seeds:
+        mu, sigma, g = _population(seed, features)
+        x = mu + sigma * torch.randn(samples, features, generator=g)
+        standardized = (x - mu) / sigma
+        ln = _layer_norm(x)
+        rms.append(float((ln - standardized).square().mean().sqrt()))
+        corr.append(float(torch.corrcoef(torch.stack([ln.flatten(), standardized.flatten()]))[0, 1]))
+    return {"rms": np.array(rms), "correlation": np.array(corr)}
+
+
 # ----------------------------------------------------------------------------------------------
 # Figures
 
@@ -386,6 +537,55 @@ def _band(ax, x, values: np.ndarray, i: int, label: str, log: bool = True) -> No
     ax.fill_between(x, lo, hi, color=COLORS[i], alpha=0.18, lw=0)
     if log:
         ax.set_yscale("log")
+
+
+#: which entries of an (N, C, L) activation share one mean and variance, for the norms of Section 4
+NORM_GROUPS = {
+    "batch norm": "one channel, all samples and positions",
+    "layer norm": "one sample, all channels and positions",
+    "instance norm": "one sample and channel, all positions",
+    "group norm (2 groups)": "one sample, half the channels",
+}
+
+
+def norm_group_mask(name: str, samples: int = 4, channels: int = 6, positions: int = 3) -> np.ndarray:
+    """A ``(samples, channels * positions)`` array: 1 where an entry shares the statistics of the
+    entry of sample 1, channel 1 (the group the figure shades), 0 elsewhere."""
+    n, c, l = np.meshgrid(np.arange(samples), np.arange(channels), np.arange(positions), indexing="ij")
+    same = {"batch norm": c == 0, "layer norm": n == 0, "instance norm": (n == 0) & (c == 0),
+            "group norm (2 groups)": (n == 0) & (c < channels // 2)}[name]
+    return same.reshape(samples, channels * positions).astype(float)
+
+
+@styled
+def plot_norm_groups(samples: int = 4, channels: int = 6, positions: int = 3) -> Figure:
+    """One panel per normalization: an activation of shape (N, C, L) drawn as N rows of C blocks of L
+    cells; the shaded cells share one mean and variance."""
+    from matplotlib.colors import ListedColormap
+
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
+    axes = fig.subplots(2, 2)
+    cmap = ListedColormap(["#f2f2f2", COLORS[2]])
+    for ax, (name, what) in zip(axes.flat, NORM_GROUPS.items()):
+        ax.imshow(norm_group_mask(name, samples, channels, positions), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        for k in range(1, channels * positions):
+            ax.axvline(k - 0.5, color="black" if k % positions == 0 else "0.6", lw=1.5 if k % positions == 0 else 0.8)
+        for k in range(1, samples):
+            ax.axhline(k - 0.5, color="0.6", lw=0.8)
+        ax.set_xticks([k * positions + (positions - 1) / 2 for k in range(channels)],
+                      [f"c{k + 1}" for k in range(channels)])
+        ax.set_yticks(range(samples), [f"n{k + 1}" for k in range(samples)])
+        ax.grid(False)
+        ax.set_title(f"{name}: {what}", fontsize=13)
+    for ax in axes[1]:
+        ax.set_xlabel(f"channels (each a block of {positions} positions)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("samples")
+    fig.set_label(f"Four grids of {samples} samples by {channels} channels of {positions} positions: shaded are "
+                  "the entries that share one mean and variance under batch norm (a channel across the batch), "
+                  "layer norm (a sample), instance norm (a sample's channel) and group norm (a sample's group "
+                  "of channels).")
+    return fig
 
 
 @styled
@@ -415,7 +615,7 @@ def plot_training(results: dict[str, TrainResult], threshold: float | None = Non
     ax_l.set_title("loss (median, min–max over seeds)")
     ax_l.axhline(math.log(CLASSES), color="0.5", lw=1, ls=":", label=f"chance, ln {CLASSES}")
     if threshold is not None:
-        ax_l.axhline(threshold, color="black", lw=1, ls="--", label=f"threshold {threshold}")
+        ax_l.axhline(threshold, color="0.3", lw=1.2, ls=(0, (6, 3)), label=f"threshold {threshold}")
     ax_l.set_ylim(0, 2.0)
     ax_l.text(0.99, 0.99, "losses above 2 not shown", transform=ax_l.transAxes, ha="right", va="top", fontsize=12)
     ax_l.legend(loc="lower left")
@@ -490,11 +690,13 @@ class ResidualExplorer:
 
     Two panels: the stream's variance per block (median and range over seeds, with the prediction
     of :func:`stabletrain.residual.residual_stream_variance`), and each block's gradient norm.
-    A slider move only replaces line data and re-encodes a PNG (``last_update_s`` holds the time).
+    A slider move only replaces line data and re-encodes a PNG (``last_update_s`` holds the time,
+    ``last_update_cpu_s`` the CPU time). Built and redrawn in the course style (every text at least 12
+    pt, ticks made at a redraw included), 11 inches wide so that a deck shows 12 pt as 16 px.
     """
 
     def __init__(self, streams: dict, predict, depth: int = 16, placement: str = "pre", scaling: str = "none",
-                 dpi: int = 80) -> None:
+                 dpi: int = 72) -> None:
         import ipywidgets as widgets
 
         self.streams, self.predict, self.dpi = streams, predict, dpi
@@ -507,32 +709,28 @@ class ResidualExplorer:
         self.widget = widgets.VBox([widgets.HBox([self.depth, self.placement, self.scaling]), self.image,
                                     self.summary])
         self.last_update_s = math.nan
-        self._build()
+        with style.course_style():
+            self._build()
         for control in (self.depth, self.placement, self.scaling):
             control.observe(lambda _change: self.update(), names="value")
         self.update()
 
     def _build(self) -> None:
-        fig = Figure(figsize=(11, 3.8), dpi=self.dpi, layout="constrained")
+        fig = Figure(figsize=(11, 4.4), dpi=self.dpi, layout="constrained")  # 11 in: shown at 96 dpi, 12 pt is 16 px
         self.ax_v, self.ax_g = fig.subplots(1, 2)
-        (self._med,) = self.ax_v.plot([], [], color=COLORS[2], label="measured (median)")
-        (self._lo,) = self.ax_v.plot([], [], color=COLORS[2], lw=0.8, ls=":", label="min / max over seeds")
-        (self._hi,) = self.ax_v.plot([], [], color=COLORS[2], lw=0.8, ls=":")
-        (self._pred,) = self.ax_v.plot([], [], ls="none", marker="o", ms=4, color=COLORS[1], label="predicted")
-        (self._grad,) = self.ax_g.plot([], [], color=COLORS[3], marker=".", label="median")
-        (self._glo,) = self.ax_g.plot([], [], color=COLORS[3], lw=0.8, ls=":")
-        (self._ghi,) = self.ax_g.plot([], [], color=COLORS[3], lw=0.8, ls=":")
-        from matplotlib.ticker import LogLocator, NullFormatter
-
+        (self._med,) = self.ax_v.plot([], [], color=COLORS[2], ls=LINESTYLES[0], label="measured (median)")
+        self._band_v = self.ax_v.fill_between([], [], [], color=COLORS[2], alpha=0.2, lw=0, label="min–max over seeds")
+        (self._pred,) = self.ax_v.plot([], [], ls="none", marker="o", ms=6, color=COLORS[1], label="predicted")
+        (self._grad,) = self.ax_g.plot([], [], color=COLORS[3], ls=LINESTYLES[1], marker=".", label="median")
+        self._band_g = self.ax_g.fill_between([], [], [], color=COLORS[3], alpha=0.2, lw=0, label="min–max over seeds")
         for ax in (self.ax_v, self.ax_g):
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
-            ax.yaxis.set_minor_formatter(NullFormatter())
         self.ax_v.set_xlabel("blocks l")
         self.ax_v.set_ylabel("Var of the stream")
         self.ax_g.set_xlabel("block l")
-        self.ax_g.set_ylabel("gradient norm of W_l")
-        self.ax_v.legend(loc="upper left", fontsize=9)
+        self.ax_g.set_ylabel(r"$\|\partial \mathrm{loss}/\partial W_l\|$ at init")
+        self.ax_v.legend(loc="upper left")
+        self.ax_g.legend(loc="upper right")
         self.ax_v.set_title("placeholder")
         self.ax_g.set_title("gradient norm per block at init")
         for ax in (self.ax_v, self.ax_g):  # room for tick labels of any size, then freeze the layout
@@ -542,34 +740,53 @@ class ResidualExplorer:
         self.figure = fig
         self._canvas = FigureCanvasAgg(fig)
 
+    @staticmethod
+    def _log_ticks(ax, lo: float, hi: float) -> None:
+        """Log axis with labelled ticks at 1, 2, 5 × 10^k on a narrow range (never a lone tick), decades
+        on a wide one."""
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_ylim(lo, hi)
+        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if hi / lo < 10 else (1.0, 2.0, 5.0) if hi / lo < 1e3 else (1.0,)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}" if 1e-3 <= v < 1e4 else f"{v:.0e}"))
+
     def _png(self) -> bytes:
         """Draw with Agg and encode with PIL at low compression (faster than savefig)."""
-        return style.canvas_png(self._canvas)
+        with style.course_style():
+            return style.canvas_png(self._canvas)
 
     def update(self) -> float:
-        start = time.perf_counter()
+        """Redraw for the controls' values, in the course style (ticks and titles made now get its sizes)."""
+        with style.course_style():
+            return self._update()
+
+    def _update(self) -> float:
+        start, cpu = time.perf_counter(), time.process_time()
         d, p, s = self.depth.value, self.placement.value, self.scaling.value
         res = self.streams[(d, p, s)]
         v, g = res["variance"], res["grad_norms"]
         layers = np.arange(d + 1)
         self._med.set_data(layers, np.median(v, axis=0))
-        self._lo.set_data(layers, v.min(axis=0))
-        self._hi.set_data(layers, v.max(axis=0))
+        self._band_v.remove()
+        self._band_v = self.ax_v.fill_between(layers, v.min(axis=0), v.max(axis=0), color=COLORS[2], alpha=0.2, lw=0)
         pred = self.predict(d, 1.0, 1.0, p, s)
         self._pred.set_data(layers, pred)
         blocks = np.arange(1, d + 1)
         gm = np.maximum(g, 1e-30)
         self._grad.set_data(blocks, np.median(gm, axis=0))
-        self._glo.set_data(blocks, gm.min(axis=0))
-        self._ghi.set_data(blocks, gm.max(axis=0))
+        self._band_g.remove()
+        self._band_g = self.ax_g.fill_between(blocks, gm.min(axis=0), gm.max(axis=0), color=COLORS[3], alpha=0.2,
+                                              lw=0)
         lo = min(v.min(), pred.min())
         hi = max(v.max(), pred.max())
-        self.ax_v.set_ylim(lo / 2, hi * 2)
+        self._log_ticks(self.ax_v, lo / 1.5, hi * 1.5)
         self.ax_v.set_xlim(-0.5, d + 0.5)
         self.ax_g.set_xlim(0.5, d + 0.5)
         positive = g[g > 0]
         if positive.size:
-            self.ax_g.set_ylim(positive.min() / 2, positive.max() * 2)
+            self._log_ticks(self.ax_g, positive.min() / 1.5, positive.max() * 1.5)
             self.ax_g.set_title("gradient norm per block at init")
         else:
             self.ax_g.set_title("zero γ: no gradient reaches W at init")
@@ -579,7 +796,16 @@ class ResidualExplorer:
         self.summary.value = (f"L = {d}: final variance measured {np.median(v[:, -1]):.3g}, predicted {pred[-1]:.3g}; "
                               f"gradient norm of block 1 / block L = {ratio}")
         self.last_update_s = time.perf_counter() - start
+        self.last_update_cpu_s = time.process_time() - cpu  # what a busy machine's wall clock hides
         return self.last_update_s
+
+
+def explorer_figure(depth: int = 16, placement: str = "pre", scaling: str = "none", **precompute) -> Figure:
+    """The explorer's figure after one update (for the figure-style test)."""
+    from ..residual import residual_stream_variance
+
+    explorer = ResidualExplorer(precompute_streams(**precompute), residual_stream_variance, depth, placement, scaling)
+    return explorer.figure
 
 
 def config_dict(config: CapstoneConfig) -> dict:
