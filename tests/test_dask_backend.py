@@ -1,0 +1,132 @@
+"""``stgrade grade --scheduler``: a real Dask scheduler and two workers, separate processes on
+127.0.0.1, started and stopped here. One worker is killed (SIGKILL) while the cohort is graded:
+its submissions are graded by the other, and the grades are those of a local run, byte for byte
+in grades.csv. A second run on the same OUT resumes: nothing is graded again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from stgrade.pipeline import RunOptions, grade_folder
+from stgrade.sandbox import Limits, sandbox_problem
+
+LESSON = "04_gradient_clipping"
+KINDS = ("perfect", "partial", "blank", "noisy", "partial", "perfect")
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def _cohort(tmp_path: Path) -> Path:
+    import shutil
+
+    from stgrade.samples import build
+
+    samples = build(tmp_path / "samples", only=[LESSON])
+    cohort = tmp_path / "submitted"
+    for i, kind in enumerate(KINDS):
+        target = cohort / f"{kind}{i}" / LESSON
+        target.mkdir(parents=True)
+        shutil.copy(samples / kind / LESSON / f"{LESSON}.ipynb", target / f"{LESSON}.ipynb")
+    return cohort
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    return subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a process started here and everything below it (its grading processes and kernels)."""
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    _, alive = psutil.wait_procs(tree, timeout=15)
+    for child in alive:
+        child.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-threaded workers on the loopback address."""
+    address_file = tmp_path / "scheduler.json"
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                             "--scheduler-file", str(address_file)], tmp_path / "scheduler.log"))
+        deadline = time.monotonic() + 60
+        while not address_file.exists() or not address_file.read_text().strip():
+            assert time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()
+            time.sleep(0.2)
+        address = json.loads(address_file.read_text())["address"]
+        for name in ("w1", "w2"):
+            procs.append(_start([DASK, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
+                                 "--no-dashboard", "--host", "127.0.0.1"], tmp_path / f"{name}.log"))
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=90)
+        yield address, procs[1:]
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+
+
+def _grades(out: Path) -> str:
+    return (out / "grades.csv").read_text()
+
+
+def test_dask_grades_equal_local_grades_and_a_killed_worker_loses_nothing(tmp_path, cluster):
+    address, workers = cluster
+    cohort = _cohort(tmp_path)
+    sandbox = "required" if sandbox_problem(Limits()) is None else "off"
+    limits = Limits(cell_seconds=20, sandbox=sandbox)
+    options = RunOptions(jobs=2, limits=limits, secret="dask-test-secret", quiet=True)
+
+    local = grade_folder(cohort, tmp_path / "local", options)
+    assert all(r.status == "graded" for r in local)
+
+    out = tmp_path / "dask"
+    remote = RunOptions(jobs=2, limits=limits, secret="dask-test-secret", quiet=True, scheduler=address)
+    done: list = []
+    run = threading.Thread(target=lambda: done.append(grade_folder(cohort, out, remote)))
+    run.start()
+    deadline = time.monotonic() + 240
+    while not list((out / "results").glob("*/*.json")):  # the first result is in: both workers are busy
+        assert time.monotonic() < deadline and run.is_alive(), "no result came back from the cluster"
+        time.sleep(0.1)
+    victim = workers[0]
+    orphans = psutil.Process(victim.pid).children(recursive=True)  # its grading process and kernels
+    os.kill(victim.pid, signal.SIGKILL)
+    run.join(300)
+    assert not run.is_alive() and done, "the Dask run did not finish"
+    assert victim.wait(10) == -signal.SIGKILL
+    _, alive = psutil.wait_procs(orphans, timeout=60)  # they finish the submission they had, and exit
+    assert not alive, "the killed worker's grading process outlived its submission"
+    results = done[0]
+    assert all(r.status == "graded" for r in results), [(r.student, r.reason) for r in results]
+    assert _grades(out) == _grades(tmp_path / "local"), "Dask and local grades differ"
+    for r in local:
+        remote_nb = out / "autograded" / r.student / LESSON / f"{LESSON}.ipynb"
+        assert remote_nb.is_file(), "the autograded notebook came back from the worker"
+
+    again = grade_folder(cohort, out, remote)  # resume: every result is up to date, nothing is sent
+    assert [r.seconds for r in again] == [r.seconds for r in results]
+    assert _grades(out) == _grades(tmp_path / "local")
