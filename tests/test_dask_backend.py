@@ -83,7 +83,7 @@ def cluster(tmp_path):
 
         with Client(address, timeout="60s") as client:
             client.wait_for_workers(2, timeout=90)
-        yield address, procs[1:]
+        yield address, dict(zip(("w1", "w2"), procs[1:]))
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -109,10 +109,18 @@ def test_dask_grades_equal_local_grades_and_a_killed_worker_loses_nothing(tmp_pa
     run = threading.Thread(target=lambda: done.append(grade_folder(cohort, out, remote)))
     run.start()
     deadline = time.monotonic() + 240
-    while not list((out / "results").glob("*/*.json")):  # the first result is in: both workers are busy
-        assert time.monotonic() < deadline and run.is_alive(), "no result came back from the cluster"
-        time.sleep(0.1)
-    victim = workers[0]
+    from distributed import Client
+
+    with Client(address, timeout="60s") as client:
+        busy = None
+        while busy is None:  # a worker that is grading a submission now, after the first result is in
+            assert time.monotonic() < deadline and run.is_alive(), "no result came back from the cluster"
+            names = {addr: info["name"] for addr, info in client.scheduler_info()["workers"].items()}
+            processing = client.processing()
+            if list((out / "results").glob("*/*.json")):
+                busy = next((names[a] for a, keys in processing.items() if keys and a in names), None)
+            time.sleep(0.1)
+    victim = workers[busy]
     orphans = psutil.Process(victim.pid).children(recursive=True)  # its grading process and kernels
     os.kill(victim.pid, signal.SIGKILL)
     run.join(300)

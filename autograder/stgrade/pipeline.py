@@ -147,7 +147,10 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": neutral.text(str(submissions)),
             "secret": secret.describe(),
-            "protections": protections_in_force(options.limits)}  # what contained the kernels (stgrade.sandbox)
+            "protections": protections_in_force(options.limits),  # what contained the kernels (stgrade.sandbox)
+            "warm_kernels_ahead": options.warm}
+    if options.scheduler:  # the kernels ran on the cluster's workers: the protections above are this machine's
+        meta["dask_scheduler"] = neutral.text(options.scheduler)
     report.write_json(results, warnings, meta, out / "summary.json")
     report.write_index(results, folders, out / "index.html")
     for w in warnings:
