@@ -138,3 +138,16 @@ def test_dask_grades_equal_local_grades_and_a_killed_worker_loses_nothing(tmp_pa
     again = grade_folder(cohort, out, remote)  # resume: every result is up to date, nothing is sent
     assert [r.seconds for r in again] == [r.seconds for r in results]
     assert _grades(out) == _grades(tmp_path / "local")
+
+
+def test_each_run_registers_its_own_plugin_and_the_previous_is_torn_down():
+    from distributed import Client, LocalCluster
+
+    from stgrade.dask_backend import PLUGIN_NAME, GradingPlugin
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as local, \
+            Client(local) as client:
+        for watchdog in (100.0, 200.0):
+            client.register_plugin(GradingPlugin(watchdog, 1), name=PLUGIN_NAME)
+            seen = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].watchdog_seconds)
+            assert list(seen.values()) == [watchdog]

@@ -142,3 +142,18 @@ def test_warm_and_cold_kernels_give_the_same_grades(tmp_path):
         assert kernels.used_warm == 2
     finally:
         kernels.close()
+
+
+def test_the_last_tasks_launch_nothing_ahead_and_the_cli_passes_the_options():
+    from stgrade.cli import build_parser
+    from stgrade.pipeline import warm_tasks
+    from stgrade.workers import Task
+
+    tasks = [Task(i, (f"args{i}",)) for i in range(5)]
+    warm, target = warm_tasks(tasks, jobs=2, warm=1)
+    assert target == "stgrade.warm:grade"
+    assert [t.args for t in warm] == [((f"args{i}",), 1 if i < 3 else 0) for i in range(5)]
+    assert warm_tasks(tasks, jobs=2, warm=0) == (tasks, "stgrade.grading:grade_submission")
+    args = build_parser().parse_args(["grade", "in", "--warm", "0", "--scheduler", "tcp://127.0.0.1:8786"])
+    assert (args.warm, args.scheduler) == (0, "tcp://127.0.0.1:8786")
+    assert build_parser().parse_args(["grade", "in"]).warm == 1

@@ -49,7 +49,7 @@ class GradingPlugin(WorkerPlugin):
     """Worker plugin: a grading pool per worker thread, made when the thread first grades."""
 
     name = PLUGIN_NAME
-    idempotent = True
+    idempotent = False  # each run registers its own (its watchdog, its warm setting): the previous is torn down
 
     def __init__(self, watchdog_seconds: float, warm: int) -> None:
         self.watchdog_seconds, self.warm = watchdog_seconds, warm
