@@ -138,6 +138,10 @@ def test_dask_grades_equal_local_grades_and_a_killed_worker_loses_nothing(tmp_pa
     again = grade_folder(cohort, out, remote)  # resume: every result is up to date, nothing is sent
     assert [r.seconds for r in again] == [r.seconds for r in results]
     assert _grades(out) == _grades(tmp_path / "local")
+    import tempfile
+
+    left = list(Path(tempfile.gettempdir()).glob(f"stgrade-*-{victim.pid}-*"))
+    assert not left, f"the killed worker's folders were not swept: {left}"
 
 
 def test_each_run_registers_its_own_plugin_and_the_previous_is_torn_down():

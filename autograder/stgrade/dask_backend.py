@@ -27,6 +27,7 @@ run inside).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .grading import code_fingerprint
+from .grading import SCRATCH_PREFIX, code_fingerprint
 from .workers import Pool, Task
 
 PLUGIN_NAME = "stgrade-grading"
@@ -61,6 +62,9 @@ class GradingPlugin(WorkerPlugin):
         self._local = threading.local()
         self._pools: list[Pool] = []
         self._lock = threading.Lock()
+        from .pipeline import _remove_leftovers
+
+        _remove_leftovers()  # what killed workers on this machine left
 
     def teardown(self, worker=None) -> None:
         with self._lock:
@@ -82,7 +86,8 @@ class GradingPlugin(WorkerPlugin):
     def grade(self, args: tuple, ahead: int) -> tuple[object, str, str | None]:
         """``(result or None, why it failed, the autograded notebook's text or None)``."""
         student, lesson, _, _, limits, seed, source, key, data, folder = args
-        work = Path(tempfile.mkdtemp(prefix="stgrade-dask-"))
+        # named after this worker's pid: if the worker is killed, the next grader run here sweeps it
+        work = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-dask-"))
         try:
             local = (student, lesson, work / f"{lesson}.ipynb", work / "autograded", limits, seed, source, key, data,
                      folder)
