@@ -155,3 +155,33 @@ def test_each_run_registers_its_own_plugin_and_the_previous_is_torn_down():
             client.register_plugin(GradingPlugin(watchdog, 1), name=PLUGIN_NAME)
             seen = client.run(lambda dask_worker: dask_worker.plugins[PLUGIN_NAME].watchdog_seconds)
             assert list(seen.values()) == [watchdog]
+
+
+def _spawn_from_the_plugin(dask_worker):
+    """Run one task in the plugin's grading process: grade_submission() without arguments, which
+    that process answers with a grader error (so it was started and ran)."""
+    from stgrade.dask_backend import PLUGIN_NAME
+    from stgrade.workers import Task
+
+    pool = dask_worker.plugins[PLUGIN_NAME]._pool()
+    return [failure for _, _, failure in pool.run([Task(0, ())])]
+
+
+def test_nanny_workers_need_daemon_false_and_are_told_so():
+    """The README's recipe: with DASK_DISTRIBUTED__WORKER__DAEMON=False a nanny's worker may start
+    the grading processes; a daemonic one refuses the plugin and says what to set."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from stgrade.dask_backend import PLUGIN_NAME, GradingPlugin
+
+    with dask.config.set({"distributed.worker.daemon": False}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            Client(local) as client:
+        plugin = GradingPlugin(60.0, 0)
+        client.register_plugin(plugin, name=PLUGIN_NAME)
+        [spawned] = client.run(_spawn_from_the_plugin).values()
+        assert len(spawned) == 1 and spawned[0].startswith("grader error: TypeError"), spawned
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as local, \
+            Client(local) as client, pytest.raises(RuntimeError, match="DASK_DISTRIBUTED__WORKER__DAEMON=False"):
+        client.register_plugin(GradingPlugin(60.0, 0), name=PLUGIN_NAME)

@@ -67,6 +67,8 @@ class GradingPlugin(WorkerPlugin):
         _remove_leftovers()  # what killed workers on this machine left
 
     def teardown(self, worker=None) -> None:
+        if not hasattr(self, "_lock"):  # its setup refused this worker
+            return
         with self._lock:
             pools, self._pools = self._pools, []
         for pool in pools:
