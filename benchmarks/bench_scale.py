@@ -104,13 +104,13 @@ def stop_cluster(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def run(mode: str, cohort: Path, out: Path, jobs: int, work: Path) -> dict:
+def run(mode: str, cohort: Path, out: Path, jobs: int, work: Path, ahead: int = 1) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()
     cpu_before, started = _children_cpu(), time.perf_counter()
     procs: list[subprocess.Popen] = []
     argv = [sys.executable, "-m", "stgrade.cli", "grade", str(cohort), "--out", str(out), "--quiet",
-            "--jobs", str(jobs), "--warm", "0" if mode == "cold" else "1"]
+            "--jobs", str(jobs), "--warm", "0" if mode == "cold" else str(ahead)]
     if mode == "dask":
         address, procs = start_cluster(work, jobs)
         argv += ["--scheduler", address]
@@ -135,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2, help="local workers, and Dask workers (default: 2)")
+    parser.add_argument("--ahead", type=int, default=1, help="--warm N for the warm and dask modes (default: 1)")
     parser.add_argument("--modes", nargs="+", default=["cold", "warm", "dask"], choices=["cold", "warm", "dask"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
@@ -142,7 +143,7 @@ def main() -> int:
         cohort = make_cohort(args.submissions, work)
         n, rows = args.submissions, []
         for mode in args.modes:
-            rows.append(run(mode, cohort, work / f"out-{mode}", args.jobs, work))
+            rows.append(run(mode, cohort, work / f"out-{mode}", args.jobs, work, args.ahead))
             row = rows[-1]
             print(f"{mode:<5} wall {row['wall']:7.1f} s  {row['wall'] / n:5.2f} s/sub  "
                   f"{row['wall'] * args.jobs / n:5.2f} s/sub/core  CPU {row['cpu']:7.1f} s ({row['cpu'] / n:4.2f}/sub; "
@@ -150,7 +151,8 @@ def main() -> int:
                   f"(kernel start/stop {row['start_stop'] / n:4.2f})  peak RSS {row['peak_rss'] / 2**20:6.0f} MiB "
                   f"(kernels {row['peak_kernels_rss'] / 2**20:6.0f})  load {row['load'][0][0]:.2f}->"
                   f"{row['load'][1][0]:.2f}  grades {'=' if row['grades'] == rows[0]['grades'] else 'DIFFER'}"
-                  f"  rc {row['returncode']}", flush=True)
+                  f"  own work {(row['sub_seconds'] - row['start_stop']) / n:4.2f} s/sub  rc {row['returncode']}",
+                  flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
