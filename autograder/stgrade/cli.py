@@ -27,6 +27,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "created on first use; a value given here shows in the process list)")
     p.add_argument("--force", action="store_true", help="regrade submissions whose results are already up to date")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.add_argument("--warm", type=int, default=1, metavar="N",
+                   help="kernels each worker launches ahead of its submissions, each used for one submission only "
+                   "(default: 1; 0: start each kernel when its submission comes)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="grade on this Dask cluster instead of local workers (its workers need the same course "
+                   "installed and bubblewrap; see the README); results stream into OUT as locally")
     p.add_argument("--no-sandbox", action="store_true",
                    help="run kernels without the bubblewrap sandbox: only for notebooks you trust")
 
@@ -46,7 +52,8 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
         return 2
     print(describe(protections_in_force(limits)), flush=True)
     options = RunOptions(jobs=args.jobs, limits=limits, secret=args.secret,
-                         force=args.force, quiet=args.quiet)
+                         force=args.force, quiet=args.quiet, warm=args.warm,
+                         scheduler=getattr(args, "scheduler", None))
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
     print(report.table(results))

@@ -297,11 +297,14 @@ def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> st
 
 def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: Path, limits: Limits,
                      seed: int, source: str = "", key: str = "", data: bytes | None = None,
-                     folder: str = "") -> SubmissionResult:
+                     folder: str = "", kernels=None) -> SubmissionResult:
     """Grade one submission with the student's ``seed`` (see :func:`grading_seed`; the secret
     itself never reaches this function, so no kernel it starts can learn it). ``data``: the
     submission's bytes as the grader read them before any student code ran (else read ``path``).
-    ``folder``: the student's folder name in OUT (:func:`stgrade.neutral.folder_names`)."""
+    ``folder``: the student's folder name in OUT (:func:`stgrade.neutral.folder_names`).
+    ``kernels``: what gives the submission its kernel, called as ``kernels(scratch, limits, env)``
+    for a context manager (default :class:`SandboxKernel`, started there; :mod:`stgrade.warm`
+    hands out one launched ahead)."""
     started, cpu_started = time.monotonic(), time.process_time()
     lesson = load_lesson(lesson_id)
     result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source, key=key)
@@ -321,7 +324,7 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
     kernel_cpu = None
     try:
         result.cells, kernel_cpu, result.kernel_start_stop_seconds = _run_and_score(
-            assembled, scratch, env, limits, seed)
+            assembled, scratch, env, limits, seed, kernels or SandboxKernel)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
         result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
@@ -408,8 +411,8 @@ def static_findings(assembled) -> list[str]:
     return found_all
 
 
-def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits,
-                   seed: int) -> tuple[list[CellResult], float | None, float]:
+def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
+                   kernels=SandboxKernel) -> tuple[list[CellResult], float | None, float]:
     """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
     kernels used (None when not counted) and the wall seconds spent starting and stopping them.
 
@@ -426,7 +429,7 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits,
     replay: list[tuple[str, str]] = []  # (role, source) of setup, answer and added cells, re-run after a restart
     deadline = time.monotonic() + limits.notebook_seconds
     one_at_a_time = False
-    with SandboxKernel(scratch, limits, env) as kernel:
+    with kernels(scratch, limits, env) as kernel:
         while todo and time.monotonic() < deadline:
             batch = todo[:1 if one_at_a_time else None]
             runs = kernel.run_cells([cell.source for _, cell in batch], deadline,

@@ -11,7 +11,10 @@ new one as ``<lesson>.previous-N.json``, never silently replaced.
 
 Only this process writes results and grades. Each submission is graded in a worker process of
 its own pool, under a watchdog: a worker that dies or runs past the submission's budget is killed
-(with its kernel) and replaced, and only that submission fails, with the reason.
+(with its kernel) and replaced, and only that submission fails, with the reason. Each worker
+launches its next kernel ahead (:mod:`stgrade.warm`, ``RunOptions.warm``); with
+``RunOptions.scheduler`` the submissions are graded on a Dask cluster instead
+(:mod:`stgrade.dask_backend`), and everything is written here all the same.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class RunOptions:
     force: bool = False  # regrade even when a result with the same inputs exists
     quiet: bool = False
     watchdog_seconds: float | None = None  # None: from the limits (see watchdog_seconds)
+    warm: int = 1  # kernels each worker launches ahead of its submissions (stgrade.warm); 0: started on demand
+    scheduler: str | None = None  # a Dask scheduler's address: grade on that cluster (stgrade.dask_backend)
 
 
 def _result_path(out: Path, folder: str, lesson: str) -> Path:
@@ -142,7 +147,10 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": neutral.text(str(submissions)),
             "secret": secret.describe(),
-            "protections": protections_in_force(options.limits)}  # what contained the kernels (stgrade.sandbox)
+            "protections": protections_in_force(options.limits),  # what contained the kernels (stgrade.sandbox)
+            "warm_kernels_ahead": options.warm}
+    if options.scheduler:  # the kernels ran on the cluster's workers: the protections above are this machine's
+        meta["dask_scheduler"] = neutral.text(options.scheduler)
     report.write_json(results, warnings, meta, out / "summary.json")
     report.write_index(results, folders, out / "index.html")
     for w in warnings:
@@ -227,12 +235,20 @@ def _grade_all(subs: list[Submission], folders: dict[str, str], folder: Path, ou
                              _relative(sub.original, folder), key, data, folders[sub.student]), note))
     jobs = options.jobs or os.cpu_count() or 1
     watchdog = options.watchdog_seconds or watchdog_seconds(options.limits)
-    with Pool(max(1, min(jobs, len(todo) or 1)), watchdog, on_replace=_remove_leftovers) as pool:
+    keys = {task.index: task.args[7] for task in todo}
+    if options.scheduler and todo:
+        from .dask_backend import DaskRunner
+
+        runner = DaskRunner(options.scheduler, watchdog, options.warm)
+    else:
+        todo, target = warm_tasks(todo, jobs, options.warm)
+        runner = Pool(max(1, min(jobs, len(todo) or 1)), watchdog, target=target, on_replace=_remove_leftovers)
+    with runner as pool:
         for task, r, failure in pool.run(todo):
             sub = subs[task.index]
             if r is None:  # the worker died or was stopped: this submission alone fails, and says why
                 r = SubmissionResult(sub.student, sub.lesson, "failed", failure, max_total=max_points(sub.lesson),
-                                     source=_relative(sub.original, folder), key=task.args[7])
+                                     source=_relative(sub.original, folder), key=keys[task.index])
             r = _redact(r, secret)
             r.notes[:0] = list(sub.notes)
             path = _result_path(out, folders[sub.student], sub.lesson)
@@ -244,6 +260,16 @@ def _grade_all(subs: list[Submission], folders: dict[str, str], folder: Path, ou
             results[task.index] = r
             progress.update(r, "done")
     return [results[i] for i in range(len(subs))]
+
+
+def warm_tasks(todo: list[Task], jobs: int, warm: int) -> tuple[list[Task], str]:
+    """The tasks for the worker pool and its target: with ``warm``, each worker launches the next
+    kernels ahead (:func:`stgrade.warm.grade`), except for the last ``jobs`` tasks, after which a
+    worker may get nothing more (no kernel started for nobody)."""
+    if not warm:
+        return todo, "stgrade.grading:grade_submission"
+    return ([Task(t.index, (t.args, warm if n < len(todo) - jobs else 0), t.note) for n, t in enumerate(todo)],
+            "stgrade.warm:grade")
 
 
 def _relative(path: Path, folder: Path) -> str:

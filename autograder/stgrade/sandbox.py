@@ -367,6 +367,13 @@ class SandboxKernel:
         shutil.rmtree(world, ignore_errors=True)  # follows no link (fd-based on Linux)
 
     def _start(self) -> None:
+        self.launch()
+        self.connect()
+
+    def launch(self) -> None:
+        """The first half of :meth:`start`: a new world, cgroup and sandboxed kernel process, not
+        waited for (its Python imports torch meanwhile). :mod:`stgrade.warm` launches kernels
+        ahead of their submissions and connects each when its submission comes."""
         problem = sandbox_problem(self.limits)
         if problem:
             raise SandboxUnavailable(f"the grading sandbox cannot be set up: {problem}")
@@ -389,6 +396,18 @@ class SandboxKernel:
         }
         try:
             self.km.start_kernel(cwd="/", env=self._env())
+        except BaseException:
+            self.close()
+            raise
+
+    def connect(self) -> None:
+        """The second half of :meth:`start`: wait for the launched kernel, take its sockets, connect
+        (counted in :attr:`start_stop_seconds`; :meth:`launch` is, only within :meth:`start`)."""
+        with self._counting_start_stop():
+            self._connect()
+
+    def _connect(self) -> None:
+        try:
             self._claim_sockets()
             self.kc = self.km.client(context=_zmq_context())
             self.kc.start_channels()
