@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from _sandbox_support import (ROOT, attack, output, processes_with, require_root, require_sandbox, verdict)
+from stgrade import bwrap
 from stgrade.sandbox import Limits, SandboxKernel
 
 LIMITS = Limits(cell_seconds=20, interrupt_grace_seconds=3, memory_bytes=3 * 1024**3, scratch_bytes=64 * 1024**2,
@@ -61,12 +62,20 @@ def test_own_pid_namespace_sees_only_itself(kernel):
 
 
 def test_view_holds_no_checkout_submissions_or_answer_keys(kernel, tmp_path):
-    paths = [ROOT / "solutions", ROOT / "tests", ROOT / "course", ROOT / "autograder" / "stgrade" / "grading.py",
-             ROOT / "autograder" / "stgrade" / "cohorts", ROOT / "README.md", Path("/home"),
+    """No path of the checkout appears, not even the folders above what the kernel needs from it (the
+    virtual environment and stabletrain appear under /opt/stgrade), and no path of anybody's home
+    except a Python installation that lives there (pyenv's), at its own path; no variable names the checkout."""
+    base = Path(sys.base_prefix).resolve()
+    paths = [ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "course", ROOT / "autograder" / "stgrade" / "grading.py",
+             ROOT / "autograder" / "stgrade" / "cohorts", ROOT / "README.md", ROOT / "src", Path(sys.prefix).resolve(),
              Path("/etc/shadow"), Path("/sys/fs/cgroup"), tmp_path]
-    home = [str(p) for p in Path.home().iterdir() if not str(Path(sys.base_prefix).resolve()).startswith(str(p))]
-    code = f"import os\nprint([p for p in {[str(p) for p in paths] + home!r} if os.path.exists(p)])"
+    paths += [p for p in (Path("/home"), Path.home()) if p not in base.parents]
+    paths += [p for p in Path.home().iterdir() if p != base and p not in base.parents]
+    code = f"import os\nprint([p for p in {[str(p) for p in paths]!r} if os.path.exists(p)])"
     assert output(kernel, code).strip() == "[]"
+    shown = output(kernel, "import os\nprint(sorted(os.listdir('/opt/stgrade/lib')), sorted(os.listdir('/opt/stgrade/lib/stgrade')),\n"
+                           "      [k for k, v in os.environ.items() if " + repr(str(ROOT)) + " in v])")
+    assert shown.split("\n")[0] == "['stabletrain', 'stgrade'] ['__init__.py', 'kernel.py'] []", shown
     text = output(kernel, "import importlib, torch\nfor m, name in (('stabletrain.clipping', 'clip_grad_norm_'),\n"
                           "                ('stabletrain.exercises.clipping_mutants', 'NORM')):\n"
                           "    try:\n        getattr(importlib.import_module(m), name); print('LOADED', m)\n"
@@ -96,8 +105,8 @@ def test_writing_outside_scratch_escapes_without_the_sandbox(open_kernel, tmp_pa
 
 
 def test_remounting_read_write(kernel):
-    venv = str(Path(sys.prefix).resolve())
-    text = output(kernel, attack("remount_rw", venv=venv))
+    venv = Path(sys.prefix).resolve()
+    text = output(kernel, attack("remount_rw", venv=bwrap.inside(venv)))  # where the kernel sees it
     assert verdict(text).startswith("CONTAINED") and not Path(venv, "pwned.txt").exists(), text
 
 

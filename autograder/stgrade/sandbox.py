@@ -272,7 +272,7 @@ class SandboxKernel:
             argv = [*kernel, "{connection_file}"]
         else:
             argv = [*bwrap.command(self.scratch, "{connection_file}", tmp_bytes=self.limits.shm_bytes,
-                                   shm_bytes=self.limits.shm_bytes), "--", *kernel, bwrap.CONNECTION_FILE]
+                                   shm_bytes=self.limits.shm_bytes), "--", bwrap.python(), *kernel[1:], bwrap.CONNECTION_FILE]
         if self.cgroup is not None:  # join the cgroups first, so that everything started later is inside
             argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *self.cgroup.procs_files(), "--", *argv]
         return argv
