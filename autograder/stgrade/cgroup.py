@@ -1,7 +1,17 @@
 """A cgroup per grading kernel: memory, processes and CPU capped for the whole submission.
 
-Where cgroups are writable (the grader runs as root on Linux), each kernel gets its own cgroup —
-one per controller on cgroup v1 (``memory``, ``pids``, ``cpu``), one with all three on cgroup v2 —
+Each kernel gets its own cgroup — one per controller on cgroup v1 (``memory``, ``pids``, ``cpu``),
+one with all three on cgroup v2 — by the first of these ways that works here (:attr:`SubmissionCgroup.kind`):
+
+- ``cgroup``: the grader is root and creates it;
+- ``delegated cgroup``: the grader is not root, but its own cgroup was delegated to it (cgroup v1:
+  the folder of each controller and its ``cgroup.procs`` belong to the grader's user, as systemd's
+  ``Delegate=yes`` or an administrator leaves them), and it creates the kernel's cgroup below;
+- ``systemd user scope``: the grader is not root, and a systemd user session (cgroup v2) runs the
+  kernel in a transient scope of its own (``systemd-run --user --scope -p MemoryMax= -p TasksMax=
+  -p CPUQuota=``); only the limits the user manager can apply count (:func:`scope_controllers`:
+  distributions delegate ``memory pids`` and mostly ``cpu`` to it), checked once per process;
+
 with
 
 - ``memory``: the kernel and all its children *together* (tmpfs pages included) stay under the
@@ -13,15 +23,18 @@ The kernel process is moved in by the launcher (:data:`JOIN_SCRIPT`) *before* bu
 so everything it ever starts is inside; the kernel itself never sees the cgroup file system (no
 /sys in the sandbox) and cannot move out, raise a limit, or outlive :meth:`SubmissionCgroup.remove`,
 which kills every process inside and deletes the cgroup. Cgroups left by a run that was killed
-(SIGKILL, a crash) are removed by the next run (:func:`sweep_stale`). Elsewhere
-:meth:`SubmissionCgroup.create` returns None, the kernel keeps its per-process rlimits, and the
-grader says so.
+(SIGKILL, a crash) are removed by the next run (:func:`sweep_stale`); a scope goes when its
+processes do (its holder, ``tail --pid``, follows the grader). Elsewhere :meth:`SubmissionCgroup.create`
+returns None, the kernel keeps its per-process rlimits, and the grader says so.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -54,9 +67,8 @@ def _v2() -> bool:
 
 
 def _parents(max_pids: int) -> dict[str, Path]:
-    """controller -> the writable folder in which to create this kernel's cgroup."""
-    if os.geteuid() != 0 and not os.access(ROOT, os.W_OK):
-        return {}
+    """controller -> the writable folder in which to create this kernel's cgroup: the root (as root) or
+    this process's own cgroup (as root, or delegated to its user)."""
     if _v2():
         wanted = {"memory", "pids", "cpu"}
         for parent in (ROOT, ROOT / _own_path("").lstrip("/")):
@@ -77,7 +89,7 @@ def _parents(max_pids: int) -> dict[str, Path]:
             continue
         parent = base / _own_path(controller).lstrip("/")
         for candidate in (parent, base):
-            if (candidate / "cgroup.procs").exists() and os.access(candidate, os.W_OK):
+            if os.access(candidate, os.W_OK) and os.access(candidate / "cgroup.procs", os.W_OK):
                 found[controller] = candidate
                 break
     return found
@@ -97,6 +109,15 @@ class SubmissionCgroup:
         return sorted(c for c in self.paths if c != "cpuacct")
 
     @property
+    def kind(self) -> str:
+        """How it was made: ``cgroup`` (as root), ``delegated cgroup`` (not root) or ``systemd user scope``."""
+        return "cgroup" if os.geteuid() == 0 else "delegated cgroup"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside this cgroup: a shell joins it first, then becomes the command."""
+        return ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *self.procs_files(), "--", *argv]
+
+    @property
     def path(self) -> Path:  # the pids cgroup (or the unified one): what tests look at
         return self.paths.get("unified") or self.paths.get("pids") or next(iter(self.paths.values()))
 
@@ -104,7 +125,7 @@ class SubmissionCgroup:
     def create(cls, memory_bytes: int, max_pids: int, cpus: float) -> SubmissionCgroup | None:
         parents = _parents(max_pids)
         if not parents:
-            return None
+            return ScopeCgroup.create(memory_bytes, max_pids, cpus) if os.geteuid() != 0 else None
         sweep_stale(parents.values())
         name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         made: dict[str, Path] = {}
@@ -231,6 +252,111 @@ def sweep_stale(parents) -> list[Path]:
                 _kill_and_remove(path)
                 removed.append(path)
     return removed
+
+
+# -- a transient systemd user scope per kernel (not root, cgroup v2, a systemd user session) ---------
+#: ``sh -c HOLD_SCRIPT sh GRADER_PID COMMAND...``: a holder keeps the scope (and its counters) after the
+#: kernel exits, until :meth:`ScopeCgroup.remove` reads and kills it, or the grader is gone
+HOLD_SCRIPT = 'tail --pid="$1" -f /dev/null </dev/null >/dev/null 2>&1 & shift; exec "$@"'
+#: run in a probe scope: the values of its limits, as the kernel applies them
+_PROBE_SCRIPT = ('cg=$(sed -n "s/^0:://p" /proc/self/cgroup); for f in memory.max pids.max cpu.max; do '
+                 'printf "%s=%s\\n" "$f" "$(cat "$1$cg/$f" 2>/dev/null)"; done')
+
+
+def _scope_properties(memory_bytes: int, max_pids: int, cpus: float) -> list[str]:
+    return ["-p", f"MemoryMax={memory_bytes}", "-p", "MemorySwapMax=0", "-p", f"TasksMax={max_pids}",
+            "-p", f"CPUQuota={round(cpus * 100)}%"]
+
+
+def _user_manager(*args: str, timeout: float = 20) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def scope_controllers() -> tuple[str, ...]:
+    """Which of ``memory``, ``pids``, ``cpu`` a transient systemd user scope limits on this machine
+    (a probe scope with known limits reports what the kernel applied); empty without a systemd user
+    session on cgroup v2 (root makes its cgroups itself). About 0.1 s, once per process."""
+    run = shutil.which("systemd-run")
+    if run is None or not _v2():
+        return ()
+    done = _user_manager(run, "--user", "--scope", "--quiet", "--collect", *_scope_properties(1 << 30, 64, 1.0),
+                         "--", "/bin/sh", "-c", _PROBE_SCRIPT, "sh", str(ROOT))
+    if done is None or done.returncode != 0:
+        return ()
+    seen = dict(line.partition("=")[::2] for line in done.stdout.splitlines())
+    expected = {"memory": ("memory.max", str(1 << 30)), "pids": ("pids.max", "64"), "cpu": ("cpu.max", f"{CPU_PERIOD_US} {CPU_PERIOD_US}")}
+    return tuple(c for c, (name, value) in expected.items() if seen.get(name, "").strip() == value)
+
+
+class ScopeCgroup(SubmissionCgroup):
+    """A kernel's transient systemd user scope: ``systemd-run --user --scope`` starts the kernel in it.
+    Its cgroup (in the user's delegated subtree, so readable and killable by the grader) is found once
+    the kernel runs."""
+
+    def __init__(self, unit: str, properties: list[str], controllers: tuple[str, ...]) -> None:
+        super().__init__({})
+        self.unit, self.properties, self._controllers = unit, properties, controllers
+        self.started = False  # wrap() was asked for a command line: the scope may exist
+
+    @classmethod
+    def create(cls, memory_bytes: int, max_pids: int, cpus: float) -> ScopeCgroup | None:
+        controllers = scope_controllers()
+        if not controllers:
+            return None
+        unit = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}.scope"
+        return cls(unit, _scope_properties(memory_bytes, max_pids, cpus), controllers)
+
+    @property
+    def controllers(self) -> list[str]:
+        return sorted(self._controllers)
+
+    @property
+    def kind(self) -> str:
+        return "systemd user scope"
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        self.started = True
+        return [shutil.which("systemd-run") or "systemd-run", "--user", "--scope", "--quiet", "--collect",
+                f"--unit={self.unit}", *self.properties, "--", "/bin/sh", "-c", HOLD_SCRIPT, "sh", str(os.getpid()), *argv]
+
+    def _resolve(self) -> None:
+        if self.paths:
+            return
+        done = _user_manager("systemctl", "--user", "show", "--property=ControlGroup", "--value", self.unit)
+        group = done.stdout.strip() if done is not None and done.returncode == 0 else ""
+        if group and (ROOT / group.lstrip("/")).is_dir():
+            self.paths = {"unified": ROOT / group.lstrip("/")}
+
+    def procs_files(self) -> list[str]:
+        self._resolve()
+        return super().procs_files()
+
+    def pids(self) -> list[int]:
+        self._resolve()
+        return super().pids()
+
+    def memory_peak(self) -> int | None:
+        self._resolve()
+        return super().memory_peak()
+
+    def cpu_seconds(self) -> float | None:
+        self._resolve()
+        return super().cpu_seconds() if self.paths else None
+
+    def remove(self) -> None:
+        """Kill everything in the scope; systemd removes the empty scope."""
+        self._resolve()
+        for path in self.paths.values():
+            try:
+                (path / "cgroup.kill").write_text("1")
+            except OSError:
+                pass
+        if self.started and not self.paths:  # not found: ask the user manager
+            _user_manager("systemctl", "--user", "kill", "--signal=SIGKILL", self.unit)
 
 
 # kept for callers of the previous, pids-only interface
