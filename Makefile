@@ -72,9 +72,12 @@ validate: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make validate NB=path/to/your_notebook.ipynb"; exit 2; }
 	$(BIN)/stgrade validate "$(NB)"
 
-# JupyterLab on the whole repository, opening course/ (instructors: solutions/); --allow-root when root
+# JupyterLab on the whole repository, opening course/ (instructors: solutions/); --allow-root when root;
+# no news or update check (offline, and no "get notified about Jupyter news?" popup over a live deck)
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/course $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/course \
+	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
 
 slides: $(STAMP)
 	$(BIN)/python -m stgrade.slides
@@ -86,4 +89,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean:
-	rm -rf $(VENV) grading-out autograder/samples autograder/gradebook.db slides
+	rm -rf $(VENV) grading-out autograder/samples autograder/gradebook.db slides .cache

@@ -23,7 +23,7 @@ from stabletrain.activations import (
     second_moment,
 )
 
-NAMES = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu"]
+NAMES = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "gelu_tanh", "selu"]
 EXTREMES = [-1000.0, -100.0, -40.0, -10.0, -1e-30, 0.0, 1e-30, 10.0, 40.0, 100.0, 1000.0]
 # Agreement with torch's float64 result. A float32 input is compared with the float64 result too:
 # torch's float32 gelu loses digits to the cancellation in 1 + erf(z/√2) for z ≲ −3.
@@ -63,7 +63,10 @@ def test_derivative_matches_torch_autograd(name: str, dtype: torch.dtype) -> Non
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         ours = act.grad(x.numpy())
     assert ours.dtype == NP_DTYPE[dtype]
-    np.testing.assert_allclose(ours, expected.numpy(), **TOL[dtype])
+    tol = dict(TOL[dtype])
+    if name == "gelu_tanh":  # torch's ½(1 + tanh u) cancels in the left tail (errors ~1e-15 absolute); ours, σ(2u), does not
+        tol["atol"] = max(tol["atol"], 1e-14)
+    np.testing.assert_allclose(ours, expected.numpy(), **tol)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,6 +133,8 @@ LIMITS = {  # name: (f(-inf), f(+inf), f'(-inf), f'(+inf))
     "elu": (-1.0, np.inf, 0.0, 1.0),
     "gelu": (0.0, np.inf, 0.0, 1.0),
     "silu": (0.0, np.inf, 0.0, 1.0),
+    "gelu_tanh": (0.0, np.inf, 0.0, 1.0),
+    "selu": (-A.SELU_SCALE * A.SELU_ALPHA, np.inf, 0.0, A.SELU_SCALE),
 }
 
 
@@ -327,7 +332,7 @@ def test_moments_match_monte_carlo(name: str) -> None:
 def test_sigma_zero_gives_values_at_zero() -> None:
     expected_f0 = {"sigmoid": 0.5}
     expected_df0 = {"linear": 1.0, "sigmoid": 0.25, "tanh": 1.0, "relu": 0.0, "leaky_relu": 0.01,
-                    "elu": 1.0, "gelu": 0.5, "silu": 0.5}
+                    "elu": 1.0, "gelu": 0.5, "silu": 0.5, "gelu_tanh": 0.5, "selu": A.SELU_SCALE * A.SELU_ALPHA}
     for name in NAMES:
         f0 = expected_f0.get(name, 0.0)
         assert first_moment(name, 0.0) == f0
@@ -372,3 +377,67 @@ def test_bad_activation_raises() -> None:
         second_moment(3, 1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="Activation"):
         derivative_second_moment(np.sin, 1.0)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- lesson 02's graded functions
+
+
+def test_activation_and_grad_is_the_registry_pair() -> None:
+    z = np.linspace(-5, 5, 101, dtype=np.float32)
+    for name in A.GRADED_ACTIVATIONS:
+        f, d = A.activation_and_grad(name, z)
+        assert f.dtype == d.dtype == np.float32
+        np.testing.assert_array_equal(f, ACTIVATIONS[name].f(z))
+        np.testing.assert_array_equal(d, ACTIVATIONS[name].grad(z))
+    with pytest.raises(ValueError, match="swish"):
+        A.activation_and_grad("swish", z)
+
+
+def test_saturation_fraction_against_autograd_slopes() -> None:
+    """The slope from the output equals autograd's slope from the input."""
+    x = torch.randn(4000, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3
+    top = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0, "elu": 1.0}
+    for name, biggest in top.items():
+        z = x.clone().requires_grad_(True)
+        out = ACTIVATIONS[name].torch_fn(z)
+        (slope,) = torch.autograd.grad(out.sum(), z)
+        want = float((slope < 0.06 * biggest).double().mean())
+        assert A.saturation_fraction(out.detach(), name) == pytest.approx(want, abs=1 / 4000)
+    with pytest.raises(ValueError, match="monotonic"):
+        A.saturation_fraction(np.zeros(3), "gelu")
+
+
+def test_count_dead_neurons_and_recycling() -> None:
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # nn.Linear's own init: the same network whatever ran before
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5), torch.nn.ReLU(),
+                                torch.nn.Linear(5, 2))
+    x = torch.randn(40, 3, generator=gen)
+    with torch.no_grad():
+        model[0].bias[[1, 6]] = -100.0  # dead
+        model[2].weight[3] = 0.0
+        model[2].bias[3] = 0.0  # pre-activation exactly 0: dead too
+    with torch.no_grad():
+        z1 = model[0](x)
+        z2 = model[2](torch.relu(z1))
+    expected = int((z1 <= 0).all(0).sum() + (z2 <= 0).all(0).sum())
+    assert expected >= 3 and A.count_dead_neurons(model, x) == expected
+    assert not model[1]._forward_hooks and not model[3]._forward_hooks
+    before = model(x).detach()
+    params = list(model.parameters())
+    assert A.recycle_dead_units_(model, x, generator=gen) == expected
+    assert all(a is b for a, b in zip(params, model.parameters()))
+    torch.testing.assert_close(model(x).detach(), before)
+    dead1, dead2 = (z1 <= 0).all(0), (z2 <= 0).all(0)
+    kept = ~dead2  # the rows of layer 2's own recycled units are redrawn whole
+    assert (model[2].weight[kept][:, dead1] == 0).all() and (model[4].weight[:, dead2] == 0).all()
+    assert model[0].bias[dead1].eq(0).all() and model[0].weight[dead1].abs().max() <= 1 / math.sqrt(3)
+    assert A.count_dead_neurons(model, x) < expected
+
+
+def test_variance_preserving_gain() -> None:
+    assert A.variance_preserving_gain("relu", second_moment) == pytest.approx(math.sqrt(2))
+    assert A.variance_preserving_gain("linear", second_moment, q=3.0) == pytest.approx(1.0)
+    assert A.variance_preserving_gain("selu", second_moment) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        A.variance_preserving_gain("relu", second_moment, q=0.0)

@@ -91,6 +91,13 @@ def test_experiment_shapes_and_seeds():
     assert sizes.gap().shape == (2, 2) and np.all(sizes.disagreement["plain"] == 0)
     grads = lab.gradient_norm_experiment(depth=3, width=8, batch=16, scales=(1.0,), seeds=(0, 1))
     assert grads.norms["bn", 1.0].shape == (2, 4)
+    assert sizes.recalibrated_accuracy.shape == (2, 2)
+    norms = lab.weight_norm_experiment(steps=4, seeds=(0, 1))
+    assert norms.norms[0.0].shape == norms.norms[norms.weight_decay].shape == (2, 5)
+    assert norms.effective_lr(0.0).shape == (2, 5)
+    stream = lab.residual_stream_experiment(blocks=3, width=8, batch=16, seeds=(0, 1))
+    assert stream.variance["bn"].shape == stream.variance["plain"].shape == (2, 4)
+    assert stream.branch_share().shape == (2, 3)
 
 
 def test_figures():
@@ -100,6 +107,9 @@ def test_figures():
     _check_figure(lab.plot_batch_size(lab.batch_size_experiment(batch_sizes=(2, 8), steps=5, seeds=(0, 1))), 2)
     _check_figure(lab.plot_gradient_norms(lab.gradient_norm_experiment(depth=3, width=8, batch=16,
                                                                          scales=(1.0,), seeds=(0, 1))), 1)
+    _check_figure(lab.plot_weight_norms(lab.weight_norm_experiment(steps=4, seeds=(0, 1))), 2)
+    _check_figure(lab.plot_residual_stream(lab.residual_stream_experiment(blocks=3, width=8, batch=16,
+                                                                          seeds=(0, 1))), 1)
 
 
 def test_heatmap_says_it_caps_values():
@@ -142,3 +152,56 @@ def test_jitter_moves_only_the_initial_weights():
     b = lab.gradient_norm_experiment(depth=3, width=8, batch=16, scales=(1.0,), seeds=seeds, jitter=1e-6)
     assert np.allclose(a.norms["bn", 1.0], b.norms["bn", 1.0], rtol=1e-4)
     assert not np.array_equal(a.norms["bn", 1.0], b.norms["bn", 1.0])
+
+
+def test_recalibrate_sets_the_statistics_of_the_given_data():
+    """BatchedMLP.recalibrate: one training-mode pass with momentum 1 — the running statistics become
+    the batch's (unbiased variance), as torch's BatchNorm1d with momentum 1 gives — then eval mode."""
+    model = lab.BatchedMLP(2, 2, 6, 2, 3, True, torch.ones(2), [0, 1], dtype=torch.float64)
+    x = torch.randn(2, 50, 2, dtype=torch.float64)
+    model.recalibrate(x)
+    assert model.training is False and model.momentum == 0.1
+    twin = _torch_twin(model, 0)
+    for m in twin:
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = 1.0
+    twin.train()
+    twin(x[0])
+    bns = [m for m in twin if isinstance(m, nn.BatchNorm1d)]
+    for i, m in enumerate(bns):
+        assert torch.allclose(model.running_mean[i][0, 0], m.running_mean)
+        assert torch.allclose(model.running_var[i][0, 0], m.running_var)
+
+
+def test_weight_norm_experiment_records_orthogonal_gradients():
+    """The Pythagoras identity of the weight-norm cell holds step by step on a short run."""
+    result = lab.weight_norm_experiment(steps=20, seeds=(0,))
+    assert result.max_cosine < 1e-3 and result.max_identity_error < 0.01
+    assert np.all(np.diff(result.norms[0.0], axis=1) > 0)
+
+
+def test_every_lesson_05_mutant_is_named_by_its_own_misconception():
+    """Stronger than the catalogue test: the feedback for each mutant of lesson 05 names the
+    misconception that mutant stands for, not another one's (seed 0, hidden level). The training
+    loop's mutants are named by the kind of their verdict (the first mutant whose loop goes wrong
+    the same way), so for them it is enough that every mutant's kind differs from the others'."""
+    from stabletrain.exercises import get_exercise
+    from stabletrain.exercises.batchnorm import EXERCISES, _loop_verdict
+
+    wrong = []
+    for name in EXERCISES:
+        exercise = get_exercise(name)
+        if name == "train_bn_classifier":
+            case = exercise.cases("visible", 0)[0]
+            kinds = {m: (_loop_verdict(case, exercise.run(mutant.fn, case)) or ("passes",))[0]
+                     for m, mutant in exercise.mutants.items()}
+            wrong += [(name, m, kind) for m, kind in kinds.items()
+                      if kind == "passes" or list(kinds.values()).count(kind) > 1]
+            continue
+        cases = exercise.cases("hidden", 0)
+        for mutant_name, mutant in exercise.mutants.items():
+            failures = exercise.verify(cases, [exercise.run(mutant.fn, case) for case in cases])
+            named = next((f.misconception for f in failures if f.misconception), None)
+            if named != mutant.misconception:
+                wrong.append((name, mutant_name, named))
+    assert not wrong, wrong

@@ -533,3 +533,128 @@ def test_keras_bound_and_pytorch_largest_normal(seed):
     assert abs(2 / 0.87962566103423978 - 2.27) < 0.005
     z = torch.randn(1_000_000, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     assert 4.5 < z.abs().max().item() < 6
+
+
+# ----------------------------------------------------------------------------------------------
+# Second edition: Section 5's biases and telescoping, Section 6's trunc_normal_, Section 7's raw QR,
+# Section 8's uneven widths, Section 10's loss at init and statistics during training
+
+
+def test_default_biases_hold_a_fixed_point_while_the_input_dependent_part_vanishes(runs):
+    """"With the biases the activations settle near the fixed point's std (0.023 at width 256; within
+    25 % from layer 5 on), while their input-dependent part shrinks about sixfold in variance per
+    layer, just as the whole signal does without biases: after 20 layers the network gives every
+    input the same output, up to a part in 10⁶." Measured: 0.86–1.11 of the fixed point; per-seed
+    median factor 0.159–0.171; input-dependent/all at layer 20 at most 5.1e-7; bias-free std at
+    layer 20 at most 1.5e-8."""
+    fixed = math.sqrt(2 / (5 * 256) * (0.5 - 0.5 / math.pi))
+    assert abs(fixed - 0.0231) < 5e-5
+    for run in runs:
+        bp = run.result.biases
+        ratio = bp.total[:, 4:] / fixed
+        assert np.all((ratio > 0.75) & (ratio < 1.25)), (run.label, ratio.min(), ratio.max())
+        factor = np.median((bp.across[:, 5:] / bp.across[:, 4:-1]) ** 2, axis=1)
+        assert np.all((factor > 1 / 8) & (factor < 1 / 4.5)), (run.label, factor)
+        assert np.all(bp.across[:, -1] / bp.total[:, -1] < 1e-6), run.label
+        assert np.all(bp.total_zero_bias[:, -1] < 1e-7), run.label
+
+
+def test_the_depth_scale_and_the_telescoping_factor():
+    """"χ = 1/3 · 1/2 = 1/6 ... 1/ln 6 ≈ 0.56 layers"; "Π n_l/n_{l−1} = n_L/n_1 ... √(16/256) = 1/4"
+    (closed forms)."""
+    assert abs(1 / math.log(6) - 0.56) < 0.005
+    widths = lab.UNEVEN_WIDTHS
+    assert math.isclose(math.prod(widths[i] / widths[i - 1] for i in range(2, len(widths))), widths[-1] / widths[1])
+    assert math.isclose(math.sqrt(widths[-1] / widths[1]), 0.25)
+    _, grad = stabletrain.predict_layer_stds(widths, lab.kaiming_weight_vars(widths), "relu")
+    assert np.allclose(grad, [0.25, 0.5, math.sqrt(1 / 32), math.sqrt(1 / 8), 1.0])
+
+
+def test_uneven_widths_match_the_prediction(runs):
+    """"The median of five seeds lands within 20 % of the prediction at every layer, forward and
+    backward, and the gradient at layer 1 is a quarter of the output's". Measured per block:
+    0.88–1.05."""
+    pred_act, pred_grad = stabletrain.predict_layer_stds(lab.UNEVEN_WIDTHS, lab.kaiming_weight_vars(lab.UNEVEN_WIDTHS),
+                                                         "relu")
+    assert np.allclose(pred_act, math.sqrt(2 * (0.5 - 0.5 / math.pi)))  # instructor note: 0.826 everywhere
+    for run in runs:
+        u = run.result.uneven
+        for label, block in _blocks(run):
+            for measured, predicted in ((u.act_std, pred_act), (u.grad_std, pred_grad)):
+                ratio = np.median(measured[block], axis=0) / predicted
+                assert np.all(np.abs(ratio - 1) < 0.2), (label, ratio)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_trunc_normal_cuts_at_absolute_values_without_correction(seed):
+    """"With std=0.02 ... largest weight about 5 std among a million. With std=1 ... std 0.88, not 1";
+    instructor notes: 4.7–5.1 std and 0.879–0.880. torch 2.13's trunc_normal_ on fixed draws
+    (measured 4.76–5.01 and 0.8787–0.8799 on seeds 0–2)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.nn.init.trunc_normal_(torch.empty(1000, 1000), std=0.02, generator=gen)
+    assert 4.5 < w.abs().max().item() / 0.02 < 5.5
+    w = torch.nn.init.trunc_normal_(torch.empty(1000, 1000), std=1.0, generator=gen)
+    assert 0.875 < w.std().item() < 0.885 and w.abs().max().item() <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_raw_qr_first_entry_mean(seed):
+    """"E[Q₁₁] = −E|z|/√32 ≈ −0.14 (the cell prints about −0.14)" (float64 QR of fixed draws)."""
+    assert abs(-math.sqrt(2 / math.pi) / math.sqrt(32) + 0.141) < 0.001
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(500, 32, 32, generator=gen, dtype=torch.float64))
+    assert abs(q[:, 0, 0].mean().item() + 0.14) < 0.02
+
+
+def test_loss_at_init(runs):
+    """"the default nets sit exactly at ln 3 — for the wrong reason ... while Kaiming's logits have a
+    std of order one, and their first loss depends on the draw"; instructor notes: "the default
+    within 3e-5 of ln 3 on every seed; Xavier 1.097–1.100; Kaiming from 1.09 to 1.48". Measured:
+    default within 1.2e-5, Kaiming 1.091–1.484."""
+    for run in runs:
+        deep = run.result.deep
+        first = {name: deep.losses[deep.inits.index(name), :, 0] for name in deep.inits}
+        assert np.all(np.abs(first["pytorch default"] - LN3) < 3e-5), run.label
+        assert np.all((first["xavier"] > 1.095) & (first["xavier"] < 1.102)), run.label
+        assert np.all((first["kaiming"] > 1.05) & (first["kaiming"] < 1.6)), run.label
+    native = runs[0].result.deep
+    assert np.ptp(native.losses[native.inits.index("kaiming"), :, 0]) > 0.2  # "depends on the draw"
+
+
+def test_init_output_layer_makes_the_first_loss_ln_3():
+    """"After init_output_layer_ the first loss is ln 3 to the digits the cell prints" (zero output
+    weights give every input the logits ln p; the spirals are balanced: deterministic)."""
+    from torch import nn
+
+    from stabletrain.data import make_spirals
+
+    x, y = make_spirals(200, classes=3, seed=0)
+    torch.manual_seed(0)
+    model = stabletrain.init_output_layer_(stabletrain.init_model_(nn.Sequential(nn.Linear(2, 32), nn.ReLU(),
+                                                                                 nn.Linear(32, 3)), "relu"), y)
+    with torch.no_grad():
+        assert abs(nn.functional.cross_entropy(model(x), y).item() - LN3) < 1e-6
+
+
+def test_statistics_during_training(runs):
+    """"its layer-10 outputs start three to four orders of magnitude below Kaiming's and creep up
+    towards 10⁻² — but its layers move by less than a fifth of the 10⁻³ rule of thumb at every step
+    after the first ten ... Kaiming's layers move fastest in the first steps, the deeper ones most
+    (medians of 10⁻⁴ to 10⁻² over the first ten steps), and several times less by step 250; their
+    outputs grow". Measured over the 30 runs: default layer-10 std 2e-5–1.3e-4 at the first step,
+    5e-3–3.5e-2 at the last; default ratio after step 10 at most 1.3e-4; Kaiming first-step std
+    0.10–1.2 (medians of five ≥ 770× the default's), last 2.75–10.7; Kaiming first-ten medians 2.9e-4
+    (layer 1) to 3.9e-3 (layer 10), final medians 6e-5–5.3e-4."""
+    for run in runs:
+        deep = run.result.deep
+        d, k = deep.inits.index("pytorch default"), deep.inits.index("kaiming")
+        assert np.all(deep.out_std[d, :, -1, 9] > 1e-3) and np.all(deep.out_std[d, :, -1, 9] < 0.1), run.label
+        assert deep.update_ratio[d, :, 10:].max() < 2e-4, run.label
+        assert np.all(deep.out_std[k, :, -1, 9] > 2 * deep.out_std[k, :, 0, 9]), run.label  # "their outputs grow"
+        for label, block in _blocks(run):
+            gap = np.median(deep.out_std[k, block, 0, 9]) / np.median(deep.out_std[d, block, 0, 9])
+            assert 500 < gap < 30_000, (label, gap)  # three to four orders of magnitude
+            early = np.median(deep.update_ratio[k, block, :10], axis=(0, 1))[[0, 4, 9]]
+            late = np.median(deep.update_ratio[k, block, -1], axis=0)[[0, 4, 9]]
+            assert np.all((early > 1e-4) & (early < 1e-2)) and early[2] > early[0], (label, early)
+            assert np.all(early > 2.5 * late), (label, early, late)

@@ -321,3 +321,183 @@ def test_explorer_train_mode_standardizes_and_eval_at_zero_batches_is_identity()
     y0, _, _ = explorer.output(1.0, 0.0, "eval", 0)
     assert np.allclose(y0, explorer.x, rtol=1e-5)
     assert np.allclose(explorer.locs, [3, -1, 0.5]) and np.allclose(explorer.scales, [2, 0.5, 4])
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 7: what batch 2 does, recalibration
+
+
+def test_at_batch_2_the_network_learns_almost_nothing(sizes):
+    """"At batch 2 … its training-mode loss stays within 0.15 of the chance level ln 3 on every seed,
+    while the control reaches below 0.6 … the evaluation-mode loss is hardly better than chance
+    (within 0.3 of ln 3)."  Measured over all runs: training mode at most 0.091 from ln 3 (1.007–1.12),
+    evaluation mode at most 0.224 (0.875–1.104), the control 0.225–0.478."""
+    for run in sizes:
+        s = run.result
+        b2 = _index(s.batch_sizes, 2)
+        assert np.all(np.abs(s.train_mode["bn"][:, b2] - CHANCE) < 0.15), run.label
+        assert np.all(np.abs(s.eval_mode["bn"][:, b2] - CHANCE) < 0.3), run.label
+        assert np.all(s.eval_mode["plain"][:, b2] < 0.6), run.label
+
+
+def test_from_batch_8_on_training_mode_loss_lies_above_evaluation_mode(sizes):
+    """"From batch 8 on, the training-mode loss lies above the evaluation-mode loss by more than 0.05
+    on every seed" (and the figure's alt text). Measured: at least 0.10 over all runs (at batch 4 the
+    gap falls to 0.023 on one run; at batch 2 it has either sign)."""
+    for run in sizes:
+        s = run.result
+        b8 = _index(s.batch_sizes, 8)
+        gap = s.train_mode["bn"][:, b8:] - s.eval_mode["bn"][:, b8:]
+        assert np.all(gap > 0.05), (run.label, gap.min())
+
+
+def test_recalibration_does_not_rescue_batch_2(sizes):
+    """"[the batch-2 networks with recalibrated statistics] stay more than 0.1 below the control's
+    [test accuracy] on every seed … At batch 64 recalibration changes little (test accuracy above 0.95
+    either way)."  Measured: the control leads by 0.143 or more; recalibrated accuracy at batch 64
+    0.963 or more."""
+    for run in sizes:
+        s = run.result
+        b2, b64 = _index(s.batch_sizes, 2), _index(s.batch_sizes, 64)
+        assert np.all(s.test_accuracy["plain"][:, b2] - s.recalibrated_accuracy[:, b2] > 0.1), run.label
+        assert np.all(s.recalibrated_accuracy[:, b64] > 0.95), run.label
+
+
+def test_a_pair_keeps_only_its_order_in_training_mode():
+    """The cell under the batch-size figure: moving a pair and stretching it leaves training-mode logits
+    unchanged (eps = 1e-9; the cell asserts < 1e-3), evaluation mode does not (the cell asserts a
+    difference above 0.3). Float64 on fixed inputs, checked on 20 initializations: training mode at
+    most 3.2e-6, evaluation mode at least 0.74 (over 40)."""
+    from torch import nn
+    import torch
+
+    a, b = torch.tensor([1.0, -0.8], dtype=torch.float64), torch.tensor([-0.6, 0.9], dtype=torch.float64)
+    centre = torch.tensor([40.0, -25.0], dtype=torch.float64)
+    same, far = torch.stack([a, b]), torch.stack([centre + 7 * (a - b) / 2, centre - 7 * (a - b) / 2])
+    for seed in range(20):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32, eps=1e-9), nn.ReLU(), nn.Linear(32, 32),
+                            nn.BatchNorm1d(32, eps=1e-9), nn.ReLU(), nn.Linear(32, 3)).double()
+        with torch.no_grad():
+            assert (net(same) - net(far)).abs().max().item() < 1e-3
+            net.eval()
+            assert (net(same) - net(far)).abs().max().item() > 0.3
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 7: scale invariance meets SGD
+
+
+@pytest.fixture(scope="module")
+def weight_norms() -> list[claims.Run]:
+    return claims.runs(_LAB + "weight_norm_experiment")
+
+
+def test_the_gradient_is_orthogonal_and_the_norm_only_grows(weight_norms):
+    """"The gradient is orthogonal to the weight to within |cos| < 1e-3 at every step, and the
+    Pythagoras identity holds to within 1 %. Without weight decay the norm grows at every step on
+    every seed — by a few per cent here."  Measured over all runs: |cos| ≤ 2.1e-4, identity error
+    ≤ 0.50 %, growth 3.2–4.7 % in 300 steps (tested: 1–10 %)."""
+    for run in weight_norms:
+        r = run.result
+        assert r.max_cosine < 1e-3 and r.max_identity_error < 0.01, run.label
+        n = r.norms[0.0]
+        assert np.all(np.diff(n, axis=1) > 0), run.label
+        growth = n[:, -1] / n[:, 0]
+        assert np.all((1.01 < growth) & (growth < 1.1)), (run.label, growth)
+
+
+def test_weight_decay_keeps_the_effective_step_up(weight_norms):
+    """"With λ = 0.02 the norm falls to about 40 % of its start within 300 steps (between 30 % and
+    50 % on every seed), so the step its direction sees ends 5 to 9 times larger"; answer 5 repeats
+    "5 to 9".  Measured: 0.382–0.414 of the start; effective-step ratio 6.4–7.3."""
+    for run in weight_norms:
+        r = run.result
+        shrink = r.norms[r.weight_decay][:, -1] / r.norms[r.weight_decay][:, 0]
+        assert np.all((0.3 < shrink) & (shrink < 0.5)), (run.label, shrink)
+        ratio = r.effective_lr(r.weight_decay)[:, -1] / r.effective_lr(0.0)[:, -1]
+        assert np.all((5 < ratio) & (ratio < 9)), (run.label, ratio)
+
+
+def test_small_weights_see_a_larger_step():
+    """"weights 4 times smaller see a step 16 times larger" — lr/||W||², arithmetic."""
+    assert (1 / 0.25) ** 2 == 16
+
+
+# ----------------------------------------------------------------------------------------------
+# Section 7: batch norm at the end of residual branches
+
+
+@pytest.fixture(scope="module")
+def streams() -> list[claims.Run]:
+    return claims.runs(_LAB + "residual_stream_experiment")
+
+
+def test_residual_stream_grows_by_one_per_block_with_bn_branches(streams):
+    """"the variance after 32 blocks is close to 1 + 32 = 33 (within 20 % on every seed), so the last
+    branch adds about 3 % of the stream. Without it, each block multiplies the variance by nearly 2
+    (between 1.6 and 2.2 on every seed)."  Measured over all runs: Var(x_32)/33 = 0.918–1.095 (so the
+    last share 2.8–3.3 %); per-block factor without BN 1.77–1.97."""
+    for run in streams:
+        r = run.result
+        v = r.variance["bn"][:, -1]
+        assert np.all(np.abs(v / (r.blocks + 1) - 1) < 0.2), (run.label, v)
+        share = r.branch_share()[:, -1]
+        assert np.all((0.02 < share) & (share < 0.04)), (run.label, share)
+        plain = r.variance["plain"]
+        growth = (plain[:, -1] / plain[:, 0]) ** (1 / r.blocks)
+        assert np.all((1.6 < growth) & (growth < 2.2)), (run.label, growth)
+
+
+# ----------------------------------------------------------------------------------------------
+# Deterministic facts of the new sections: BatchNorm2d, the running variance of answer 3, freezing
+
+
+def test_batchnorm2d_is_batchnorm1d_over_flattened_positions():
+    """"for x of shape (N, C, H, W) the statistics run over M = N H W values per channel": torch's
+    BatchNorm2d equals the course's BatchNorm1d on (N, C, H·W), outputs and running statistics."""
+    import torch
+
+    images = 1.0 + 2.0 * torch.randn(8, 3, 5, 6, generator=torch.Generator().manual_seed(0))
+    bn2d, bn1d = torch.nn.BatchNorm2d(3), stabletrain.BatchNorm1d(3)
+    assert torch.allclose(bn2d(images), bn1d(images.flatten(2)).view_as(images), atol=1e-5)
+    assert torch.allclose(bn2d.running_var, bn1d.running_var) and torch.allclose(bn2d.running_mean, bn1d.running_mean)
+
+
+def test_answer_3_biased_running_variance_is_10_percent_low_in_the_long_run_1_percent_after_one_step():
+    """Answer 3: with batches of 10, a running variance fed the biased variance settles 10 % below
+    PyTorch's (9/10) and differs by about 1 % after the first step (momentum 0.1, start 1, batch
+    variance near 1). Closed form, checked with torch's BatchNorm1d on fixed batches."""
+    import torch
+
+    bn = torch.nn.BatchNorm1d(1)
+    mine = torch.ones(1)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for step in range(400):
+        x = torch.randn(10, 1, generator=g)
+        bn(x)
+        mine = 0.9 * mine + 0.1 * x.var(0, correction=0)
+        if step == 0:
+            first = (bn.running_var - mine).abs().item() / bn.running_var.item()
+    assert 0.005 < first < 0.015
+    same_batch = torch.nn.BatchNorm1d(1)
+    biased = torch.ones(1)
+    x = torch.randn(10, 1, generator=g)
+    for _ in range(300):  # one batch forever: the ratio is exactly (M - 1) / M once the start is forgotten
+        same_batch(x)
+        biased = 0.9 * biased + 0.1 * x.var(0, correction=0)
+    assert abs((biased / same_batch.running_var).item() - 0.9) < 1e-6
+
+
+def test_model_train_unfreezes_batchnorm():
+    """The freezing cell: model.train() puts every submodule back in training mode (a torch
+    convention), so a freeze must follow it; requires_grad is untouched by train()."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4))
+    model[1].eval()
+    model[1].requires_grad_(False)
+    model.train()
+    assert model[1].training and not model[1].weight.requires_grad

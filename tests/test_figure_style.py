@@ -52,6 +52,17 @@ def _cliff_kwargs() -> dict[str, Any]:
 
 
 _LAB04 = "stabletrain.lessons.clipping_lab"
+_LAB02 = "stabletrain.lessons.activations_lab"
+
+
+@functools.cache
+def _activations_small():
+    from stabletrain.lessons import activations_lab as lab
+
+    cfg = lab.DeadConfig(n_per_class=40, width=16, steps=40, burst_steps=10, recycle_every=20)
+    return {"dead": lab.dead_unit_experiment(seeds=(0, 1), cfg=cfg),
+            "depth": lab.gradient_through_depth(seeds=(0, 1), depth=6, width=32, batch=16),
+            "fixed": lab.second_moment_through_depth(seeds=(0, 1), depth=6, width=32, batch=16)}
 
 
 _LAB00 = "stabletrain.lessons.diagnostics_lab"
@@ -133,6 +144,20 @@ def _init_lab():
     return lab
 
 
+_LAB05 = "stabletrain.lessons.batchnorm_lab"
+
+
+def _lab05(experiment: str, **kwargs: Any) -> Callable[[], dict[str, Any]]:
+    """Keyword arguments ``{"result": lab.<experiment>(**kwargs)}`` for a lesson-05 figure (small settings)."""
+
+    def make() -> dict[str, Any]:
+        from stabletrain.lessons import batchnorm_lab as lab
+
+        return {"result": getattr(lab, experiment)(**kwargs)}
+
+    return make
+
+
 #: (id, module, function, make_kwargs) of every lesson figure held to the style
 FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
     ("00-step-size", _LAB00, "plot_step_size", _step_size_kwargs),
@@ -168,6 +193,26 @@ FIGURES: list[tuple[str, str, str, Callable[[], dict[str, Any]]]] = [
      lambda: {"training": _init_lab().train_sweep(_init_lab().TRAIN_INITS, depth=3, width=8, steps=5, seeds=(0, 1))}),
     ("03-symmetry", _LAB03, "plot_symmetry",
      lambda: {"sym": _init_lab().symmetry_sweep(("zero", "constant", "random", "nudged"), steps=5, seeds=(0, 1))}),
+    ("02-activations", _LAB02, "plot_activations", dict),
+    ("02-gradient-through-depth", _LAB02, "plot_gradient_through_depth", lambda: {"sweep": _activations_small()["depth"]}),
+    ("02-dead-units", _LAB02, "plot_dead_units", lambda: {"result": _activations_small()["dead"]}),
+    ("02-fixed-point", _LAB02, "plot_fixed_point", lambda: {"result": _activations_small()["fixed"]}),
+    ("05-standardization", _LAB05, "plot_standardization", _lab05("standardization_experiment", steps=20, seeds=(0, 1))),
+    ("05-sweep-heatmaps", _LAB05, "plot_sweep_heatmaps",
+     _lab05("sweep_experiment", scales=(1.0, 4.0), lrs=(0.1, 1.0), depth=2, width=8, steps=5, seeds=(0, 1))),
+    ("05-weight-norms", _LAB05, "plot_weight_norms", _lab05("weight_norm_experiment", steps=5, seeds=(0, 1))),
+    ("05-gradient-norms", _LAB05, "plot_gradient_norms",
+     _lab05("gradient_norm_experiment", depth=3, width=8, batch=16, seeds=(0, 1))),
+    ("05-batch-size", _LAB05, "plot_batch_size", _lab05("batch_size_experiment", batch_sizes=(2, 8), steps=5,
+                                                        seeds=(0, 1))),
+    ("05-residual-stream", _LAB05, "plot_residual_stream", _lab05("residual_stream_experiment", blocks=4, width=8,
+                                                                  batch=32, seeds=(0, 1))),
+    ("05-explorer", _LAB05, "explorer_figure", dict),
+    ("03-bias-profile", _LAB03, "plot_bias_profile",
+     lambda: {"bp": _init_lab().bias_profile(depth=6, width=32, batch=16, seeds=(0, 1))}),
+    ("03-training-stats", _LAB03, "plot_training_stats",
+     lambda: {"training": _init_lab().train_sweep(("pytorch default", "kaiming"), depth=5, width=8, steps=4,
+                                                  seeds=(0, 1), record=True), "layers": (1, 3, 5)}),
 ]
 
 
@@ -217,6 +262,25 @@ def test_the_explorer_widget_draws_in_the_course_style():
     from stabletrain.lessons import clipping_lab as lab
 
     explorer = lab.ClippingExplorer(_clipping_sweep(), kind="norm", max_norm=2.0, clip_factor=0.05)
+    sizes = style.font_sizes(explorer.figure)
+    assert sizes and min(sizes) >= style.MIN_FONT_PT
+
+
+def test_lesson_03s_explorer_draws_every_text_in_the_course_style():
+    """Tick labels and legends are made when the figure is drawn: the explorer draws inside the style,
+    so after an update (a redraw) no text is below the minimum, ticks included."""
+    from stabletrain.lessons import init_lab as lab
+
+    explorer = lab.InitExplorer(depth=6, width=8, seeds=(0, 1))
+    explorer.depth.value = 5
+    sizes = style.font_sizes(explorer.figure)
+    assert len(sizes) > 8 and min(sizes) >= style.MIN_FONT_PT, sorted(set(sizes))
+
+
+def test_the_histogram_explorer_draws_in_the_course_style():
+    from stabletrain.lessons import activations_lab as lab
+
+    explorer = lab.HistogramExplorer("gelu", 2.0)
     sizes = style.font_sizes(explorer.figure)
     assert sizes and min(sizes) >= style.MIN_FONT_PT
 

@@ -1,27 +1,20 @@
 """Every lesson runs top to bottom: the instructor version and the untouched student version, both
-without errors (an unanswered exercise's check prints one line and lets Run All continue)."""
+without errors (an unanswered exercise's check prints one line and lets Run All continue).
+
+Each notebook runs once per test session, in a fresh kernel, for its deck (tests/deck_support.py):
+these tests read the notebook as it ran there, every output as the kernel sent it, and the browser
+tests open the deck made from the same run."""
 
 from __future__ import annotations
 
 import re
-import time
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from stgrade.course import REPO_ROOT, cell_role, lesson_ids
+from deck_support import ran, session_decks  # noqa: F401 (fixtures)
+from stgrade.course import cell_role, lesson_ids
 
 pytestmark = pytest.mark.slow
-
-
-def _execute(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    started = time.perf_counter()
-    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                   extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    return nb, time.perf_counter() - started
 
 
 def _errors(nb):
@@ -30,8 +23,8 @@ def _errors(nb):
 
 
 @pytest.mark.parametrize("lesson", lesson_ids())
-def test_instructor_notebook_runs_top_to_bottom(lesson, tmp_path):
-    nb, seconds = _execute(REPO_ROOT / "solutions" / lesson / f"{lesson}.ipynb", tmp_path)
+def test_instructor_notebook_runs_top_to_bottom(lesson, ran):
+    nb, seconds = ran(lesson, "instructor")
     assert _errors(nb) == []
     print(f"{lesson}: {seconds:.1f} s")
     images = sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
@@ -44,10 +37,10 @@ def test_instructor_notebook_runs_top_to_bottom(lesson, tmp_path):
 
 
 @pytest.mark.parametrize("lesson", lesson_ids())
-def test_student_notebook_runs_top_to_bottom_and_says_not_answered_yet(lesson, tmp_path):
+def test_student_notebook_runs_top_to_bottom_and_says_not_answered_yet(lesson, ran):
     """Run All on the untouched student notebook: no error anywhere (every experiment and explorer
     runs), and each exercise's visible check says, in one line, that it is not answered yet."""
-    nb, _ = _execute(REPO_ROOT / "course" / lesson / f"{lesson}.ipynb", tmp_path)
+    nb, _ = ran(lesson, "student")
     assert _errors(nb) == []
     checked = [(i, name) for i, c in enumerate(nb.cells) if c.cell_type == "code" and cell_role(c) == "test"
                for name in re.findall(r"""check\(\s*\w+\s*,\s*["']([^"']+)["']\s*\)""", c.source)]

@@ -4,6 +4,7 @@ not, the vendored deck assets, and the deck builder's static explorers on small 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from stgrade import slides
+from stgrade import deckplan, slides
 from stgrade.course import REPO_ROOT, lesson_ids
 
 LESSONS = lesson_ids()
@@ -98,7 +99,7 @@ def _make_lab_command(fake_uid: str | None) -> str:
         env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
     out = subprocess.run(["make", "-n", "-o", ".venv/.installed-stamp", "lab"], cwd=REPO_ROOT,
                          env=env, capture_output=True, text=True, check=True).stdout
-    return [ln for ln in out.splitlines() if "jupyter lab" in ln][-1]
+    return [ln for ln in out.replace("\\\n", " ").splitlines() if "jupyter lab" in ln][-1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -106,6 +107,9 @@ def test_make_lab_adds_allow_root_only_for_root():
     assert "--allow-root" in _make_lab_command("0")
     assert "--allow-root" not in _make_lab_command("1000")
     assert "--ServerApp.root_dir=." in _make_lab_command("1000")
+    # offline, and no "get notified about Jupyter news?" popup over the live deck's arrows
+    assert "--LabApp.news_url=None" in _make_lab_command("1000")
+    assert "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate" in _make_lab_command("1000")
 
 
 def test_vendored_assets_are_pinned_with_their_licences():
@@ -116,8 +120,7 @@ def test_vendored_assets_are_pinned_with_their_licences():
         assert f"| {name} | {version} |" in readme
         assert f"{name}@{version}" in (vendor / "fetch.sh").read_text()
     assert (vendor / "reveal.js/dist/theme/fonts/source-sans-pro/LICENSE").exists()
-    for path in ("reveal.js/dist/reveal.js", "reveal.js/plugin/notes/notes.js", "mathjax/tex-chtml-full.js",
-                 "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"):
+    for path in ("reveal.js/dist/reveal.js", "reveal.js/plugin/notes/notes.js", "mathjax/tex-svg-full.js"):
         assert (vendor / path).exists(), path
 
 
@@ -150,7 +153,7 @@ def test_static_explorers_are_drawn_for_every_setting(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
                 for kind, src in TOY]
-    stats = slides.execute(nb, tmp_path, tmp_path / "frames", timeout=120)
+    stats = slides.execute(nb, tmp_path, tmp_path / "frames", timeout=120, cache=tmp_path / "cache")
     assert stats["explorers"] == 3 and stats["live_only"] == 1
     views = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "text/html" in o.get("data", {})
              and "st-explorer" in o["data"]["text/html"]]
@@ -169,19 +172,98 @@ def test_static_explorers_are_drawn_for_every_setting(tmp_path):
     assert "st-live-only" in text and "live in JupyterLab" in text and "Text" in text
 
 
-def test_instructor_deck_notebook_swaps_stubs_and_turns_instructor_notes_into_speaker_notes():
+    # drawn once: a second run takes every explorer from the cache
+    again = nbformat.v4.new_notebook()
+    again.cells = [nbformat.v4.new_code_cell(src) if kind == "code" else nbformat.v4.new_markdown_cell(src)
+                   for kind, src in TOY]
+    stats = slides.execute(again, tmp_path, tmp_path / "frames2", timeout=120, cache=tmp_path / "cache")
+    assert stats["cached"] == 2 and stats["explorers"] == 3
+    assert all((tmp_path / "frames2" / Path(src).name).exists() for src in data["leaves"][0])
+
+
+def _cell(kind, source, **metadata):
+    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+    cell.metadata.update(metadata)
+    return cell
+
+
+def _png_output(alt):
+    return nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo="}, metadata={"image/png": {"alt": alt}})
+
+
+LESSON = [
+    _cell("markdown", "# Lesson 9 — Toy\n\nA toy lesson shows how decks are made from a lesson, slide by slide. It has more sentences; they go to the notes."),
+    _cell("markdown", "## 1. A formula\n\nThe first sentence stays on the slide, as the lead of its idea. The second goes to the notes. "
+                      "By the chain rule, the product is:\n\n$$\n\\prod_t J_t\n$$\n\nMore prose, for the notes only.",
+          slideshow={"slide_type": "slide"}),
+    _cell("code", "fig = plot()\nfig", slideshow={"slide_type": "subslide"}),
+    _cell("markdown", "**Reading the plot.** The prose after a figure is what the lecturer says about it."),
+    _cell("markdown", "**Question.** Why does the product explode?"),
+    _cell("code", "print(1)", slideshow={"slide_type": "-"}),
+    _cell("markdown", "### Exercise 1 — `f` (1 point)\n\nWrite `f`:\n\n- it returns one, always, whatever the input; and this "
+                      "item goes on for long enough to be cut at its first clause: the rest is in the notes"),
+    _cell("code", 'def f():\n    """Return 1.\n\n    Longer docstring.\n    """\n    ### BEGIN SOLUTION\n    return 1\n'
+                  '    ### END SOLUTION', nbgrader={"solution": True, "grade_id": "f"}),
+    _cell("code", "check(f, 'f')", nbgrader={"grade": True, "points": 1}),
+    _cell("code", "### BEGIN HIDDEN TESTS\ncheck(f, 'f', level='hidden')\n### END HIDDEN TESTS",
+          nbgrader={"grade": True, "points": 1}, slideshow={"slide_type": "skip"}),
+    _cell("markdown", "**Instructor notes.** The answer is 1.", tags=["instructor"], slideshow={"slide_type": "skip"}),
+    _cell("markdown", "## Recap\n\nKept as written.\n\n- one\n- two", tags=["deck-keep"]),
+    _cell("markdown", "Only for the notes.", tags=["deck-notes"]),
+    _cell("code", "import secret", tags=["deck-skip"]),
+]
+LESSON[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="Figure: A curve that grows.\n"),
+                     _png_output("A curve that grows.")]
+LESSON[5].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+LESSON[8].outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ f: all checks passed\n")]
+
+
+def test_deck_plan_puts_one_idea_on_each_slide_and_the_prose_in_the_notes():
     nb = nbformat.v4.new_notebook()
-    solution = nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION")
-    solution.metadata = {"nbgrader": {"solution": True, "grade_id": "f"}, "slideshow": {"slide_type": "fragment"}}
-    hidden = nbformat.v4.new_code_cell("### BEGIN HIDDEN TESTS\ncheck(f, 'f', level='hidden')\n### END HIDDEN TESTS")
-    hidden.metadata = {"nbgrader": {"grade": True, "points": 1}, "slideshow": {"slide_type": "-"}}
-    note = nbformat.v4.new_markdown_cell("The answer is 1.")
-    note.metadata = {"tags": ["instructor"], "slideshow": {"slide_type": "skip"}}
-    nb.cells = [solution, hidden, note]
-    slides._prepare(nb, "instructor", {"f": "def f():\n    raise NotImplementedError()"})
-    assert solution.metadata["deck"]["stub"].endswith("raise NotImplementedError()")
-    assert hidden.metadata["slideshow"]["slide_type"] == "skip"
-    assert note.metadata["slideshow"]["slide_type"] == "notes"
+    nb.cells = copy.deepcopy(LESSON)
+    plan = deckplan.plan(nb, "instructor", {"f": 'def f():\n    """Return 1.\n\n    Longer.\n    """\n    raise NotImplementedError()'})
+    kinds = [(s.kind, s.title) for s in plan]
+    assert kinds == [("title", "Lesson 9 — Toy"), ("text", "1. A formula"), ("figure", "1. A formula"),
+                     ("question", "1. A formula"), ("text", "1. A formula"), ("text", "Exercise 1 — `f` (1 point)"),
+                     ("exercise", "Exercise 1 — `f` (1 point)"), ("text", "Recap")]
+    shown = ["\n".join(c.source for c in s.cells if c.cell_type == "markdown") for s in plan]
+    assert shown[0] == "A toy lesson shows how decks are made from a lesson, slide by slide."
+    assert "The first sentence stays on the slide, as the lead of its idea." in shown[1] and "By the chain rule" in shown[1] and "\\prod_t" in shown[1]
+    assert "The second goes" not in shown[1] and "More prose" not in shown[1]
+    assert "More prose, for the notes only." in "\n".join(plan[1].notes)
+    assert shown[2] == "A curve that grows."  # the figure's takeaway: its alternative text by default
+    assert [c.source for c in plan[2].cells] == ["fig = plot()\nfig", "A curve that grows."]  # not printed again
+    assert "what the lecturer says about it" in "\n".join(plan[2].notes)
+    assert shown[3].startswith("**Question.**")
+    assert [c.metadata["deck"]["code"] for c in plan[3].cells if c.cell_type == "code"] == []
+    assert [c.metadata["deck"]["code"] for c in plan[4].cells] == ["fold"]  # printed output: its code folded
+    assert "- it returns one, always, whatever the input" == shown[5].splitlines()[-1]
+    exercise = plan[6].cells[0]
+    assert exercise.source == 'def f():\n    """Return 1."""\n    return 1'  # docstring cut, no markers
+    assert exercise.metadata["deck"]["stub"] == 'def f():\n    """Return 1."""\n    raise NotImplementedError()'
+    assert plan[6].cells[1].source == "check(f, 'f')"
+    assert "The answer is 1." in "\n".join(plan[6].notes)
+    assert shown[7] == "Kept as written.\n\n- one\n- two" and "Only for the notes." in plan[7].notes
+    assert "secret" not in str(plan) and "HIDDEN" not in str(plan)
+
+
+def test_deck_plan_takes_the_authors_takeaway_and_tags():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = copy.deepcopy(LESSON[:3])
+    nb.cells[2].metadata["deck"] = {"takeaway": "It **explodes**.", "title": "The product"}
+    nb.cells[2].metadata["tags"] = ["deck-code"]
+    plan = deckplan.plan(nb, "student")
+    figure = plan[-1]
+    assert figure.title == "The product" and figure.cells[-1].source == "It **explodes**."
+    assert figure.cells[0].metadata["deck"]["code"] == "open"
+
+
+def test_first_sentence_and_list_items_leave_math_and_code_whole():
+    assert deckplan.first_sentence("Take $a. B$ first, e.g. here. Then more.") == "Take $a. B$ first, e.g. here."
+    assert deckplan.shorten_item("implement `clip_grad_norm_` exactly as PyTorch does: the global norm of the "
+                                 "per-parameter norms, the $10^{-6}$ in the coefficient, and more") == \
+        "implement `clip_grad_norm_` exactly as PyTorch does"
+    assert deckplan.slide_code("def g(x):\n    'One line.'\n    return x") == "def g(x):\n    'One line.'\n    return x"
 
 
 def test_student_deck_keeps_going_past_a_check_that_stops_at_a_stub():
@@ -189,9 +271,20 @@ def test_student_deck_keeps_going_past_a_check_that_stops_at_a_stub():
     test = nbformat.v4.new_code_cell("assert f() == 1\ncheck(f, 'f')")
     test.metadata = {"nbgrader": {"grade": True, "points": 1}}
     nb.cells = [test]
-    slides._prepare(nb, "student", {})
+    slides._prepare(nb, "student")
     assert "raises-exception" in test.metadata["tags"]
     test.outputs = [nbformat.v4.new_output("error", ename="NotImplementedError", evalue="", traceback=["..."])]
     slides._tidy_errors(nb)
     assert [o.output_type for o in test.outputs] == ["stream"] and "not answered yet" in test.outputs[0].text
     assert "raises-exception" not in test.metadata["tags"]
+
+
+def test_deck_html_has_slides_notes_and_the_solution_swap():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = copy.deepcopy(LESSON)
+    page = slides.render(nb, "instructor", "Lesson 9 — Toy", {"f": "def f():\n    raise NotImplementedError()"})
+    assert page.count('class="st-slide') == 8
+    assert page.count('<aside class="notes">') >= 4
+    assert 'class="fragment fade-out st-stub"' in page and 'class="fragment st-answer"' in page
+    assert "BEGIN SOLUTION" not in page and "HIDDEN" not in page
+    assert 'mathjax/tex-svg-full.js' in page and "navigationMode" not in page  # deck.js sets it

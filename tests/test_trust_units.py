@@ -205,13 +205,14 @@ def test_the_secret_leaves_the_environment_children_inherit_and_what_proc_shows(
     assert out.split() == ["False", "False", "False"]
 
 
-def test_an_added_cell_cannot_carry_an_answer_key_past_the_scan(src):
-    from stgrade.grading import _flagged
+def test_an_added_cell_that_names_an_answer_key_is_flagged_for_the_instructor(src):
+    """The scan's findings flag the submission (overview, validate); they void nothing by
+    themselves: the helper's call to torch's clip_grad_norm_ fails at run time, where the guard
+    switches it off."""
+    from stgrade.grading import static_findings
 
     nb = src.with_answers({**src.solutions, "clip_grad_norm": "def clip_grad_norm_(p, m, *a, **k):\n    return _h(p, m)"})
     at = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "clip_grad_norm")
     nb.cells.insert(at, nbformat.v4.new_code_cell("def _h(p, m):\n    return torch.nn.utils.clip_grad_norm_(p, m)"))
-    notes: list[str] = []
-    flagged = _flagged(assemble(load_lesson(LESSON), nb), notes)
-    assert "clip_grad_norm_" in flagged and "clip_grad_value_" not in flagged
-    assert any("a cell you added" in n for n in notes)
+    found = static_findings(assemble(load_lesson(LESSON), nb))
+    assert len(found) == 1 and found[0].startswith("a cell you added") and "clip_grad_norm_" in found[0], found

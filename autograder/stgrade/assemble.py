@@ -17,6 +17,11 @@ Every repair and every added cell is reported as a note. A file that is not a no
 cells are not well-formed (a ``source`` that is not text, say), is :class:`SubmissionUnreadable`:
 that student's failure, with the reason, never a crash of the batch. Malformed nbgrader metadata
 on a cell makes that cell an ordinary (added) cell.
+
+Reading is bounded in the grader's memory, whatever the file holds: its size, the number of JSON
+values in it (counted from the separators before parsing), the size of each code cell and of all
+code together (a 4.8 MB answer cell once cost the grader 2.4 GB of syntax trees) are capped, and
+text that cannot be written as UTF-8 (a lone surrogate) is replaced as it is read.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ from .course import CellSpec, Lesson, defined_functions, read_notebook
 _RELEASE_STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 MAX_NOTEBOOK_BYTES = 50 * 1024**2
 MAX_CELLS = 2000
+#: JSON values a notebook may hold (bounds the parser's objects: about 100 bytes each)
+MAX_JSON_VALUES = 1_000_000
+#: characters of one code cell's source, and of all code cells together
+MAX_CELL_CHARS = 200_000
+MAX_CODE_CHARS = 2_000_000
 
 
 class SubmissionUnreadable(ValueError):
@@ -67,24 +77,44 @@ def grade_id_of(cell: Any) -> str | None:
 
 
 def read_bytes(path) -> bytes:
-    """A submitted file's bytes, refusing one over :data:`MAX_NOTEBOOK_BYTES`."""
-    path = Path(path)
+    """A submitted file's bytes (:func:`stgrade.discover.read_regular`: a regular file, no link
+    followed, never waiting on a FIFO), refusing one over :data:`MAX_NOTEBOOK_BYTES`."""
+    from .discover import IntakeProblem, read_regular
+
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_NOTEBOOK_BYTES + 1)
-    except OSError as exc:
-        raise SubmissionUnreadable(f"{path.name} could not be read ({type(exc).__name__})") from None
-    if len(data) > MAX_NOTEBOOK_BYTES:
-        raise SubmissionUnreadable(f"{path.name} is over the limit of {MAX_NOTEBOOK_BYTES // 1024**2} MB")
-    return data
+        return read_regular(Path(path), MAX_NOTEBOOK_BYTES)
+    except IntakeProblem as exc:
+        raise SubmissionUnreadable(str(exc)) from None
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every string encodable as UTF-8 (a lone surrogate becomes U+FFFD)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
 
 
 def read_submission(path, data: bytes | None = None) -> nbformat.NotebookNode:
     """Read and check the structure of a submitted notebook (bounded size, cells that are cells);
     ``data``: its bytes, read earlier (the grader's snapshot), instead of the file."""
     path = Path(path)
+    raw = read_bytes(path) if data is None else data
+    if len(raw) > MAX_NOTEBOOK_BYTES:
+        raise SubmissionUnreadable(f"{path.name} is over the limit of {MAX_NOTEBOOK_BYTES // 1024**2} MB")
+    values = raw.count(b",") + raw.count(b":") + raw.count(b"[") + raw.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise SubmissionUnreadable(f"{path.name} holds more than {MAX_JSON_VALUES} JSON values (a notebook holds "
+                                   "far fewer): not read")
     try:
-        data = json.loads(read_bytes(path) if data is None else data)
+        data = json.loads(raw)
     except SubmissionUnreadable:
         raise
     except (ValueError, RecursionError) as exc:
@@ -93,15 +123,24 @@ def read_submission(path, data: bytes | None = None) -> nbformat.NotebookNode:
         raise SubmissionUnreadable(f"{path.name} has no list of cells")
     if len(data["cells"]) > MAX_CELLS:
         raise SubmissionUnreadable(f"{path.name} has {len(data['cells'])} cells, over the limit of {MAX_CELLS}")
+    code = 0
     for i, cell in enumerate(data["cells"]):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
             raise SubmissionUnreadable(f"{path.name}: cell {i + 1} is not a notebook cell")
         try:
-            cell_text(cell.get("source", ""))
+            source = cell_text(cell.get("source", ""))
         except SubmissionUnreadable as exc:
             raise SubmissionUnreadable(f"{path.name}: cell {i + 1}: {exc}") from None
+        if cell["cell_type"] == "code":
+            code += len(source)
+            if len(source) > MAX_CELL_CHARS:
+                raise SubmissionUnreadable(f"{path.name}: code cell {i + 1} has {len(source)} characters, over the "
+                                           f"limit of {MAX_CELL_CHARS}")
+    if code > MAX_CODE_CHARS:
+        raise SubmissionUnreadable(f"{path.name}: its code cells hold {code} characters together, over the limit of "
+                                   f"{MAX_CODE_CHARS}")
     try:
-        return nbformat.from_dict(data)
+        return nbformat.from_dict(_clean(data))
     except Exception as exc:  # nbformat raises many kinds for odd input
         raise SubmissionUnreadable(f"{path.name} is not a readable notebook ({type(exc).__name__})") from None
 

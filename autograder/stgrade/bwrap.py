@@ -11,11 +11,13 @@ namespace code is written here. :func:`command` returns the argv that runs the k
 - a private /dev (null, zero, urandom, …), a private size-capped /tmp and /dev/shm;
 - read-only: /usr, the Python installation and the virtual environment, the ``stabletrain``
   package **without** its answer keys (every reference module, every ``*_mutants.py``, every
-  ``__pycache__``, replaced by stubs), torch **without** ``torch/nn/utils/clip_grad.py`` (a stub
-  whose functions raise), and of ``stgrade`` only the kernel launcher. The virtual environment,
-  ``stabletrain`` and the launcher appear under :data:`INSIDE` (``/opt/stgrade``), not where they
-  are outside: a checkout in ``/home/ta/course`` shows the kernel neither /home nor its own path;
-- writable: its scratch folder only (bound at the same path it has outside).
+  lesson's lab module, every ``__pycache__``, replaced by stubs), torch **without**
+  ``torch/nn/utils/clip_grad.py`` (a stub whose functions raise), and of ``stgrade`` only the
+  kernel launcher. The virtual environment, ``stabletrain`` and the launcher appear under
+  :data:`INSIDE` (``/opt/stgrade``), not where they are outside: a checkout in ``/home/ta/course``
+  shows the kernel neither /home nor its own path;
+- writable: its scratch folder only (bound at the same path it has outside); the kernel starts in
+  ``/`` and the launcher moves into the scratch folder once it has set up (:mod:`stgrade.kernel`).
 
 Nothing else of the machine is there: not the submissions, not OUT, not ``solutions/``, not
 ``tests/``, not the checkout (no path of it), not a classmate's scratch, not /sys, not /home or
@@ -62,6 +64,11 @@ def _covered(path: Path, roots: list[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
 
+def lab_modules() -> list[Path]:
+    """The lessons' lab modules (``stabletrain/lessons/*.py`` but its ``__init__``)."""
+    return sorted(p for p in (_package_dir("stabletrain") / "lessons").glob("*.py") if p.name != "__init__.py")
+
+
 @functools.lru_cache(maxsize=1)
 def hidden_files() -> tuple[tuple[str, str], ...]:
     """``(path, stub)`` for every answer-key file the kernel must not see: stabletrain's reference
@@ -78,6 +85,8 @@ def hidden_files() -> tuple[tuple[str, str], ...]:
             found.append((str(path), removed))
     for path in sorted(pkg.rglob("*_mutants.py")):
         found.append((str(path), removed))
+    for path in lab_modules():  # the lessons' experiments hold the lessons' formulas
+        found.append((str(path), str(STUBS / "lab_removed.py")))
     torch_utils = _package_dir("torch") / "nn" / "utils"
     found.append((str(torch_utils / "clip_grad.py"), str(STUBS / "torch_clip_grad.py")))
     for path in sorted(glob.glob(str(torch_utils / "__pycache__" / "clip_grad.*.pyc"))):
@@ -198,7 +207,7 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
     argv += ["--bind", str(scratch), str(scratch),
              "--ro-bind", connection_file, CONNECTION_FILE,
              "--remount-ro", "/",
-             "--chdir", str(scratch)]
+             "--chdir", "/"]  # read-only: the launcher moves into the scratch folder once it has set up
     return argv
 
 

@@ -1,7 +1,10 @@
 """One HTML feedback page per student and lesson.
 
-It shows each graded cell's score and explanatory message, the student's own answers and any
-notes about the submission — never the source of hidden tests, and no tracebacks.
+It shows each graded cell's score and explanatory message, the student's own answers — the cells
+that were graded (answer cells and the cells the student added, in the order they ran), never a
+decoy cell that a later one replaced — and any notes about the submission; never the source of
+hidden tests, and no tracebacks. Everything from the submission goes through :func:`html.escape`,
+and the page is written with every character encodable (:func:`stgrade.neutral.text`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from . import neutral
 from .grading import SubmissionResult
 
 _STYLE = """
@@ -21,7 +25,7 @@ pre{background:#f6f8fa;padding:.75rem;overflow:auto;white-space:pre-wrap;margin:
 """
 
 
-def render(result: SubmissionResult, answers: dict[str, str]) -> str:
+def render(result: SubmissionResult) -> str:
     title = f"{escape(result.lesson)} — feedback for {escape(result.student)}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_STYLE}</style>"
              f"</head><body><h1>{title}</h1>"]
@@ -39,16 +43,17 @@ def render(result: SubmissionResult, answers: dict[str, str]) -> str:
                          f"<td class='pts'>{cell.points:g} / {cell.max_points:g}</td>"
                          f"<td><pre>{escape(cell.message)}</pre></td></tr>")
         parts.append("</table>")
-    if answers:
-        parts.append("<h2>Your answers</h2>")
-        for grade_id, source in answers.items():
-            parts.append(f"<h3>{escape(grade_id)}</h3><pre>{escape(source)}</pre>")
+    if result.answers:
+        parts.append("<h2>Your answers, as graded</h2>")
+        for label, source in result.answers:
+            parts.append(f"<h3>{escape(label)}</h3><pre>{escape(source)}</pre>")
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def write(result: SubmissionResult, answers: dict[str, str], folder: Path) -> Path:
-    target = folder / result.student / f"{result.lesson}.html"
+def write(result: SubmissionResult, folder: Path) -> Path:
+    """Write the page into ``folder`` (the student's own feedback folder, a safe name)."""
+    target = folder / f"{result.lesson or '_'}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(result, answers), encoding="utf-8")
+    target.write_text(neutral.text(render(result)), encoding="utf-8")
     return target

@@ -11,7 +11,9 @@ Nothing the kernel produced is trusted: a message is decoded with size and type 
 (:func:`stabletrain.exercises.plain.loads`), a check with no message, two messages or an
 unreadable one earns nothing, verifying a check has a time limit, and a grader error while
 verifying one case (an answer that returns something of an unexpected form, say) costs that
-case's group, never the submission. The kernel receives the student's seed, never the secret.
+case's group, never the submission. The kernel receives the submission's seed, never the secret;
+feedback on a hidden case says where the result differed and the likely misconception, never the
+expected or returned values (:func:`hidden_message`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import functools
 import hashlib
 import itertools
 import os
+import re
 import signal
 import shutil
 import tempfile
@@ -33,7 +36,7 @@ from stabletrain.exercises import get_exercise, plain
 from stabletrain.exercises.base import Failure, describe_value, group_score
 from stabletrain.exercises.check import CAPTURE_SEED_ENV
 
-from . import __version__, scan
+from . import __version__, neutral, scan
 from .assemble import SubmissionUnreadable, assemble, read_submission
 from .course import CellSpec, Lesson, load_lesson
 from .sandbox import CellRun, Limits, SandboxKernel
@@ -63,6 +66,8 @@ class SubmissionResult:
     kernel_start_stop_seconds: float = 0.0  # of ``seconds``: starting and stopping kernels, the same for every lesson
     source: str = ""  # the submitted file, relative to the submissions folder
     key: str = ""  # what the result depends on; equal keys give equal results
+    flags: list[str] = field(default_factory=list)  # static findings for the instructor to look at (never void)
+    answers: list[list[str]] = field(default_factory=list)  # [label, source] of the cells graded as answers
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,9 +79,13 @@ class SubmissionResult:
         return cls(**data)
 
 
-def grading_seed(secret: str, student: str, lesson: str) -> int:
-    """Seed of a student's hidden cases: fixed for (secret, student, lesson), unknown without the secret."""
-    digest = hashlib.sha256(f"{secret}\0{student}\0{lesson}".encode()).hexdigest()
+def grading_seed(secret: str, student: str, lesson: str, submission: bytes = b"") -> int:
+    """Seed of a submission's cases, unknown without the secret: fixed for (secret, student, lesson,
+    the submitted bytes). A regrade of the same file gives the same cases (and grade); a
+    resubmission, changed in any byte, gets new random inputs, so what feedback said about one
+    grading is no lookup table for the next."""
+    fingerprint = hashlib.sha256(submission).hexdigest()
+    digest = hashlib.sha256(f"{secret}\0{student}\0{lesson}\0{fingerprint}".encode("utf-8", "surrogatepass")).hexdigest()
     return int(digest[:8], 16)
 
 
@@ -188,6 +197,35 @@ def verify_one(exercise, cases: list, outputs: list) -> list[Failure]:
     return failures
 
 
+#: how the comparisons say what was expected (the start of what a hidden case's feedback leaves out)
+_EXPECTED_AT = re.compile(r"(?:^|[:;,.]\s*|\s)(?:expected|but|got|want(?:ed)?)\b", re.I)
+
+
+def hidden_message(failure: Failure, cases: list) -> str:
+    """What a failed *hidden* case tells the student: the kind of input (the case's group and the
+    label's words before its inputs), where the result differed, and the misconception — never the
+    expected value or what came back. Hidden inputs are drawn anew for every submitted file
+    (:func:`grading_seed`), and feedback that quoted the expected values was a lookup table for the
+    next try. The student's own error message is kept: it says nothing the student did not know."""
+    case = next((c for c in cases if c.label == failure.case), None)
+    kind = failure.case.split(" [", 1)[0].strip()[:160]
+    group = case.group_name if case is not None else ""
+    problem = failure.problem
+    if problem.startswith(("your function raised", "what your function gave back")):  # the student's own values
+        what = problem[:300]
+    else:
+        at = _EXPECTED_AT.search(problem)
+        what = problem[:at.start()].strip(" :;,.") if at else ""
+        what = f"what differed: {what[:200]}." if what else "its result differs from the expected one."
+    text = f"{failure.exercise}: a hidden check failed — {kind}" + (f" ({group})" if group and group != kind else "")
+    text += f".\n  {what}\n  (Hidden checks do not show the expected values; their random inputs change with every "
+    text += "submitted version. Run check(..., level=\"hidden\") in your notebook to see the same kinds of cases with "
+    text += "public inputs.)"
+    if failure.misconception:
+        text += f"\n  Likely misconception: {failure.misconception}"
+    return text
+
+
 def _verify_checks(spec: CellSpec, messages: list, seed: int) -> tuple[float, str | None]:
     """``(fraction of the cell's points earned, what went wrong in words or None)``.
 
@@ -225,7 +263,8 @@ def _verify_checks(spec: CellSpec, messages: list, seed: int) -> tuple[float, st
         more = f"\n({len(failures) - 1} more {check.level} checks failed.)" if len(failures) > 1 else ""
         rule = (f"\nPartial credit: {ok} of {n} groups of cases passed; failed: {'; '.join(failed_groups)}."
                 if n > 1 else "")
-        problems.append(failures[0].message() + more + rule)
+        first = failures[0].message() if check.level == "visible" else hidden_message(failures[0], cases)
+        problems.append(first + more + rule)
     if not problems:
         return 1.0, None
     return passed_groups / max(total_groups, 1), "\n".join(problems)
@@ -257,10 +296,12 @@ def submission_key(data: bytes, lesson: Lesson, seed: int, limits: Limits) -> st
 
 
 def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: Path, limits: Limits,
-                     seed: int, source: str = "", key: str = "", data: bytes | None = None) -> SubmissionResult:
+                     seed: int, source: str = "", key: str = "", data: bytes | None = None,
+                     folder: str = "") -> SubmissionResult:
     """Grade one submission with the student's ``seed`` (see :func:`grading_seed`; the secret
     itself never reaches this function, so no kernel it starts can learn it). ``data``: the
-    submission's bytes as the grader read them before any student code ran (else read ``path``)."""
+    submission's bytes as the grader read them before any student code ran (else read ``path``).
+    ``folder``: the student's folder name in OUT (:func:`stgrade.neutral.folder_names`)."""
     started, cpu_started = time.monotonic(), time.process_time()
     lesson = load_lesson(lesson_id)
     result = SubmissionResult(student, lesson_id, "graded", max_total=lesson.max_points, source=source, key=key)
@@ -268,17 +309,19 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
         assembled = assemble(lesson, read_submission(path, data))
     except SubmissionUnreadable as exc:
         result.status, result.reason = "failed", str(exc)
+        cap_result(result)
         result.seconds = time.monotonic() - started
         return result
     result.notes += assembled.notes
     nb = assembled.notebook
-    flagged = _flagged(assembled, result.notes)
+    result.flags = static_findings(assembled)[:20]  # for the overview and validate; they cost no points
+    result.answers = graded_answers(assembled)
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-{_safe(student)}-"))
     env = {CAPTURE_SEED_ENV: str(seed)}
     kernel_cpu = None
     try:
         result.cells, kernel_cpu, result.kernel_start_stop_seconds = _run_and_score(
-            assembled, scratch, env, limits, seed, flagged)
+            assembled, scratch, env, limits, seed)
     except Exception as exc:  # the kernel could not even start: this submission fails, the batch goes on
         result.status, result.reason = "failed", f"the notebook could not be run: {type(exc).__name__}: {str(exc)[:300]}"
         result.cells = []
@@ -286,9 +329,11 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
         shutil.rmtree(scratch, ignore_errors=True)
     if result.status == "graded":
         result.total = round(sum(c.points for c in result.cells), 2)
-        target = autograded_dir / student / lesson_id / f"{lesson_id}.ipynb"
+        target = autograded_dir / (folder or neutral.folder_name(student)) / lesson_id / f"{lesson_id}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, target)
+        neutral.sanitize_notebook(nb)
+        target.write_text(neutral.text(nbformat.writes(nb)), encoding="utf-8")
+    cap_result(result)
     result.seconds = time.monotonic() - started
     if kernel_cpu is not None:
         result.cpu_seconds = round(kernel_cpu + time.process_time() - cpu_started, 3)
@@ -296,40 +341,75 @@ def grade_submission(student: str, lesson_id: str, path: Path, autograded_dir: P
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:40]
+    """A short ASCII tag of ``name`` for a scratch folder's name: the kernel's Unix socket paths
+    must stay under about 100 *bytes* (a 32-letter Cyrillic name is 64 of them)."""
+    tag = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in name)[:12]
+    return f"{tag}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
 
 
-def _flagged(assembled, notes: list[str]) -> dict[str, tuple[str, list[str]]]:
-    """Functions whose exercises earn nothing: ``{function: (where, what the scan found)}``.
+#: characters of one cell's message, of one note and of the reason; notes and answers kept per result
+MESSAGE_CHARS, NOTE_CHARS, REASON_CHARS, MAX_NOTES = 4000, 600, 1000, 40
+ANSWER_CHARS = 200_000  # all graded answer sources together, as the feedback page shows them
 
-    A flagged answer cell voids the functions it defines; a flagged added cell voids those it
-    defines or, when it defines none of the checked functions (a helper, say), every function
-    checked after it.
+
+def cap_text(value: str, limit: int) -> str:
+    value = neutral.text(value)
+    return value if len(value) <= limit else value[:limit] + f" … [{len(value) - limit} more characters not shown]"
+
+
+def cap_result(result: SubmissionResult) -> None:
+    """Bound what one submission puts into feedback, results, summary.json and the overview,
+    whatever its code returned or printed (a returned 190,000-element list is quoted in part)."""
+    result.reason = cap_text(result.reason, REASON_CHARS)
+    notes = [cap_text(n, NOTE_CHARS) for n in result.notes[:MAX_NOTES]]
+    if len(result.notes) > MAX_NOTES:
+        notes.append(f"… and {len(result.notes) - MAX_NOTES} more notes")
+    result.notes = notes
+    result.flags = [cap_text(f, NOTE_CHARS) for f in result.flags[:MAX_NOTES]]
+    for cell in result.cells:
+        cell.message = cap_text(cell.message, MESSAGE_CHARS)
+
+
+def graded_answers(assembled) -> list[list[str]]:
+    """``[label, source]`` of every cell graded as the student's answer — answer cells and added
+    cells, in the order they ran — for the feedback page: what it shows is what was graded, not a
+    decoy cell that a later one replaced."""
+    shown, left = [], ANSWER_CHARS
+    for i, spec in enumerate(assembled.specs):
+        if spec.role not in ("solution", "added") or left <= 0:
+            continue
+        label = spec.grade_id if spec.role == "solution" else f"a cell you added (cell {i + 1})"
+        source = cap_text(assembled.notebook.cells[i].source, left)
+        left -= len(source)
+        shown.append([label, source])
+    return shown
+
+
+def static_findings(assembled) -> list[str]:
+    """What the static scan (:mod:`stgrade.scan`) finds in the answer and added cells, in words.
+
+    A finding never costs points by itself: honest code names things too (the README's own
+    ``check(fn, "clip_grad_value_", level="hidden")`` in an added cell, ``import gc``, an
+    ``isinstance(m, nn.LayerNorm)``). It is a note on the student's result, a warning in
+    ``stgrade validate`` and a flag in the instructor's overview. What voids an exercise is
+    run-time evidence that answer-key code ran while it was checked (:mod:`stabletrain.exercises.guard`).
     """
-    flagged: dict[str, tuple[str, list[str]]] = {}
-    checked_after: list[str] = []
-    specs = assembled.specs
-    for i, spec in enumerate(specs):
+    found_all: list[str] = []
+    for i, spec in enumerate(assembled.specs):
         if spec.role not in ("solution", "added"):
             continue
         try:
             found = scan.problems(assembled.notebook.cells[i].source)
         except Exception:  # noqa: BLE001 — source the scan cannot parse runs, and fails, in the kernel
             found = []
-        if not found:
-            continue
-        where = f"answer cell '{spec.grade_id}'" if spec.role == "solution" else f"a cell you added (cell {i + 1})"
-        names = spec.defines
-        if spec.role == "added":
-            checked_after = [c.function for later in specs[i + 1:] for c in later.checks]
-            names = [n for n in spec.defines if n in checked_after] or checked_after
-        flagged.update({name: (where, found) for name in names})
-        notes.append(f"{where} {'; '.join(found)}: the exercises it defines earn nothing")
-    return flagged
+        if found:
+            where = f"answer cell '{spec.grade_id}'" if spec.role == "solution" else f"a cell you added (cell {i + 1})"
+            found_all.append(f"{where} {'; '.join(found)}"[:500])
+    return found_all
 
 
-def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: int,
-                   flagged: dict) -> tuple[list[CellResult], float | None, float]:
+def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits,
+                   seed: int) -> tuple[list[CellResult], float | None, float]:
     """Run the notebook's graded cells and score its test cells; also return the CPU seconds its
     kernels used (None when not counted) and the wall seconds spent starting and stopping them.
 
@@ -358,7 +438,7 @@ def _run_and_score(assembled, scratch: Path, env: dict, limits: Limits, seed: in
                 if run.status not in ("hung", "died") and spec.role in ("setup", "solution", "added"):
                     replay.append((spec.role, cell.source))
                 if spec.role == "test":
-                    results.append(_score(spec, run, seed, flagged))
+                    results.append(_score(spec, run, seed))
                     cell.metadata["stgrade"] = {"points": results[-1].points, "message": results[-1].message}
             todo = todo[len(certain):]
             if lost:
@@ -379,15 +459,16 @@ def _leading_setup(roles) -> int:
     return sum(1 for _ in itertools.takewhile(lambda role: role == "setup", roles))
 
 
-def _score(spec: CellSpec, run: CellRun, seed: int, flagged: dict) -> CellResult:
+def _score(spec: CellSpec, run: CellRun, seed: int) -> CellResult:
+    result = _score_uncapped(spec, run, seed)
+    result.message = cap_text(result.message, MESSAGE_CHARS)
+    return result
+
+
+def _score_uncapped(spec: CellSpec, run: CellRun, seed: int) -> CellResult:
     def failed(message: str) -> CellResult:
         return CellResult(spec.grade_id, 0.0, spec.points, message, "failed")
 
-    for check in spec.checks:
-        if check.function in flagged:
-            where, found = flagged[check.function]
-            return failed(f"{check.function}: {where} {'; '.join(found)}. "
-                          "Implement the exercise with basic tensor operations.")
     if run.status != "ok":
         return failed(_error_message(run))
     try:

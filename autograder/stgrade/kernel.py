@@ -1,7 +1,13 @@
 """Kernel launcher for grading: apply resource limits and switch off answer keys, then start ipykernel.
 
 Run by jupyter_client, inside the bubblewrap sandbox (:mod:`stgrade.bwrap`) and the submission's
-cgroup (:mod:`stgrade.cgroup`), as ``python -m stgrade.kernel -f {connection_file}``. Isolation
+cgroup (:mod:`stgrade.cgroup`), as ``python -s -P /abs/path/stgrade/kernel.py -f {connection_file}``
+from ``/``: nothing the kernel can write (its home, the working directory) is on the import path
+before this launcher has run, so a ``stgrade/kernel.py`` or a ``.pth`` file left in the home by
+an earlier kernel of the same submission cannot run instead of it (every kernel gets a fresh home
+anyway). The launcher moves into its home (``STGRADE_HOME``) once ipykernel is set up, and tells
+ipykernel to bind its sockets there (``STGRADE_SOCKETS``), whence the grader moves them before
+any student code runs (:meth:`stgrade.sandbox.SandboxKernel._claim_sockets`). Isolation
 (namespaces, capabilities, the read-only view) is bubblewrap's job and the per-submission caps are
 the cgroup's; this launcher adds per-process limits from the environment (set by
 :mod:`stgrade.sandbox`):
@@ -97,17 +103,30 @@ def run_cells(sources: list[str], setup: int = 0) -> None:
         collect_from_here()
 
 
+#: the name under which the grader's requests find this module in the kernel (it runs as a script)
+MODULE_NAME = "_stgrade_kernel"
+
+
 def main() -> None:
     gc.disable()  # until the first request: see the module's docstring
     apply_limits()
     from stabletrain.exercises import guard
 
     guard.install()
+    sys.modules[MODULE_NAME] = sys.modules[__name__]
     sys.modules.setdefault("debugpy", None)  # no debugger in a grading kernel: importing it took ipykernel ~0.05 s
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
+    sockets = os.environ.get("STGRADE_SOCKETS")
+    if sockets:  # bind where the grader takes the sockets from, not where it connects
+        load = app.load_connection_info
+        app.load_connection_info = lambda info: load({**info, "ip": sockets})
+        app.write_connection_file = lambda: None  # the grader's file (read-only here) says where it connects
     app.initialize()
+    home = os.environ.get("STGRADE_HOME")
+    if home:
+        os.chdir(home)
     _on_first_request(app.shell)
     app.start()
 

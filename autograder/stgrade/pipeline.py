@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__, feedback, report
+from . import __version__, feedback, neutral, report
 from . import secret as secrets_
-from .assemble import SubmissionUnreadable, cell_text, grade_id_of, read_bytes, read_submission
 from .cgroup import process_alive
 from .course import lesson_ids, load_lesson
-from .discover import Submission, discover
+from .discover import IntakeProblem, Submission, discover, read_regular
 from .grading import SCRATCH_PREFIX, SubmissionResult, grading_seed, submission_key
 from .sandbox import Limits, protections_in_force
 from .workers import Pool, Task
@@ -49,8 +48,9 @@ class RunOptions:
     watchdog_seconds: float | None = None  # None: from the limits (see watchdog_seconds)
 
 
-def _result_path(out: Path, student: str, lesson: str) -> Path:
-    return out / "results" / student / f"{lesson or '_'}.json"
+def _result_path(out: Path, folder: str, lesson: str) -> Path:
+    """Where a result is stored; ``folder``: the student's folder name (:func:`neutral.folder_names`)."""
+    return out / "results" / folder / f"{lesson or '_'}.json"
 
 
 def _load_previous(path: Path, secret: str) -> tuple[SubmissionResult | None, str]:
@@ -74,7 +74,7 @@ def _write_result(path: Path, r: SubmissionResult, secret: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8", errors="replace")
     os.replace(tmp, path)
 
 
@@ -95,23 +95,6 @@ def _keep_previous(path: Path) -> Path:
     return kept
 
 
-def _answers(sub: Submission, lesson_id: str) -> dict[str, str]:
-    if sub.path is None:
-        return {}
-    try:
-        nb = read_submission(sub.path)
-        lesson = load_lesson(lesson_id)
-        wanted = [c.grade_id for c in lesson.cells if c.role == "solution"]
-        found = {}
-        for cell in nb.cells:
-            gid = grade_id_of(cell)
-            if gid in wanted and gid not in found:
-                found[gid] = cell_text(cell.get("source", ""))
-        return found
-    except (SubmissionUnreadable, OSError, ValueError):
-        return {}
-
-
 class Progress:
     """One line per finished submission on stderr, with a count and an estimate of the time left."""
 
@@ -126,7 +109,7 @@ class Progress:
         left = elapsed / self.done * (self.total - self.done)
         score = f"{r.total:g}/{r.max_total:g}" if r.status == "graded" else r.status
         width = len(str(self.total))
-        print(f"[{self.done:>{width}}/{self.total}] {r.student} / {r.lesson or '—'}: {score} ({how}, "
+        print(f"[{self.done:>{width}}/{self.total}] {neutral.terminal(r.student)} / {r.lesson or '—'}: {score} ({how}, "
               f"{r.seconds:.1f} s) — about {left:.0f} s left", file=sys.stderr, flush=True)
 
 
@@ -139,23 +122,31 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
     _remove_leftovers()
     work = Path(tempfile.mkdtemp(prefix=f"{UNPACKED_PREFIX}{os.getpid()}-"))  # unzipped notebooks, snapshots
     try:
-        subs, warnings = discover(submissions, lesson_ids(), work)
+        subs, warnings = discover(submissions, lesson_ids(), work / "unzipped")
+        folders, collisions = neutral.folder_names(s.student for s in subs)
+        for group in collisions:
+            warnings.append("student ids that one file system may see as the same name (case or Unicode form): "
+                            + ", ".join(repr(s) for s in group) + "; their files are kept apart with a short hash")
         subs = _snapshot(subs, work / "snapshots")
-        results = _grade_all(subs, submissions, out, options, secret.value)
-        for sub, r in zip(subs, results):
-            feedback.write(r, _answers(sub, r.lesson) if r.lesson else {}, out / "feedback")
+        results = _grade_all(subs, folders, submissions, out, options, secret.value)
+        for r in results:
+            if any(r.student in group for group in collisions):
+                r.notes.append("another student id differs from this one only in case or Unicode form: check that "
+                               "the two are different students")
+            feedback.write(r, out / "feedback" / folders[r.student])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    cell_ids = {lid: [c.grade_id for c in load_lesson(lid).test_cells] for lid in {r.lesson for r in results if r.lesson}}
+    lessons = sorted({r.lesson for r in results if r.lesson})
+    cell_ids = {lid: [c.grade_id for c in load_lesson(lid).test_cells] for lid in lessons}
     report.write_csv(results, cell_ids, out / "grades.csv")
     meta = {"stgrade_version": __version__, "started": started.isoformat(),
-            "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": str(submissions),
+            "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": neutral.text(str(submissions)),
             "secret": secret.describe(),
             "protections": protections_in_force(options.limits)}  # what contained the kernels (stgrade.sandbox)
     report.write_json(results, warnings, meta, out / "summary.json")
-    report.write_index(results, out / "index.html")
+    report.write_index(results, folders, out / "index.html")
     for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {neutral.terminal(w)}", file=sys.stderr)
     return results
 
 
@@ -171,7 +162,9 @@ def _remove_leftovers() -> None:
 
 def _snapshot(subs: list[Submission], folder: Path) -> list[Submission]:
     """Copy every submission into the grader's private folder before any student code runs, so
-    no submission can change a classmate's (or its own) file before it is graded."""
+    no submission can change a classmate's (or its own) file before it is graded. Reading one is
+    bounded (:func:`stgrade.discover.read_regular`: a regular file, no link, no waiting on a FIFO,
+    a size limit) and whatever goes wrong is that submission's failure."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     taken = []
     for i, sub in enumerate(subs):
@@ -179,14 +172,15 @@ def _snapshot(subs: list[Submission], folder: Path) -> list[Submission]:
             taken.append(sub)
             continue
         try:
-            data = read_bytes(sub.path)
-        except SubmissionUnreadable as exc:
-            taken.append(Submission(sub.student, sub.lesson, None, str(exc)))
+            data = read_regular(sub.path)
+            copy = folder / f"{i}" / f"{sub.lesson}.ipynb"
+            copy.parent.mkdir()
+            copy.write_bytes(data)
+        except Exception as exc:  # noqa: BLE001 — any failure reading one file is that submission's
+            why = str(exc) if isinstance(exc, IntakeProblem) else f"could not be read ({type(exc).__name__})"
+            taken.append(Submission(sub.student, sub.lesson, None, why, notes=sub.notes))
             continue
-        copy = folder / f"{i}" / sub.path.name
-        copy.parent.mkdir()
-        copy.write_bytes(data)
-        taken.append(Submission(sub.student, sub.lesson, copy, sub.problem, original=sub.path))
+        taken.append(Submission(sub.student, sub.lesson, copy, sub.problem, original=sub.path, notes=sub.notes))
     return taken
 
 
@@ -196,41 +190,52 @@ def watchdog_seconds(limits: Limits) -> float:
     return 2 * limits.notebook_seconds + 2 * limits.startup_seconds + 120
 
 
-def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOptions,
+def _grade_all(subs: list[Submission], folders: dict[str, str], folder: Path, out: Path, options: RunOptions,
                secret: str) -> list[SubmissionResult]:
     results: dict[int, SubmissionResult] = {}
     todo: list[Task] = []
     progress = Progress(len(subs), options.quiet)
+
+    def max_points(lesson: str) -> float:
+        return load_lesson(lesson).max_points if lesson else 0.0
+
     for i, sub in enumerate(subs):
         if sub.path is None:
             reason = sub.problem or ("no lesson submitted" if not sub.lesson else "no submission for this lesson")
             results[i] = SubmissionResult(sub.student, sub.lesson, "failed" if sub.problem else "missing", reason,
-                                          max_total=load_lesson(sub.lesson).max_points if sub.lesson else 0.0)
+                                          max_total=max_points(sub.lesson), notes=list(sub.notes))
             progress.update(results[i], "nothing to grade")
             continue
-        path = _result_path(out, sub.student, sub.lesson)
-        seed = grading_seed(secret, sub.student, sub.lesson)
-        data = sub.path.read_bytes()
-        key = submission_key(data, load_lesson(sub.lesson), seed, options.limits)
-        note = ""
-        if path.exists() or path.is_symlink():
-            previous, note = _load_previous(path, secret)
-            if previous is not None and previous.key == key and not options.force:
-                results[i] = previous
-                progress.update(previous, "unchanged, kept")
-                continue
+        try:
+            path = _result_path(out, folders[sub.student], sub.lesson)
+            data = sub.path.read_bytes()  # the grader's own snapshot
+            seed = grading_seed(secret, sub.student, sub.lesson, data)
+            key = submission_key(data, load_lesson(sub.lesson), seed, options.limits)
+            note = ""
+            if path.exists() or path.is_symlink():
+                previous, note = _load_previous(path, secret)
+                if previous is not None and previous.key == key and not options.force:
+                    results[i] = previous
+                    progress.update(previous, "unchanged, kept")
+                    continue
+        except Exception as exc:  # noqa: BLE001 — one submission's trouble is its own failure
+            results[i] = SubmissionResult(sub.student, sub.lesson, "failed", f"could not be prepared for grading "
+                                          f"({type(exc).__name__})", max_total=max_points(sub.lesson))
+            progress.update(results[i], "failed")
+            continue
         todo.append(Task(i, (sub.student, sub.lesson, sub.path, out / "autograded", options.limits, seed,
-                             _relative(sub.original, folder), key, data), note))
+                             _relative(sub.original, folder), key, data, folders[sub.student]), note))
     jobs = options.jobs or os.cpu_count() or 1
     watchdog = options.watchdog_seconds or watchdog_seconds(options.limits)
     with Pool(max(1, min(jobs, len(todo) or 1)), watchdog, on_replace=_remove_leftovers) as pool:
         for task, r, failure in pool.run(todo):
             sub = subs[task.index]
             if r is None:  # the worker died or was stopped: this submission alone fails, and says why
-                r = SubmissionResult(sub.student, sub.lesson, "failed", failure, max_total=load_lesson(sub.lesson).max_points,
+                r = SubmissionResult(sub.student, sub.lesson, "failed", failure, max_total=max_points(sub.lesson),
                                      source=_relative(sub.original, folder), key=task.args[7])
             r = _redact(r, secret)
-            path = _result_path(out, sub.student, sub.lesson)
+            r.notes[:0] = list(sub.notes)
+            path = _result_path(out, folders[sub.student], sub.lesson)
             if path.exists() or path.is_symlink():
                 kept = _keep_previous(path)
                 why = f" ({task.note})" if task.note else ""
@@ -243,6 +248,6 @@ def _grade_all(subs: list[Submission], folder: Path, out: Path, options: RunOpti
 
 def _relative(path: Path, folder: Path) -> str:
     try:
-        return str(path.relative_to(folder))
+        return neutral.text(str(path.relative_to(folder)))
     except ValueError:
-        return path.name
+        return neutral.text(path.name)

@@ -59,13 +59,14 @@ def sync_source(lesson_id: str, root: Path = REPO_ROOT) -> bool:
 
 def generate(lesson_id: str, release_root: Path, root: Path = REPO_ROOT) -> Path:
     """Run nbgrader generate_assignment for one lesson into ``release_root``; return the notebook."""
-    db = Path(tempfile.mkdtemp(prefix="stgrade-db-")) / "gradebook.db"
-    cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lesson_id, "--force",
-           f"--CourseDirectory.release_directory={release_root}", f"--CourseDirectory.db_url=sqlite:///{db}",
-           "--log-level=WARN"]
-    # nbgrader runs `alembic` for its database: make the environment's own scripts visible.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(cmd, cwd=root / "autograder", capture_output=True, text=True, env=env)
+    with tempfile.TemporaryDirectory(prefix="stgrade-db-") as folder:  # removed, whatever happens
+        db = Path(folder) / "gradebook.db"
+        cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lesson_id, "--force",
+               f"--CourseDirectory.release_directory={release_root}", f"--CourseDirectory.db_url=sqlite:///{db}",
+               "--log-level=WARN"]
+        # nbgrader runs `alembic` for its database: make the environment's own scripts visible.
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        proc = subprocess.run(cmd, cwd=root / "autograder", capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment {lesson_id} failed:\n{proc.stdout}\n{proc.stderr}")
     target = Path(release_root) / lesson_id / f"{lesson_id}.ipynb"

@@ -2,7 +2,8 @@
 (:mod:`stgrade.cohorts`), written in nbgrader's ``submitted/<student>/<lesson>/`` layout.
 
 ``expected()`` maps (student, lesson) to the documented outcome; a student who handed in other
-lessons but not this one is expected "missing" for it.
+lessons but not this one is expected "missing" for it when the cohort takes the lesson
+(:func:`stgrade.discover.cohort_lessons`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import nbformat
 
 from .cohorts import Expected, cohorts, lesson_sources
 from .course import REPO_ROOT
+from .discover import cohort_lessons
 
 
 def lessons() -> list[str]:
@@ -28,9 +30,9 @@ def expected(only: list[str] | None = None) -> dict[tuple[str, str], Expected]:
         for student, want in cohorts()[lesson].EXPECTED.items():
             out[(student, lesson)] = want
     students = {s for s, _ in out}
-    submitted = {lsn for (s, lsn), w in out.items() if w.status != "missing"}
+    taken, _ = cohort_lessons([(s, lsn) for (s, lsn), w in out.items() if w.status != "missing"])
     for student in students:
-        for lesson in submitted:
+        for lesson in taken:
             out.setdefault((student, lesson), Expected("missing", None, "did not hand in this lesson"))
     return out
 

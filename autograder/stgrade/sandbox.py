@@ -1,18 +1,23 @@
 """A limited kernel that runs one cell at a time and survives what student code does to it.
 
-:class:`SandboxKernel` starts ``python -m stgrade.kernel`` (rlimits, answer keys switched off)
-inside a bubblewrap sandbox (:mod:`stgrade.bwrap`: no capabilities, own PID namespace, no
-network, a read-only view without the answer keys) and inside a cgroup of its own
-(:mod:`stgrade.cgroup`: memory, processes and CPU for the submission as a whole), in a scratch
-folder that is a size-capped tmpfs, its HOME and its only writable place, with a clean
-environment. :attr:`SandboxKernel.protections` says what was in force. :meth:`run` executes one
+:class:`SandboxKernel` starts the launcher ``stgrade/kernel.py`` (rlimits, answer keys switched
+off; by its absolute path with ``python -s -P`` from ``/``) inside a bubblewrap sandbox
+(:mod:`stgrade.bwrap`: no capabilities, own PID namespace, no network, a read-only view without
+the answer keys) and inside a cgroup of its own (:mod:`stgrade.cgroup`: memory, processes and CPU
+for the submission as a whole), with a fresh home for every kernel started (a size-capped tmpfs,
+its HOME and its only writable place) and a clean environment. Nothing outside the sandbox opens,
+follows or trusts a path in that home (see :class:`SandboxKernel`). What a kernel can make the
+grader hold is bounded: no ZeroMQ message over :data:`MAX_KERNEL_MESSAGE_BYTES`, at most
+:data:`KERNEL_QUEUE_MESSAGES` waiting per socket, outputs and results capped per submission.
+:attr:`SandboxKernel.protections` says what was in force. :meth:`run` executes one
 cell with a wall-clock limit and returns a :class:`CellRun`: outputs (capped in size), the error
 name and message if any, and a status:
 
 - ``ok`` / ``error``: the cell finished, without or with an exception;
 - ``timeout``: the cell ran past its limit and was interrupted (the kernel is usable again);
 - ``hung``: the interrupt did not stop it either; the kernel was killed;
-- ``died``: the kernel process died (out of memory, ``os._exit``, a crash).
+- ``died``: the kernel process died (out of memory, ``os._exit``, a crash), or its connection to
+  the grader broke (a message over the size limit: ZeroMQ does not reconnect it).
 
 After ``hung`` or ``died`` the caller restarts the kernel (:meth:`restart`) and replays what it
 needs; nothing outside this submission is affected.
@@ -36,6 +41,7 @@ import json
 import os
 import queue
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -58,6 +64,14 @@ KERNEL_NAME = "stgrade-sandbox"
 MPL_CONFIG = ".mpl"
 #: characters of check() result messages kept per cell (all messages together)
 RESULTS_CHARS = 4 * MAX_MESSAGE_CHARS
+#: largest message the grader accepts from a kernel (bytes of one ZeroMQ frame): a check() result
+#: message at its size limit, with room for the envelope
+MAX_KERNEL_MESSAGE_BYTES = MAX_MESSAGE_CHARS + MAX_MESSAGE_CHARS // 4
+#: messages that may wait in one of the grader's sockets; more stay in the kernel (its memory cap)
+KERNEL_QUEUE_MESSAGES = 16
+#: the kernel binds its ZeroMQ sockets at ``<its home>/<SOCKET_PREFIX>-<port>``; the grader moves
+#: them out of the kernel's reach before any student code runs, and connects only there
+SOCKET_PREFIX = ".k"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -77,6 +91,8 @@ class Limits:
     startup_seconds: float = 60.0
     interrupt_grace_seconds: float = 5.0
     scratch_bytes: int = 256 * 1024**2  # the scratch folder (HOME, working directory) as a whole
+    submission_output_chars: int = 1_000_000  # outputs kept of all cells together (the autograded notebook)
+    submission_results_chars: int = 32 * 1024**2  # check() results of all cells together
     shm_bytes: int = 64 * 1024**2  # /dev/shm, and likewise /tmp
     cpus: float = 1.0  # cores of CPU time for the whole submission (cgroup)
     sandbox: str = "required"  # "required": bubblewrap or refuse; "off": no sandbox (trusted notebooks only)
@@ -129,27 +145,34 @@ def _private_mounts() -> bool:
 
 
 def _mount_scratch(path: Path, size: int) -> bool:
-    """A tmpfs of ``size`` bytes over ``path``; what the grader put there before is copied in."""
+    """A fresh tmpfs of ``size`` bytes over ``path`` (a folder only the grader can reach)."""
     if not _private_mounts():
         return False
-    below = os.open(path, os.O_RDONLY | os.O_DIRECTORY)  # still reaches the folder once it is covered
-    try:
-        options = f"size={size},mode=0700,nr_inodes=65536".encode()
-        if _LIBC.mount(b"stgrade-scratch", str(path).encode(), b"tmpfs", 0, options) != 0:
-            return False
-        for name in os.listdir(f"/proc/self/fd/{below}"):
-            source = Path(f"/proc/self/fd/{below}", name)
-            if source.is_dir() and not source.is_symlink():
-                shutil.copytree(source, path / name, symlinks=True)
-            else:
-                shutil.copy2(source, path / name, follow_symlinks=False)
-        return True
-    finally:
-        os.close(below)
+    options = f"size={size},mode=0700,nr_inodes=65536".encode()
+    return _LIBC.mount(b"stgrade-scratch", str(path).encode(), b"tmpfs", 0, options) == 0
 
 
 def _unmount_scratch(path: Path) -> None:
     _LIBC.umount2(str(path).encode(), _MNT_DETACH)
+
+
+_ZMQ_CONTEXT: list[Any] = []
+
+
+def _zmq_context() -> Any:
+    """The ZeroMQ context of this grader process's kernel clients, with every socket it creates
+    capped: no message over :data:`MAX_KERNEL_MESSAGE_BYTES` is accepted (its sender is
+    disconnected instead), and at most :data:`KERNEL_QUEUE_MESSAGES` wait in a socket's queue.
+    Together they bound what a kernel can make the grader hold, whatever it sends (a flood of large
+    messages used to queue up to 1000 of them, gigabytes)."""
+    if not _ZMQ_CONTEXT:
+        import zmq
+
+        context = zmq.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_KERNEL_MESSAGE_BYTES)
+        context.setsockopt(zmq.RCVHWM, KERNEL_QUEUE_MESSAGES)
+        _ZMQ_CONTEXT.append(context)
+    return _ZMQ_CONTEXT[0]
 
 
 @functools.cache
@@ -234,7 +257,17 @@ def describe(protections: dict[str, Any]) -> str:
 
 
 class SandboxKernel:
-    """One grading kernel in ``scratch``; see the module docstring."""
+    """One grading kernel; see the module docstring.
+
+    ``scratch`` is a folder only the grader can reach (created if missing). Every kernel started
+    gets a fresh world inside it, ``<scratch>/<n>`` (a size-capped tmpfs when the grader is root):
+    its home ``h`` — HOME, working directory and the only writable place, the one folder of it in
+    the kernel's view — and ``s``, where the grader keeps the kernel's sockets. A restarted kernel
+    never sees what the previous one left, and nothing outside the sandbox opens, follows or
+    trusts a path inside a home: the grader writes there only before the kernel starts (the font
+    list), removes a world only with :func:`shutil.rmtree` (which follows no link) and takes the
+    kernel's sockets out of its home before any student code runs (:meth:`_claim_sockets`).
+    """
 
     def __init__(self, scratch: Path, limits: Limits, extra_env: dict[str, str] | None = None) -> None:
         self.scratch = Path(scratch)
@@ -244,17 +277,25 @@ class SandboxKernel:
         self.kc: Any = None
         self.cgroup: SubmissionCgroup | None = None
         self.protections: dict[str, Any] = {}
-        self._scratch_mounted = False
+        self.home: Path | None = None  # the running kernel's home (HOME, working directory)
+        self._world: Path | None = None
+        self._world_mounted = False
+        self._worlds = 0
         self._cpu_used: list[float | None] = []  # per kernel started (a restart starts another)
         #: wall seconds spent starting and stopping kernels: the same work for every lesson
         self.start_stop_seconds = 0.0
         self._counting = False
+        #: what this submission's cells may still bring into the grader, all cells and restarts together
+        self.budget = {"outputs": limits.submission_output_chars, "results": limits.submission_results_chars}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        keep = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        keep = ("PATH", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
-        home = str(self.scratch.resolve())
+        if os.environ.get("PYTHONPATH"):  # absolute: a relative entry would be looked up in the home
+            env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in os.environ["PYTHONPATH"].split(os.pathsep)
+                                                if p)
+        home = str(self.home)
         env.update({
             "HOME": home,
             "TMPDIR": home,
@@ -270,17 +311,25 @@ class SandboxKernel:
             "STGRADE_MEMORY_BYTES": str(self.limits.memory_bytes),
             "STGRADE_FILE_BYTES": str(self.limits.file_bytes),
             "STGRADE_CPU_SECONDS": str(int(self.limits.notebook_seconds * 2 + 60)),
+            "STGRADE_HOME": home,  # the launcher's working directory once it has set up (stgrade.kernel)
+            "STGRADE_SOCKETS": f"{home}/{SOCKET_PREFIX}",
         })
         env.update(self.extra_env)
         return env
 
     def _argv(self) -> list[str]:
-        kernel = [sys.executable, "-m", "stgrade.kernel", "-f"]
+        # The launcher by its absolute path, with -P (no script folder or working directory on the
+        # import path) and -s (no user site-packages, which would be in the home): nothing the
+        # kernel can write is importable before the launcher has run; it starts in "/".
+        launcher = Path(__file__).with_name("kernel.py").resolve()
+        kernel = [sys.executable, "-s", "-P", str(launcher), "-f"]
         if self.limits.sandbox == "off":
             argv = [*kernel, "{connection_file}"]
         else:
-            argv = [*bwrap.command(self.scratch, "{connection_file}", tmp_bytes=self.limits.shm_bytes,
-                                   shm_bytes=self.limits.shm_bytes), "--", bwrap.python(), *kernel[1:], bwrap.CONNECTION_FILE]
+            # inside, the interpreter and the launcher are where the view puts them (/opt/stgrade)
+            inner = [bwrap.python(), "-s", "-P", bwrap.inside(launcher), "-f"]
+            argv = [*bwrap.command(self.home, "{connection_file}", tmp_bytes=self.limits.shm_bytes,
+                                   shm_bytes=self.limits.shm_bytes), "--", *inner, bwrap.CONNECTION_FILE]
         if self.cgroup is not None:  # join the cgroups first, so that everything started later is inside
             argv = self.cgroup.wrap(argv)
         return argv
@@ -303,39 +352,133 @@ class SandboxKernel:
         with self._counting_start_stop():
             self._start()
 
+    def _new_world(self) -> None:
+        """A fresh world for the next kernel: nothing of an earlier kernel is in it."""
+        self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._worlds += 1
+        world = self.scratch / str(self._worlds)
+        world.mkdir(mode=0o700)  # new: fails if anything is there
+        self._world = world
+        self._world_mounted = _mount_scratch(world, self.limits.scratch_bytes)
+        self.home = world / "h"
+        self.home.mkdir(mode=0o700)
+        (world / "s").mkdir(mode=0o700)
+        for path in (self.home / f"{SOCKET_PREFIX}-99999", world / "s" / "k-99999"):
+            if len(str(path).encode()) > 104:  # bytes, not characters: sun_path holds 108 with its NUL
+                raise ValueError(f"the scratch folder's path is too long for the kernel's Unix sockets (at most "
+                                 f"about 90 bytes): {self.scratch}; use a shorter TMPDIR")
+
+    def _release_world(self) -> None:
+        world, self._world, self.home = self._world, None, None
+        if world is None:
+            return
+        if self._world_mounted:
+            _unmount_scratch(world)
+            self._world_mounted = False
+        shutil.rmtree(world, ignore_errors=True)  # follows no link (fd-based on Linux)
+
     def _start(self) -> None:
         problem = sandbox_problem(self.limits)
         if problem:
             raise SandboxUnavailable(f"the grading sandbox cannot be set up: {problem}")
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        if len(str(self.scratch.resolve() / ".kernel-5").encode()) > 100:
-            raise ValueError(f"the scratch folder's path is too long for the kernel's Unix sockets (at most about "
-                             f"90 bytes): {self.scratch}; use a shorter TMPDIR")
-        if not self._scratch_mounted:
-            self._scratch_mounted = _mount_scratch(self.scratch, self.limits.scratch_bytes)
-        _seed_font_list(self.scratch / MPL_CONFIG)
+        self._release_world()
+        self._new_world()
+        _seed_font_list(self.home / MPL_CONFIG)  # before the kernel exists: a fresh folder nobody else wrote
         self.cgroup = SubmissionCgroup.create(self.limits.memory_bytes, self.limits.max_processes, self.limits.cpus)
         self._cpu_used.append(None)  # counted when this kernel's cgroup is removed
         spec = KernelSpec(argv=self._argv(), display_name="Stable Training grading sandbox", language="python",
                           interrupt_mode="message")  # signals do not cross into the sandbox's PID namespace
-        # ZeroMQ over Unix sockets in the scratch folder: no TCP port, nothing on the network.
+        # ZeroMQ over Unix sockets: no TCP port, nothing on the network. The kernel binds them in its
+        # home; the grader connects only in the world's "s", where _claim_sockets moves them.
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=_OneSpec(spec), transport="ipc",
-                                ip=str(self.scratch.resolve() / ".kernel"))
+                                ip=str(self._world / "s" / "k"), context=_zmq_context())
         controllers = self.cgroup.controllers if self.cgroup else []
         self.protections = {
             "sandbox": "bubblewrap" if self.limits.sandbox != "off" else "none",
             "cgroup": controllers,
             "caps_by": self.cgroup.kind if self.cgroup else "none",
-            "scratch_size_cap": self._scratch_mounted,
+            "scratch_size_cap": self._world_mounted,
         }
         try:
-            self.km.start_kernel(cwd=str(self.scratch), env=self._env())
-            self.kc = self.km.client()
+            self.km.start_kernel(cwd="/", env=self._env())
+            self._claim_sockets()
+            self.kc = self.km.client(context=_zmq_context())
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
+            self._watch_connections()
         except BaseException:  # Ctrl-C during a start too: nothing may be left behind
             self.close()
             raise
+
+    def _claim_sockets(self) -> None:
+        """Move the kernel's five sockets from its home into the world's ``s`` (beyond its reach),
+        where the grader connects, as the kernel binds them: only the launcher and ipykernel have
+        run so far, so what is moved is the kernel's own. Afterwards the kernel can plant nothing
+        the grader would connect to (a link to another socket on the host, say), and a reconnection
+        goes where it went first. Entries are opened relative to folder descriptors, never followed."""
+        info = self.km.get_connection_info()
+        ports = [info[f"{name}_port"] for name in ("shell", "iopub", "stdin", "control", "hb")]
+        deadline = time.monotonic() + self.limits.startup_seconds
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        home_fd, sockets_fd = os.open(self.home, flags), os.open(self._world / "s", flags)
+        try:
+            left = list(ports)
+            while left:
+                for port in list(left):
+                    try:
+                        found = os.stat(f"{SOCKET_PREFIX}-{port}", dir_fd=home_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if not stat.S_ISSOCK(found.st_mode):
+                        raise RuntimeError("the kernel's socket is not a socket")
+                    os.rename(f"{SOCKET_PREFIX}-{port}", f"k-{port}", src_dir_fd=home_fd, dst_dir_fd=sockets_fd)
+                    if not stat.S_ISSOCK(os.stat(f"k-{port}", dir_fd=sockets_fd, follow_symlinks=False).st_mode):
+                        raise RuntimeError("the kernel's socket is not a socket")
+                    left.remove(port)
+                if not left:
+                    break
+                if not self.km.is_alive():
+                    raise RuntimeError("the kernel died while it started")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the kernel did not start within {self.limits.startup_seconds:.0f} s")
+                time.sleep(0.005)
+        finally:
+            os.close(home_fd)
+            os.close(sockets_fd)
+
+    def _watch_connections(self) -> None:
+        """Watch the shell and iopub connections: ZeroMQ drops one whose peer sent a message over
+        :data:`MAX_KERNEL_MESSAGE_BYTES` and does not reconnect it, so a kernel that did so is
+        treated as one that died (the cell costs what a crash costs, and the kernel is restarted)
+        instead of leaving the grader waiting for messages that cannot come. A send never blocks
+        for long either (a request to a kernel whose connection broke fails instead)."""
+        import zmq
+
+        self._monitors = []
+        for channel in (self.kc.shell_channel, self.kc.iopub_channel):
+            channel.socket.setsockopt(zmq.SNDTIMEO, int(self.limits.startup_seconds * 1000))
+            self._monitors.append(channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED))
+
+    def connection_broken(self) -> bool:
+        """Whether the shell or iopub connection to the kernel broke since it started."""
+        for monitor in getattr(self, "_monitors", []):
+            try:
+                if monitor.poll(0):
+                    return True
+            except Exception:  # a closed monitor: the kernel is being shut down
+                return True
+        return False
+
+    def _close_monitors(self) -> None:
+        for channel, monitor in zip((getattr(self.kc, "shell_channel", None), getattr(self.kc, "iopub_channel", None)),
+                                    getattr(self, "_monitors", [])):
+            try:
+                if channel is not None and channel.socket is not None:
+                    channel.socket.disable_monitor()
+                monitor.close(linger=0)
+            except Exception:
+                pass
+        self._monitors = []
 
     def shutdown(self) -> None:
         with self._counting_start_stop():
@@ -343,6 +486,7 @@ class SandboxKernel:
 
     def _shutdown(self) -> None:
         if self.kc is not None:
+            self._close_monitors()
             self.kc.stop_channels()
             self.kc = None
         if self.km is not None:
@@ -369,13 +513,13 @@ class SandboxKernel:
         return None if not used or None in used else sum(used)
 
     def close(self) -> None:
-        """Shut down and release the scratch tmpfs (its contents are gone afterwards)."""
+        """Shut down and remove the kernel's world (its home is gone afterwards)."""
         self.shutdown()
-        if self._scratch_mounted:
-            _unmount_scratch(self.scratch)
-            self._scratch_mounted = False
+        self._release_world()
 
     def restart(self) -> None:
+        """A new kernel in a new world: whatever the previous one left (startup files, a full
+        home, links, a deleted ~/.ipython) is not there."""
         self.shutdown()
         self.start()
 
@@ -393,8 +537,10 @@ class SandboxKernel:
     def run(self, code: str, timeout: float | None = None) -> CellRun:
         """Execute ``code``; wall-clock limit ``timeout`` (default: the per-cell limit)."""
         limit = self.limits.cell_seconds if timeout is None else timeout
-        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
-        cell = _Cell(self.limits.output_chars, limit, time.monotonic())
+        cell = _Cell(self.limits.output_chars, limit, time.monotonic(), self.budget)
+        msg_id = self._execute(code, cell)
+        if msg_id is None:
+            return cell.finish()
         while True:
             msg = self._next_message(cell)
             if msg is None:
@@ -419,17 +565,20 @@ class SandboxKernel:
         clock starts when the previous mark arrives; an interrupt sent for a cell that then ends
         without an error is the next cell's (its mark was late, not the cell).
         """
-        from .kernel import CELL_END_MIME
+        from .kernel import CELL_END_MIME, MODULE_NAME
 
-        code = f"__import__('stgrade.kernel', fromlist=['run_cells']).run_cells({list(sources)!r}, setup={int(setup)})"
-        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+        code = f"__import__({MODULE_NAME!r}).run_cells({list(sources)!r}, setup={int(setup)})"
         runs: list[CellRun] = []
 
         def begin() -> _Cell:
             now = time.monotonic()
-            return _Cell(self.limits.output_chars, max(min(self.limits.cell_seconds, deadline - now), 0.0), now)
+            return _Cell(self.limits.output_chars, max(min(self.limits.cell_seconds, deadline - now), 0.0), now,
+                         self.budget)
 
         cell = begin()
+        msg_id = self._execute(code, cell)
+        if msg_id is None:
+            return [cell.finish()]
         while len(runs) < len(sources):
             msg = self._next_message(cell)
             if msg is None:  # hung or died: the rest needs a new kernel
@@ -458,6 +607,16 @@ class SandboxKernel:
             cell.take(msg)
         return runs
 
+    def _execute(self, code: str, cell: _Cell) -> str | None:
+        """Send ``code``; None (and ``cell`` marked ``died``) when the connection to the kernel broke."""
+        if not self.connection_broken():
+            try:
+                return self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+            except Exception:  # zmq.Again: the request could not be sent
+                pass
+        cell.fail("died", "KernelConnectionLost", _CONNECTION_LOST)
+        return None
+
     def _next_message(self, cell: _Cell) -> dict | None:
         """The next iopub message, interrupting ``cell`` past its limit; None (and ``cell`` marked
         ``hung`` or ``died``) when the kernel will not give one."""
@@ -476,9 +635,16 @@ class SandboxKernel:
                     cell.fail("died", "KernelDied", "the Python process running the notebook died during this cell "
                               "(out of memory, os._exit, or a crash)")
                     return None
+                if self.connection_broken():
+                    cell.fail("died", "KernelConnectionLost", _CONNECTION_LOST)
+                    return None
                 continue
             if isinstance(msg, dict) and isinstance(msg.get("parent_header"), dict) and "msg_type" in msg:
                 return msg
+
+
+_CONNECTION_LOST = (f"the notebook's connection to the grader broke during this cell (a message over the size "
+                    f"limit of {MAX_KERNEL_MESSAGE_BYTES // 1024**2} MiB, or a closed socket); the kernel was restarted")
 
 
 def _idle(msg: dict) -> bool:
@@ -488,15 +654,17 @@ def _idle(msg: dict) -> bool:
 
 class _Cell:
     """What one cell produced, as its messages arrive: outputs (capped), check() results (apart,
-    capped), the error, and its time limit."""
+    capped), the error, and its time limit. ``budget`` is what the whole submission may still
+    bring in (shared by its cells): the caps hold per submission, not only per cell."""
 
-    def __init__(self, output_chars: int, limit: float, started: float) -> None:
+    def __init__(self, output_chars: int, limit: float, started: float, budget: dict[str, int] | None = None) -> None:
         self.output_chars, self.limit, self.started = output_chars, limit, started
         self.deadline = started + limit
         self.interrupted_at: float | None = None
         self.run = CellRun(status="ok")
         self.chars = self.results_chars = 0
-        self.truncated = False
+        self.truncated = self.results_dropped = False
+        self.budget = budget if budget is not None else {"outputs": 1 << 62, "results": 1 << 62}
 
     def fail(self, status: str, ename: str, evalue: str) -> None:
         self.run.status, self.run.ename, self.run.evalue = status, ename, evalue
@@ -509,22 +677,29 @@ class _Cell:
             pass
 
     def _take(self, msg: dict) -> None:
-        run, kind = self.run, msg["msg_type"]
+        run, kind, budget = self.run, msg["msg_type"], self.budget
         data = msg["content"].get("data")
         if kind == "display_data" and isinstance(data, dict) and RESULT_MIME in data:
             # check()'s results: kept apart from the outputs, capped, never written to a file
             text = data[RESULT_MIME]
-            self.results_chars += len(text) if isinstance(text, str) else 0
-            run.results.append(text if isinstance(text, str) and self.results_chars <= RESULTS_CHARS else None)
+            size = len(text) if isinstance(text, str) else 0
+            self.results_chars += size
+            if isinstance(text, str) and self.results_chars <= RESULTS_CHARS and size <= budget["results"]:
+                budget["results"] -= size
+                run.results.append(text)
+            elif not self.results_dropped:  # one mark for all that was dropped: the check reads it as over the limit
+                self.results_dropped = True
+                run.results.append(None)
             return
         if kind == "error":
             run.status = "error"
             run.ename, run.evalue = str(msg["content"]["ename"])[:200], str(msg["content"]["evalue"])[:2000]
         if kind in ("stream", "display_data", "execute_result", "error"):
             size = len(json.dumps(msg["content"]))
-            if self.chars + size <= self.output_chars:
+            if self.chars + size <= self.output_chars and size <= budget["outputs"]:
                 run.outputs.append(output_from_msg(msg))
                 self.chars += size
+                budget["outputs"] -= size
             elif not self.truncated:
                 self.truncated = True
                 run.outputs.append(output_from_msg({

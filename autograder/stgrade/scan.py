@@ -1,11 +1,14 @@
 """Static look at solution cells for ways around implementing the exercise.
 
-The guard in the grading kernel already switches the answer keys off; this scan names their use
-in the feedback, and catches the routes around the guard (re-importing a module, reaching into
-the garbage collector or code objects, running strings as code). A flagged solution earns nothing
-for the tests that check the functions it defines. Ordinary helpers stay allowed:
-``torch.nn.utils.parameters_to_vector`` or ``torch.nn.init.uniform_`` are building blocks, not
-answers.
+The guard in the grading kernel already switches the answer keys off and catches, at run time,
+answer-key code that runs while an exercise is checked; this scan names what deserves a look —
+answer-key names, the routes around the guard (re-importing a module, reaching into the garbage
+collector or code objects, running strings as code). A finding never costs points by itself:
+honest code names these things too (the README's ``check(fn, "clip_grad_value_",
+level="hidden")`` in an added cell, ``import gc; gc.collect()``, ``isinstance(m, nn.LayerNorm)``).
+It warns in ``stgrade validate`` and flags the submission in the instructor's overview; only
+run-time evidence voids an exercise. Ordinary helpers are not even flagged:
+``torch.nn.utils.parameters_to_vector`` or ``torch.nn.init.uniform_`` are building blocks.
 """
 
 from __future__ import annotations

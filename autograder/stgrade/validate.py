@@ -7,7 +7,8 @@ comparison — with the visible checks and the hidden-style checks a student can
 of the same kinds, with other random inputs). Then it warns about everything the grader treats
 differently from the student's own session: cells it skips (tagged ``experiment``), test cells it
 replaces with the originals, answer cells it cannot find, names defined only in skipped cells,
-cells run out of order, code the static scan rejects.
+cells run out of order, code the static scan flags for the instructor (a warning: it costs
+no points by itself).
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def validate(path: Path, lesson: str | None = None, limits: Limits | None = None
     if lesson not in path.stem:
         warnings.append(f"the file is called {path.name}: name it {lesson}.ipynb, so the grader picks it when "
                         "there are several notebooks")
-    return Validation(lesson, result, warnings + [n for n in result.notes if "added" not in n])
+    flags = [f"{flag}: the grader shows this to your instructor to look at; it costs no points by itself (an "
+             "exercise earns nothing only when an answer key runs while it is checked)" for flag in result.flags]
+    return Validation(lesson, result, warnings + [n for n in result.notes if "added" not in n] + flags)
 
 
 def render(v: Validation) -> str:

@@ -14,13 +14,12 @@ mkdir -p "$tmp/r" "$tmp/m"
 tar xzf "$tmp/reveal.js-5.2.1.tgz" -C "$tmp/r"; tar xzf "$tmp/mathjax-3.2.2.tgz" -C "$tmp/m"
 R=$tmp/r/package M=$tmp/m/package
 rm -rf reveal.js mathjax
-mkdir -p reveal.js/dist/theme/fonts/source-sans-pro reveal.js/plugin/notes mathjax/output/chtml/fonts
+mkdir -p reveal.js/dist/theme/fonts/source-sans-pro reveal.js/plugin/notes mathjax
 cp "$R/LICENSE" reveal.js/
 cp "$R/dist/reveal.js" "$R/dist/reveal.css" "$R/dist/reset.css" reveal.js/dist/
 cp "$R/dist/theme/white.css" reveal.js/dist/theme/
 cp "$R"/dist/theme/fonts/source-sans-pro/{LICENSE,source-sans-pro.css,*.woff} reveal.js/dist/theme/fonts/source-sans-pro/
 cp "$R/plugin/notes/notes.js" reveal.js/plugin/notes/
 cp "$M/LICENSE" mathjax/
-cp "$M/es5/tex-chtml-full.js" mathjax/
-cp -r "$M/es5/output/chtml/fonts/woff-v2" mathjax/output/chtml/fonts/
+cp "$M/es5/tex-svg-full.js" mathjax/
 echo "presenting/vendor: reveal.js 5.2.1 and MathJax 3.2.2 in place"

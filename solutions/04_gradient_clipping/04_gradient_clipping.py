@@ -127,7 +127,7 @@ print("rel_error(autograd Jacobian, J_T ... J_1) =", stabletrain.rel_error(jac_a
 print(f"||dh_T/dh_0|| = {norms[-1]:.2f}  <=  s^T = {s ** 12:.0f}")
 assert stabletrain.rel_error(jac_autograd.numpy(), product.numpy()) < 1e-10 and norms[-1] <= s**12
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "Below $s = 1$ the product shrinks geometrically; for large $s$ it grows with every step back."}
 Q, drive = lab.random_tanh_rnn(hidden=32, T=60, seed=0)
 fig = lab.plot_jacobian_norms({s: lab.jacobian_norms(s, Q, drive)[0] for s in (0.9, 1.0, 1.5, 2.0, 3.0)})
 fig.set_label("Log-scale curves of the Jacobian product's norm against the number of steps back, one per "
@@ -157,7 +157,7 @@ fig
 # plateau; at the edge the gradient is about 60 times larger than the largest gradient on the way
 # there, and more than 200 times larger than one step before the edge.
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "At the cliff's edge one unclipped step throws the parameters far off the map; the clipped steps walk down the edge to the minimum."}
 no_clip, with_clip = lab.cliff_trajectory(None), lab.cliff_trajectory(max_norm=1.0)
 edge = int(np.argmax(np.linalg.norm(np.diff(no_clip, axis=0), axis=1)))
 print(f"without clipping: step {edge + 1} jumps {np.linalg.norm(no_clip[edge + 1] - no_clip[edge]):.0f} units, "
@@ -204,7 +204,7 @@ fig
 # dimensions, value clipping moves $g$ to the nearest point of a box, norm clipping shrinks it
 # onto a disc:
 
-# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"} deck={"takeaway": "By value, $g$ moves to the nearest point of a box and bends; by norm, it shrinks onto a disc and keeps its direction."}
 fig = lab.plot_clipping_geometry(g=(2.4, 0.6), c=1.0)
 fig.set_label("A 2-D gradient arrow clipped onto a box by value (direction changes) and onto a disc by norm "
               "(direction kept).")
@@ -230,6 +230,13 @@ assert math.isclose(lab.cosine(g, by_norm), 1.0, rel_tol=1e-12) and lab.cosine(g
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Question.** Value clipping at $c = 1$ guarantees $\|\hat g\|_2 \le c\sqrt P = 100$. Why is the
 # clipped gradient's norm printed above so much smaller than that guarantee?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 2.** For the heavy-tailed gradient with $P = 10\,000$ the cell
+# prints: raw norm 388.4, 32 % of the entries exceed $c = 1$; value clipping leaves a norm of 63.0
+# and a cosine of 0.639, norm clipping the guaranteed 100.0 and a cosine of 1. Answer to the
+# question: value clipping at $c$ guarantees only $c\sqrt P = 100$, but the clipped gradient's norm
+# is 63 — most entries are small, so the guarantee is loose, and the direction changed (cosine 0.64).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 1 — `clip_grad_value_` (3 points)
@@ -342,6 +349,11 @@ assert torch.allclose(w.grad, torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64)
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Question.** The gradient's norm was exactly `max_norm`. Why did it change at all, and by
 # how much?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 3.** Answer to the question: PyTorch always multiplies by
+# $\min(1, m/(\|g\| + 10^{-6}))$; with $\|g\| = 5$ that is $5/(5 + 10^{-6})$, a relative change of
+# $2\cdot10^{-7}$: the gradient becomes $[2.9999994, 0, 3.9999992]$, as printed.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Non-finite gradients
@@ -515,7 +527,7 @@ assert np.all(step_sizes <= lr * lam * np.maximum(w_norms, eps) * (1 + 1e-5))
 print(f"largest relative update ||dW_i|| / max(||W_i||, eps) = {(step_sizes / np.maximum(w_norms, eps)).max():.5f} "
       f"<= lr * lambda = {lr * lam}")
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "AGC moves each unit whose gradient is large for its weights onto the limit line, and leaves the others alone."}
 fig = lab.plot_agc_units(w_norms, g_before, g_after, clip_factor=lam, eps=eps)
 fig.set_label("Scatter of each unit's gradient norm against its weight norm, log-log, before and after AGC, "
               "with the limit line; points above the line are moved onto it.")
@@ -524,6 +536,13 @@ fig
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **Question.** Why would a zero-initialised unit never train if the weight norm were not floored
 # at $\epsilon$?
+
+# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
+# **Instructor notes — Section 4.** 100 of the MLP's 199 units are above λ = 0.02 (largest ratio
+# 0.570 before, 0.020 after), and the largest relative update is 0.00200 = lr·λ. Answer to the
+# question: a zero-initialised unit has $\|W_i\| = 0$; without the floor its limit is
+# $\lambda \cdot 0 = 0$ and its gradient is zeroed at every step, so it never moves; with
+# $\epsilon$ its first step is at most $\eta\lambda\epsilon$.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 3 — `adaptive_clip_grad_` (3 points)
@@ -641,7 +660,7 @@ for kind, threshold, lr in rows:
     print(f"{'':38s}" + "".join(f"{v:9.1f}" for v in np.nanmax(sweep.w_rec_norms[:, j], axis=1)) + "   largest ||W_rec||_2")
     print(f"{'':38s}" + "".join(f"{v:9.1%}" for v in sweep.clipped_fractions(kind, threshold, lr)) + "   steps clipped")
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "Without clipping, on some seeds a spike throws $\\|W_\\text{rec}\\|_2$ past 10 and the loss never recovers; with norm clipping at 2 it stays below 6 on every seed."}
 fig = lab.plot_seed_bands(sweep)
 fig.set_label("Three panels over 300 steps, median line and min-max band over five seeds, log scales: loss, "
               "gradient norm, and the recurrent weights' spectral norm, for no clipping, the control and norm "
@@ -724,7 +743,7 @@ print(f"largest relative difference of the losses: first 40 steps {relative[:40]
       f"first 100 steps {relative[:100].max():.1e}")
 print(f"final loss: train_rnn {single.final_loss:.4f}, batched {batched.final_loss:.4f}")
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "Norm clipping acts on few steps and keeps the direction (cosine 1); value clipping acts on more than half of them and bends the gradient."}
 for kind in ("value", "norm"):
     j = sweep.index(kind, lab.MAX_NORM)
     frac, cos = sweep.clipped_fractions(kind, lab.MAX_NORM), np.nanmean(sweep.cosines[:, j], axis=1)
@@ -742,7 +761,7 @@ fig
 # changes the direction (mean cosine 0.9–0.98). AGC changes the direction too — by design: it
 # rebalances the step across units so that none moves too far relative to its weights.
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "The differences between thresholds are small next to the spread between seeds."}
 fig = lab.plot_threshold_sweep(sweep)
 fig.set_label("Final loss against the threshold, median and range over five seeds, for value and norm "
               "clipping (left) and AGC (right), with no clipping and the control as horizontal lines.")
@@ -761,7 +780,7 @@ for kind, threshold in (("agc", 0.01), ("value", 1.0)):
     print(f"{lab.setting_label(sweep, j):26s} mean cosine {cos.min():.2f} to {cos.max():.2f}, "
           f"median final loss {np.median(sweep.final_losses(kind, threshold)):.3f}")
 
-# %% [markdown] slideshow={"slide_type": "fragment"}
+# %% [markdown] tags=["deck-notes"] slideshow={"slide_type": "fragment"}
 # **Choosing the threshold.** The differences between thresholds are small next to the spread
 # between seeds — which is why one seed cannot tell you which threshold is best. Two things do hold:
 #
@@ -781,7 +800,7 @@ for kind, threshold in (("agc", 0.01), ("value", 1.0)):
 # control's gradient norms lies **roughly between 1 and 2.5** on every seed, and 2 is in that range.
 # Exercise 5 turns this rule into a function. Many transformer recipes use `max_norm = 1.0`.
 
-# %% tags=["experiment"] slideshow={"slide_type": "subslide"}
+# %% tags=["experiment"] slideshow={"slide_type": "subslide"} deck={"takeaway": "With norm clipping no step moves $W_\\text{rec}$ by more than 15 %; on the seeds that blow up, unclipped steps move it by more than a third."}
 clipped = sweep.index("norm", lab.MAX_NORM)
 print("median step with norm clipping: ", "  ".join(f"{r:.1%}" for r in np.nanmedian(sweep.update_ratio[:, clipped], axis=1)))
 print("largest step without clipping:  ", "  ".join(f"{r:.0%}" for r in np.nanmax(sweep.update_ratio[:, none], axis=1)),
@@ -1171,17 +1190,3 @@ explorer.widget
 # Large-Scale Image Recognition Without Normalization*, ICML 2021. A. Zhang, Z. Lipton, M. Li,
 # A. Smola, *Dive into Deep Learning*, section "Gradient Clipping". PyTorch documentation of
 # `torch.nn.utils.clip_grad_norm_`, `clip_grad_value_` and `torch.amp.GradScaler`.
-
-# %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
-# **Instructor notes — Sections 2–4.** For the heavy-tailed gradient with $P = 10\,000$ the cell
-# prints: raw norm 388.4, 32 % of the entries exceed $c = 1$; value clipping leaves a norm of 63.0
-# and a cosine of 0.639, norm clipping the guaranteed 100.0 and a cosine of 1. Answer to the
-# Section 2 question: value clipping at $c$ guarantees only $c\sqrt P = 100$, but the clipped
-# gradient's norm is 63 — most entries are small, so the guarantee is loose, and the direction
-# changed (cosine 0.64). Section 3 question: PyTorch always multiplies by
-# $\min(1, m/(\|g\| + 10^{-6}))$; with $\|g\| = 5$ that is $5/(5 + 10^{-6})$, a relative change of
-# $2\cdot10^{-7}$: the gradient becomes $[2.9999994, 0, 3.9999992]$, as printed. Section 4:
-# 100 of the MLP's 199 units are above λ = 0.02 (largest ratio 0.570 before, 0.020 after), and the
-# largest relative update is 0.00200 = lr·λ. Section 4 question: a zero-initialised unit has
-# $\|W_i\| = 0$; without the floor its limit is $\lambda \cdot 0 = 0$ and its gradient is zeroed at
-# every step, so it never moves; with $\epsilon$ its first step is at most $\eta\lambda\epsilon$.

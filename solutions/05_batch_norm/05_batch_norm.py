@@ -36,7 +36,10 @@
 #    `torch.nn.BatchNorm1d` state_dict, and **fold** it into the preceding Linear layer for inference;
 # 5. put `model.train()` and `model.eval()` in the right places of a training loop;
 # 6. read experiments: which weight scales and learning rates train with and without BN, what small
-#    batches do to BN, and what BN does to the gradient of every layer.
+#    batches do to BN, and what BN does to the gradient of every layer;
+# 7. explain why batch norm helps — scale invariance, an effective learning rate that weight decay
+#    controls, a smoother loss rather than less "covariate shift" — and use it in practice: per
+#    channel for images, recalibrated or frozen statistics, and at the end of residual branches.
 #
 # **How this notebook works.** You implement eight functions in seven graded exercises. After each
 # one, a test cell runs the visible checks, which explain what went wrong and name the likely
@@ -360,6 +363,12 @@ assert stabletrain.rel_error(dx_graph, dx_numeric) < 1e-6 and stabletrain.rel_er
 # hands your cache to your backward). Handle both modes: a cache from evaluation gives
 # $dx = dy\,\gamma/\sqrt{r_{var} + \varepsilon}$. If your cache lacks something, go back and add
 # it to your forward pass.
+#
+# **Numpy, by hand.** This exercise *is* the derivation, so autograd does not count as an answer:
+# a backward pass that hands the forward pass to torch's autograd (`.backward()`,
+# `torch.autograd.grad`, `torch.func`) gets no points — the check notices autograd recording a graph
+# while your function runs. (Autograd does this work in the module of Section 4; checking your
+# result against it, outside the function, is a good idea.)
 
 # %% nbgrader={"grade": false, "grade_id": "batchnorm_backward", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def batchnorm_backward(dout, cache):
@@ -405,7 +414,8 @@ check(batchnorm_backward, "batchnorm_backward", level="hidden")
 #
 # Now the closed form: `batchnorm_backward_alt(dout, cache) -> (dx, dgamma, dbeta)`, same cache,
 # same results, with $dx = \frac{s}{M}(M\,d\hat x - \sum d\hat x - \hat x\sum d\hat x\,\hat x)$.
-# Hint: $\sum d\hat x = \gamma\, d\beta$ and $\sum d\hat x\,\hat x = \gamma\, d\gamma$.
+# Hint: $\sum d\hat x = \gamma\, d\beta$ and $\sum d\hat x\,\hat x = \gamma\, d\gamma$. As in
+# Exercise 3, numpy and no autograd.
 
 # %% nbgrader={"grade": false, "grade_id": "batchnorm_backward_alt", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def batchnorm_backward_alt(dout, cache):
@@ -514,9 +524,15 @@ assert torch.allclose(bn.running_mean, cumulative, atol=1e-6)
 #   `num_batches_tracked` (`torch.tensor(0, dtype=torch.long)`), so that the `state_dict` keys are
 #   torch's and a `torch.nn.BatchNorm1d` state_dict loads;
 # - `forward(x)` for `(N, C)` and `(N, C, L)`; in training: batch mean and biased variance, kept in
-#   the graph; update the buffers under `torch.no_grad()` (add 1 to `num_batches_tracked`; factor
-#   `momentum`, or `1 / num_batches_tracked` when `momentum` is None; unbiased variance); in
-#   evaluation: the running statistics, nothing updated.
+#   the graph; update the buffers in place under `torch.no_grad()` (add 1 to `num_batches_tracked`;
+#   factor `momentum`, or `1 / num_batches_tracked` when `momentum` is None; unbiased variance with
+#   $M$ the number of values per channel); in evaluation: the running statistics, nothing updated.
+#
+# The update must stay **out of the graph**. `self.running_mean = (1 - m) * self.running_mean + m * mean`
+# outside `no_grad` gives the right numbers, but the buffer becomes a node of this batch's graph and
+# drags every earlier batch's graph along: memory grows with every step, and a backward pass
+# through an evaluation-mode output fails ("Trying to backward through the graph a second time").
+# The check runs three training steps and then exactly that backward pass.
 
 # %% nbgrader={"grade": false, "grade_id": "BatchNorm1d", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 class BatchNorm1d(nn.Module):
@@ -562,6 +578,28 @@ check(BatchNorm1d, "BatchNorm1d")
 ### BEGIN HIDDEN TESTS
 check(BatchNorm1d, "BatchNorm1d", level="hidden")
 ### END HIDDEN TESTS
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Images: `BatchNorm2d` normalizes per channel
+#
+# A convolution applies the same filter at every position, so its output channel $c$ means the
+# same thing everywhere in the image. Batch norm for images therefore keeps **one** mean, variance,
+# $\gamma$ and $\beta$ per channel, over the batch *and* every position: for $x$ of shape
+# $(N, C, H, W)$ the statistics run over $M = N H W$ values per channel (CS231n calls it "spatial
+# batch normalization"; d2l.ai §8.5). That is batch norm on $(N, C, L)$ with $L = HW$: the cell
+# below flattens the image, runs the course's `BatchNorm1d` on it and compares with
+# `torch.nn.BatchNorm2d`, outputs and running statistics. (Normalizing over the channels of each
+# sample instead is layer norm, or group norm for groups of channels — Lesson 6.)
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+images = 1.0 + 2.0 * torch.randn(8, 3, 5, 6, generator=gen)  # (N, C, H, W)
+bn2d, bn1d = nn.BatchNorm2d(3), stabletrain.BatchNorm1d(3)
+y2d, y1d = bn2d(images), bn1d(images.flatten(2)).view_as(images)  # (N, C, H*W): M = 8 * 30 = 240 per channel
+print(f"largest difference BatchNorm2d vs BatchNorm1d on (N, C, H*W): {(y2d - y1d).abs().max().item():.1e}")
+print(f"per-channel mean after BatchNorm2d {y2d.mean((0, 2, 3)).detach().numpy().round(6)}, "
+      f"std {y2d.std((0, 2, 3), correction=0).detach().numpy().round(4)}")
+assert torch.allclose(y2d, y1d, atol=1e-5)
+assert torch.allclose(bn2d.running_var, bn1d.running_var) and torch.allclose(bn2d.running_mean, bn1d.running_mean)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Folding batch norm into the layer before it
@@ -659,9 +697,16 @@ check(fold_batchnorm, "fold_batchnorm", level="hidden")
 # (use `seed`), with cross-entropy; then return the logits on `x_test` in evaluation mode. Write
 # the SGD step yourself — reset every `p.grad` to None, `loss.backward()`, then under
 # `torch.no_grad()` update `p -= lr * p.grad` — or use `torch.optim.SGD(model.parameters(), lr=lr)`
-# (the same steps; its first use in a fresh Python process costs a few seconds of imports). It is graded on behaviour: every step in training
-# mode, the loss on the training set below a threshold afterwards, and test outputs equal to what
-# `torch.nn.BatchNorm1d` layers loaded with your trained state give in evaluation mode.
+# (the same steps; its first use in a fresh Python process costs a few seconds of imports).
+#
+# Minibatches and plain SGD are part of the task, not a detail: on the whole training set every
+# step, the batch statistics would be the population's, training and evaluation mode would agree,
+# and batch norm's two modes — what this exercise is about — would never differ. It is graded on
+# behaviour: the check watches the model's forward passes (mode and batch size) and the first
+# layer's weight at every step (each update must be $-\text{lr}$ times that step's gradient: no
+# momentum, no weight decay, no gradients left to accumulate), then requires the loss on the
+# training set below a threshold and test outputs equal to what `torch.nn.BatchNorm1d` layers
+# loaded with your trained state give in evaluation mode.
 
 # %% nbgrader={"grade": false, "grade_id": "train_bn_classifier", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def train_bn_classifier(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0):
@@ -739,7 +784,7 @@ lab.plot_sweep_heatmaps(sweep)
 # stays at chance or diverges. With batch norm all 25 cells train: every cell's median final loss
 # is below 0.85, and almost every run ends below 0.8. The scale of the weights no longer matters,
 # because every layer's pre-activations are re-standardized. Runs differ most in the corner of
-# small weights and large learning rates; the next subsection says why.
+# small weights and large learning rates; "Scale invariance meets SGD" below says why.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Why the weight scale stops mattering
@@ -775,6 +820,71 @@ print(f"||grad at 10 W|| / ||grad at W|| = {(grad_10.norm() / grad_1.norm()).ite
 assert abs(loss_1 - loss_10) < 1e-4 and torch.allclose(grad_10, grad_1 / 10, rtol=1e-2, atol=1e-5)  # up to eps
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Scale invariance meets SGD: the norm grows, weight decay sets the step
+#
+# Differentiate $L(aW) = L(W)$ with respect to $a$ at $a = 1$: $\langle \nabla L(W), W\rangle = 0$.
+# The gradient of a weight that batch norm follows is **orthogonal** to the weight, so an SGD step
+# $W' = W - \eta\nabla L$ obeys Pythagoras,
+#
+# $$
+# \|W'\|^2 = \|W\|^2 + \eta^2 \|\nabla L(W)\|^2 ,
+# $$
+#
+# and without weight decay the norm can only grow. The function depends on the direction
+# $W/\|W\|$ alone, and since $\nabla L(W) = \nabla L(W/\|W\|)/\|W\|$ that direction moves by about
+# $\eta\,\|\nabla L(W/\|W\|)\|/\|W\|^2$ per step: an **effective learning rate** $\eta/\|W\|^2$. Two
+# consequences:
+#
+# - The heat map's noisiest corner is weight scale 0.25 at learning rate 1: weights 4 times
+#   smaller see a step 16 times larger.
+# - Weight decay, $W \leftarrow W - \eta(\nabla L + \lambda W)$, cannot make a scale-invariant
+#   function simpler; what it changes is the norm, and with it the effective learning rate, which it
+#   keeps from decaying (van Laarhoven 2017; Zhang et al. 2019). That is also why γ, β and biases —
+#   not scale invariant — are usually left out of weight decay.
+#
+# **Setup.** A BN network (2 hidden layers of width 32, batch norm after each) trained on the
+# spirals by SGD at learning rate 0.2 for 300 steps on minibatches of 32, with and without weight
+# decay $\lambda = 0.02$ on the hidden weights, five seeds, float64; tracked: the second hidden
+# layer's weight.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+norms = lab.weight_norm_experiment()
+no_decay, decay = norms.norms[0.0], norms.norms[norms.weight_decay]
+print(f"largest |cos(W, grad)| over all steps: {norms.max_cosine:.1e}; largest error of the Pythagoras identity: "
+      f"{norms.max_identity_error:.1%}")
+print(f"no weight decay: the norm grew at every step on every seed: {bool(np.all(np.diff(no_decay, axis=1) > 0))}; "
+      f"by {(no_decay[:, -1] / no_decay[:, 0]).min() - 1:.1%} to {(no_decay[:, -1] / no_decay[:, 0]).max() - 1:.1%} in "
+      f"{no_decay.shape[1] - 1} steps")
+ratio = norms.effective_lr(norms.weight_decay)[:, -1] / norms.effective_lr(0.0)[:, -1]
+shrink = decay[:, -1] / decay[:, 0]
+print(f"weight decay: the norm ends at {shrink.min():.2f} to {shrink.max():.2f} of its start; effective step "
+      f"{ratio.min():.1f} to {ratio.max():.1f} times the one without")
+lab.plot_weight_norms(norms)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# The gradient is orthogonal to the weight to within $|\cos| < 10^{-3}$ at every step (ε breaks the
+# invariance slightly), and the Pythagoras identity holds to within 1 %. Without weight decay the
+# norm grows at every step on every seed — by a few per cent here, more at larger learning rates.
+# With $\lambda = 0.02$ the norm falls to about 40 % of its start within 300 steps (between 30 % and
+# 50 % on every seed), so the step its direction sees ends 5 to 9 times larger than without weight
+# decay.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Why batch norm helps
+#
+# Ioffe and Szegedy motivated batch norm by *internal covariate shift*: every layer's input
+# distribution changes as the layers before it learn, and normalizing should stop it. Santurkar,
+# Tsipras, Ilyas and Madry (2018) tested that story. Adding random noise with a changing mean and
+# variance after every batch-norm layer — a deliberate covariate shift — left training about as
+# good as with plain batch norm; and in a standard network batch norm did not reduce the measured
+# shift. What it does change is the loss landscape: with batch norm the loss and its gradient change
+# less along a step (smaller Lipschitz constants), so the gradient stays a good guide for a longer
+# step and larger learning rates are safe. This lesson's measurements point the same way: with batch
+# norm every cell of the heat map trains up to learning rate 1, where without it every weight scale
+# stays at chance or diverges; the scale invariance makes the step adapt to the weight norm by
+# itself; and the gradient norms no longer depend on the weight scale (next).
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Gradient norm per layer
 #
 # **Setup.** A 20-hidden-layer ReLU MLP of width 64 at initialization, weight scales 0.5, 1 and 2,
@@ -784,7 +894,8 @@ assert abs(loss_1 - loss_10) < 1e-4 and torch.allclose(grad_10, grad_1 / 10, rto
 # %% tags=["experiment"] slideshow={"slide_type": "fragment"}
 grad_norms = lab.gradient_norm_experiment()
 n = grad_norms.norms
-print(f"no BN: scale 2 / scale 0.5, smallest ratio over layers and seeds: {(n['plain', 2.0] / n['plain', 0.5]).min():.1e}")
+print(f"no BN: scale 2 / scale 0.5, smallest ratio over layers and seeds: "
+      f"{(n['plain', 2.0] / n['plain', 0.5]).min():.1e}")
 with_bn = np.stack([n["bn", s] for s in (0.5, 1.0, 2.0)])
 print(f"with BN: largest spread over the three scales: {(with_bn.max(0) / with_bn.min(0)).max():.2f}x")
 towards_input = with_bn[:, :, 1] / with_bn[:, :, -2]
@@ -795,11 +906,16 @@ lab.plot_gradient_norms(grad_norms)
 # Without batch norm the weight scale sets everything: the gradient norms at weight scales 0.5
 # and 2 differ by about twelve orders of magnitude (more than $10^{11}$ at every layer on every
 # seed). With batch norm, the three weight scales give gradient norms within a factor of 3 of each
-# other at every layer, on every seed. But batch norm does **not** make every layer's gradient the same: at initialization the
-# gradient grows towards the input — the second layer's gradient is more than 25 times the last
-# hidden layer's on every seed. This is a known property of deep batch-normalized ReLU networks
-# (Yang et al., 2019); in practice residual connections (Lesson 6), warm-up or a smaller learning
-# rate for the first steps handle it.
+# other at every layer, on every seed: the curves **overlap**. They do not shift by $1/s$, as the
+# scale invariance alone would have them: each hidden layer's own factor $s$ divides its gradient by
+# $s$, but the output layer, which no batch norm follows, is $s$ times larger as well and scales
+# every gradient flowing back into the network up by about $s$ — the two largely cancel.
+#
+# Batch norm does **not** make every layer's gradient the same: at initialization the gradient
+# grows towards the input — the second layer's gradient is more than 25 times the last hidden
+# layer's on every seed. This is a known property of deep batch-normalized ReLU networks (Yang et
+# al., 2019); in practice residual connections (Lesson 6), warm-up or a smaller learning rate for
+# the first steps handle it.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Batch size, and the train/eval gap
@@ -808,7 +924,8 @@ lab.plot_gradient_norms(grad_norms)
 # for 400 SGD steps at learning rate 0.05, at batch sizes 2 to 64, five seeds each; the control is
 # the same network without batch norm, trained on the same minibatches. After training, the *same
 # weights* are evaluated twice on the training set: in training mode (batch statistics, batches of
-# the training batch size) and in evaluation mode (running statistics).
+# the training batch size) and in evaluation mode (running statistics). A third evaluation
+# recalibrates the running statistics on the whole training set first (below).
 
 # %% tags=["experiment"] slideshow={"slide_type": "subslide"}
 sizes = lab.batch_size_experiment()
@@ -818,22 +935,133 @@ for b, d, acc_bn, acc_plain in zip(sizes.batch_sizes, dis, np.median(sizes.test_
     print(f"batch {b:2d}: predictions that change between train and eval mode {d:5.1%}; "
           f"test accuracy with BN {acc_bn:.3f}, without {acc_plain:.3f}  (medians)")
 b2, b64 = sizes.batch_sizes.index(2), sizes.batch_sizes.index(64)
+train2, eval2, plain2 = sizes.train_mode["bn"][:, b2], sizes.eval_mode["bn"][:, b2], sizes.eval_mode["plain"][:, b2]
+print(f"batch 2, loss on the training set: BN training mode {train2.min():.2f} to {train2.max():.2f}, BN evaluation "
+      f"mode {eval2.min():.2f} to {eval2.max():.2f}, control {plain2.min():.2f} to {plain2.max():.2f} "
+      f"(chance ln 3 = {np.log(3):.2f})")
 d2, d64 = sizes.disagreement["bn"][:, b2], sizes.disagreement["bn"][:, b64]
 lead = sizes.test_accuracy["plain"][:, b2] - sizes.test_accuracy["bn"][:, b2]
 print(f"predictions that change, every seed: batch 2 {d2.min():.0%} to {d2.max():.0%}, batch 64 {d64.min():.0%} to "
       f"{d64.max():.0%}; at batch 2 the control's test accuracy leads by {lead.min():.2f} to {lead.max():.2f}; "
       f"BN at batch 64: {sizes.test_accuracy['bn'][:, b64].min():.3f} or more")
+gap = sizes.train_mode["bn"][:, 2:] - sizes.eval_mode["bn"][:, 2:]
+print(f"from batch 8 on, training-mode loss minus evaluation-mode loss: at least {gap.min():.2f}")
 lab.plot_batch_size(sizes)
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
-# At batch 2, between a fifth and two thirds of the training points (about 40 % on a typical seed)
-# change their predicted class when the same network switches from training to evaluation mode —
-# the network learned to work with two-sample statistics, which are almost pure noise (Section 2:
-# $\hat x = \pm 1$), and the running averages describe a different input. At batch 64 about a
-# tenth change (below 15 % on every seed). The network without batch norm (the control) gives the
-# same prediction in both modes, by construction. Test accuracy follows: with batch norm it is
-# more than 0.1 below the control's at batch 2 on every seed, and above 0.95 at batch 64. Small batches are where batch
-# norm breaks down; layer norm (Lesson 6) does not depend on the batch at all.
+# **At batch 2 the network learns almost nothing.** Its training-mode loss stays within 0.15 of the
+# chance level $\ln 3 \approx 1.10$ on every seed, while the control reaches below 0.6 on the same
+# minibatches. Section 2 says why: with two samples every batch-norm output is $\beta \pm \gamma$,
+# so the first batch-norm layer passes on only *which* of the two samples is larger along each of
+# its 32 directions — not where the pair lies, nor how far apart its points are. The cell below
+# checks it on a small network: a pair, and the same pair moved 50 units away and stretched 7
+# times, give the same training-mode logits. A spiral point's class depends on where it lies, and
+# that is what two-sample statistics erase.
+#
+# Evaluation mode then sees what training never used: the running statistics, averaged over
+# hundreds of pairs, describe the real inputs, and the same weights compute a different function.
+# Between a fifth and two thirds of the training points (about 40 % on a typical seed) change their
+# predicted class when the network switches modes, and the evaluation-mode loss is hardly better
+# than chance (within 0.3 of $\ln 3$). At batch 64 about a tenth change (below 15 % on every seed).
+# From batch 8 on, the training-mode loss lies above the evaluation-mode loss by more than 0.05 on
+# every seed: the batch statistics are a noisy version of the running ones, and the noise costs
+# loss. (The control gives the same prediction in both modes, by construction.) Test accuracy
+# follows: with batch norm it is more than 0.1 below the control's at batch 2 on every seed, and
+# above 0.95 at batch 64. Small batches are where batch norm breaks down; layer norm (Lesson 6)
+# does not depend on the batch at all.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+# a two-layer BN network; eps = 1e-9 so that nothing but the +-1 of Section 2 is left
+pair_net = nn.Sequential(nn.Linear(2, 32), nn.BatchNorm1d(32, eps=1e-9), nn.ReLU(), nn.Linear(32, 32),
+                         nn.BatchNorm1d(32, eps=1e-9), nn.ReLU(), nn.Linear(32, 3)).double()
+a, b = torch.tensor([1.0, -0.8], dtype=torch.float64), torch.tensor([-0.6, 0.9], dtype=torch.float64)
+centre = torch.tensor([40.0, -25.0], dtype=torch.float64)
+same, far_away = torch.stack([a, b]), torch.stack([centre + 7 * (a - b) / 2, centre - 7 * (a - b) / 2])
+with torch.no_grad():
+    pair_net.train()  # batch statistics of the pair
+    shift = (pair_net(same) - pair_net(far_away)).abs().max().item()
+    pair_net.eval()  # running statistics: where the pair lies matters again
+    shift_eval = (pair_net(same) - pair_net(far_away)).abs().max().item()
+print(f"training mode: the pair, and the pair moved 50 units away and stretched 7 times, give logits that differ by "
+      f"{shift:.1e}")
+print(f"evaluation mode: they differ by {shift_eval:.1f}")
+assert shift < 1e-3 and shift_eval > 0.3
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Recalibrating the statistics, and freezing them
+#
+# The running statistics are an exponential average (momentum 0.1: 90 % of the weight on the last
+# 22 batches), taken while the weights were still moving. To recompute them for the final weights, reset
+# them, set `momentum=None` (a plain average) and run the training data through the model in
+# training mode under `torch.no_grad()` — `torch.optim.swa_utils.update_bn(loader, model)` does
+# exactly this. It is required whenever weights change without training steps: after averaging
+# weights (SWA), pruning or quantizing. It does not rescue batch 2: the right panel's
+# "recalibrated" curve recomputes the statistics of the batch-2 networks on the whole training set,
+# and their test accuracy stays more than 0.1 below the control's on every seed. What batch 2
+# spoiled is the weights, not the statistics. At batch 64 recalibration changes little (test
+# accuracy above 0.95 either way).
+#
+# **Freezing batch norm when fine-tuning.** Fine-tuning a pretrained network on a small dataset,
+# often with small batches, would replace its running statistics with noisy ones from a few
+# samples. The usual recipe keeps them: put the batch-norm layers in evaluation mode, and often
+# freeze $\gamma$ and $\beta$ as well. The trap is `model.train()`: it switches every submodule back
+# to training mode, so the freeze must be repeated after it (or `train()` overridden).
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+def freeze_batchnorm(model):
+    """Keep the running statistics, gamma and beta of every batch-norm layer as they are."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.eval()  # use the running statistics and update none of them
+            module.requires_grad_(False)  # keep gamma and beta
+
+
+tuned = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+kept = tuned[1].running_mean.clone()
+freeze_batchnorm(tuned)
+tuned.train()  # the usual first line of a training loop...
+tuned(torch.randn(4, 2, generator=gen))
+print(f"after model.train(): running statistics changed: {not torch.equal(tuned[1].running_mean, kept)}")
+tuned[1].running_mean.copy_(kept)
+tuned.train()
+freeze_batchnorm(tuned)  # ...so freeze after it
+tuned(torch.randn(4, 2, generator=gen))
+print(f"frozen after model.train(): running statistics changed: {not torch.equal(tuned[1].running_mean, kept)}")
+assert torch.equal(tuned[1].running_mean, kept) and not tuned[1].weight.requires_grad
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Towards Lesson 6: batch norm down-weights residual branches
+#
+# A residual network adds each block's branch to a stream, $x_{l+1} = x_l + f_l(x_l)$. When the
+# branch **ends in batch norm**, as in a ResNet block, $f_l$ has variance 1 per feature at
+# initialization whatever came before, so the stream's variance grows by about one per block,
+# $\operatorname{Var}(x_l) \approx \operatorname{Var}(x_0) + l$, and block $l$'s branch contributes
+# only a share of about $1/(l+1)$ of its output: deep blocks start close to the identity, and the
+# network behaves like a much shallower one. Without the normalization, the same Kaiming branches
+# nearly double the stream's variance at every block. De and Smith (2020) argued that this is the
+# main reason deep batch-normalized ResNets train, and reproduced it without batch norm: a learned
+# scalar on each branch, initialised at 0 (SkipInit); Fixup (Zhang, Dauphin and Ma, 2019) rescales
+# the branches' initialization instead. Lesson 6 builds residual networks on this idea with layer
+# norm.
+#
+# **Setup.** 32 residual blocks of width 64, $f_l = \text{BN}(\text{ReLU}(x_l) W_l)$ with Kaiming
+# $W_l$, one batch of 512 standard-normal inputs at initialization, five seeds, float64; the control
+# is the same branch without batch norm.
+
+# %% tags=["experiment"] slideshow={"slide_type": "fragment"}
+stream = lab.residual_stream_experiment()
+v_bn, v_plain = stream.variance["bn"], stream.variance["plain"]
+growth = (v_plain[:, -1] / v_plain[:, 0]) ** (1 / stream.blocks)
+print(f"branch ending in BN: Var(x_{stream.blocks}) = {v_bn[:, -1].min():.1f} to {v_bn[:, -1].max():.1f} "
+      f"(1 + l = {stream.blocks + 1}); the last branch's share: {stream.branch_share()[:, -1].max():.1%} or less")
+print(f"branch without BN: Var(x_{stream.blocks}) = {v_plain[:, -1].min():.1e} to {v_plain[:, -1].max():.1e}, "
+      f"a factor {growth.min():.2f} to {growth.max():.2f} per block")
+lab.plot_residual_stream(stream)
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
+# With batch norm ending each branch, the variance after 32 blocks is close to $1 + 32 = 33$
+# (within 20 % on every seed), so the last branch adds about 3 % of the stream. Without it, each
+# block multiplies the variance by nearly 2 (between 1.6 and 2.2 on every seed).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Explore: one batch through batch norm
@@ -873,10 +1101,16 @@ explorer.widget
 # 1. Why do networks with batch norm usually leave out the bias of the Linear layer before it?
 # 2. A model gets 95 % test accuracy when evaluated in batches of 256, and 60 % when the same test
 #    set is fed one sample at a time. What is the most likely bug?
-# 3. Your running variance comes out 10 % smaller than PyTorch's after one step with a batch of
-#    10. Which convention did you miss?
+# 3. Your model trains with batches of 10. After a few hundred steps your running variance sits
+#    about 10 % below PyTorch's on the same data. Which convention did you miss? How large is the
+#    difference after the very first step (momentum 0.1, running variance starting at 1)?
 # 4. You train with batches of 2 because the model is large. What would you try instead of batch
 #    norm?
+# 5. You add weight decay to a layer that batch norm follows. The network computes the same
+#    function at every scale of that layer's weight, so what does the weight decay change?
+# 6. You fine-tune a pretrained ResNet on 200 images with batches of 4, calling
+#    `freeze_batchnorm(model)` once before the loop, which starts with `model.train()`. What
+#    happens to the running statistics, and how do you fix it?
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Instructor answers.**
@@ -886,30 +1120,53 @@ explorer.widget
 #    statistics are close to the running ones; one sample at a time, training-mode batch norm
 #    either raises (one value per channel) or, with $(N, C, L)$ inputs, normalizes each sample by
 #    itself. Check that `model.eval()` is called.
-# 3. The running variance uses the unbiased batch variance: $M/(M-1) = 10/9$, so the biased one is
-#    10 % smaller.
+# 3. The running variance uses the unbiased batch variance, $M/(M-1) = 10/9$ times the biased one.
+#    Once the running average has forgotten its start it averages biased variances, $9/10$ of the
+#    unbiased ones: 10 % smaller. After the first step only the new tenth differs: with batch
+#    variance $v$ the two are $0.9 + 0.1 v$ and $0.9 + 0.1 \cdot 0.9 v$, about 1 % apart for $v$
+#    near 1 (`tests/test_claims_05_batch_norm.py` checks both numbers).
+# 5. The effective learning rate of that layer's direction, $\eta/\|W\|^2$: weight decay shrinks the
+#    norm, which the gradient (orthogonal to $W$) would otherwise only grow, so training keeps
+#    moving instead of slowing down by itself. In the lesson's run, $\lambda = 0.02$ made the
+#    effective step 5 to 9 times larger after 300 steps. It is a learning-rate schedule, not a
+#    constraint on the function.
+# 6. `model.train()` switches the batch-norm layers back to training mode, so every step overwrites
+#    the pretrained statistics with those of 4 images (and with momentum 0.1 they are gone after a
+#    few dozen steps). Call `freeze_batchnorm(model)` after every `model.train()`, or override
+#    `train()` to re-freeze; γ and β stay frozen either way, since `requires_grad` is not touched by
+#    `train()`.
 # 4. Layer norm or group norm (no dependence on the batch), or batch norm with statistics
-#    accumulated over several micro-batches; also: freeze the running statistics late in training.
+#    accumulated over several micro-batches (or synchronized across devices); also: freeze the
+#    running statistics late in training.
 #    Section 7 measured the symptom: at batch 2, a fifth to two thirds of the predictions change
 #    between the modes.
 
 # %% [markdown] tags=["instructor"] slideshow={"slide_type": "skip"}
 # **Instructor notes (numbers this notebook produces, and how much they vary).** The ranges below
 # are over 30 runs: seeds 0–14 with this machine's kernels, and seeds 0–4 with torch's AVX2 and
-# generic kernels and with a 10⁻⁶ jitter of the initial weights (`tests/test_claims_05_batch_norm.py`).
-# A student's five seeds fall inside them; the exact values move with the CPU wherever training is
-# chaotic (large learning rates), by up to 0.2 in a single run's final loss.
-# Standardization (float64, the same on every CPU): condition number $2.5$–$4 \times 10^9$ raw
-# against 1.5–2.0 standardized; raw gradient descent keeps 23–75 % of its initial excess loss after
-# 100 steps (seeds 0–4: 48–71 %). Heat map: without BN the band that trains is the Kaiming row
-# (median 0.3–0.4 at lr 0.1) and scale 2 at lr 0.01 (median about 0.5, where some seeds diverge:
-# 2 of 5 in every 5-seed run, 3 of 15 natively); scale 0.5 left chance on 1 of 150 runs (seed 5, lr
+# generic kernels and with a 10⁻⁶ jitter of the initial weights
+# (`tests/test_claims_05_batch_norm.py`). A student's five seeds fall inside them; the exact values
+# move with the CPU wherever training is chaotic (large learning rates), by up to 0.2 in a single
+# run's final loss. Standardization (float64, the same on every CPU): condition number 2.5–4 × 10⁹
+# raw against 1.5–2.0 standardized; raw gradient descent keeps 23–75 % of its initial excess loss
+# after 100 steps (seeds 0–4: 48–71 %). Heat map: without BN the band that trains is the Kaiming row
+# (median 0.3–0.4 at lr 0.1) and scale 2 at lr 0.01 (median about 0.5, where some seeds diverge: 2
+# of 5 in every 5-seed run, 3 of 15 natively); scale 0.5 left chance on 1 of 150 runs (seed 5, lr
 # 0.3). With BN the largest cell median is 0.64–0.71 and the best 0.32–0.37, at lr 0.1 (or 0.3: the
-# best cell moves with the CPU's kernels); the noisiest cell is weight scale 0.25 at lr 1 (runs
-# from 0.37 to 0.91 — the one run above 0.8 came from the generic kernels). Gradient norms: with BN the spread across the three weight scales is at most
-# 2.2× at any layer; the second layer's gradient is 30–95× the last hidden layer's. Batch size: with
-# BN, 27–59 % of predictions change between the modes at batch 2 and 7–10 % at batch 64; test
-# accuracy 0.38–0.71 at batch 2 and 0.98–0.99 at batch 64 (without BN 0.75–0.97 and 0.97–0.98).
+# best cell moves with the CPU's kernels); the noisiest cell is weight scale 0.25 at lr 1 (runs from
+# 0.37 to 0.91 — the one run above 0.8 came from the generic kernels). Gradient norms: with BN the
+# spread across the three weight scales is at most 2.2× at any layer; the second layer's gradient is
+# 30–95× the last hidden layer's. Batch size: with BN, 27–59 % of predictions change between the
+# modes at batch 2 and 7–10 % at batch 64; test accuracy 0.38–0.71 at batch 2 and 0.98–0.99 at batch
+# 64 (without BN 0.75–0.97 and 0.97–0.98). At batch 2 the training-mode loss is 1.01–1.12 and the
+# evaluation-mode loss 0.88–1.10 (the control 0.23–0.48); from batch 8 on the training-mode loss is
+# 0.10 or more above the evaluation-mode one. Recalibrating moves BN's batch-2 test accuracy by up
+# to 0.16 in either direction and leaves the control ahead by 0.14 or more; at batch 64 it stays at
+# 0.96 or above. Weight norm (float64, the same on every CPU to three digits): the cosine of W and
+# its gradient at most 2 × 10⁻⁴ in size, Pythagoras to 0.5 %, growth 3–5 % in 300 steps; with λ =
+# 0.02 the norm ends at 0.38–0.41 of its start and the effective step is 6.4–7.3 times larger.
+# Residual stream: Var(x₃₂) = 30–36 with BN branches; without, a factor 1.77–1.97 per block (10⁸ to
+# 2.5 × 10⁹ after 32 blocks).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Recap
@@ -928,7 +1185,15 @@ explorer.widget
 # - In evaluation, batch norm is affine and folds into the previous Linear:
 #   $W' = \operatorname{diag}(s) W$, $b' = s(b - r_{mean}) + \beta$.
 # - With batch norm the loss is scale invariant in each normalized layer's weights: weight scales
-#   from 0.25 to 4 all train. It breaks down with very small batches.
+#   from 0.25 to 4 all train. The gradient is orthogonal to such a weight, so SGD only grows its
+#   norm and the effective learning rate is $\eta/\|W\|^2$; weight decay keeps it up.
+# - It breaks down with very small batches: at batch 2 every output is $\beta \pm \gamma$ and the
+#   network learns almost nothing; training and evaluation mode then disagree.
+# - Images: one mean, variance, γ and β per channel over $N H W$ values (`BatchNorm2d`).
+# - Recalibrate the statistics after changing weights outside training (`update_bn`); freeze them
+#   for fine-tuning, again after every `model.train()`.
+# - At the end of a residual branch, batch norm makes the stream grow by one variance unit per
+#   block, so deep blocks start near the identity (SkipInit, Fixup: Lesson 6).
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## Common mistakes
@@ -946,11 +1211,27 @@ explorer.widget
 # - **Detaching the batch statistics** in a module: the gradient loses two terms.
 # - **Running statistics as plain attributes** instead of buffers: they vanish from the
 #   `state_dict` and stay behind on `.to(device)`; without `num_batches_tracked` a torch state_dict
-#   does not load.
-# - **Folding without the Linear's bias**, or folding a model still in training mode.
+#   does not load. As `Parameter`s they reach the optimizer.
+# - **Updating the buffers inside the graph** (`self.running_mean = ...` outside `no_grad`): every
+#   step's graph stays alive, and a backward pass through an evaluation output fails.
+# - **$M$ counted wrong** in the unbiased variance: the values of one channel ($N$, or $N L$), not
+#   `x.size` or the number of rows of an $(N, C, L)$ input.
+# - **Autograd for the backward exercise**, or $\gamma$ forgotten in $d\hat x = dy\,\gamma$.
+# - **A training loop that is not the one asked for**: a full batch (no minibatch statistics),
+#   momentum or weight decay instead of plain SGD, gradients never reset.
+# - **`model.train()` after freezing batch norm** for fine-tuning: it unfreezes the statistics.
+# - **Folding without the Linear's bias** (or without scaling it by $s$), or folding a model still
+#   in training mode.
 # - **Standardizing the test set with its own statistics**, or dividing a constant feature by zero.
 #
 # **References.** S. Ioffe, C. Szegedy, *Batch Normalization: Accelerating Deep Network Training by
-# Reducing Internal Covariate Shift*, ICML 2015. G. Yang, J. Pennington, V. Rao, J. Sohl-Dickstein,
-# S. Schoenholz, *A Mean Field Theory of Batch Normalization*, ICLR 2019. Stanford CS231n,
-# assignment 2 (batch normalization). PyTorch documentation of `torch.nn.BatchNorm1d`.
+# Reducing Internal Covariate Shift*, ICML 2015. S. Santurkar, D. Tsipras, A. Ilyas, A. Madry, *How
+# Does Batch Normalization Help Optimization?*, NeurIPS 2018. T. van Laarhoven, *L2 Regularization
+# versus Batch and Weight Normalization*, arXiv 1706.05350, 2017. G. Zhang, C. Wang, B. Xu, R. Grosse,
+# *Three Mechanisms of Weight Decay Regularization*, ICLR 2019. G. Yang, J. Pennington, V. Rao,
+# J. Sohl-Dickstein, S. Schoenholz, *A Mean Field Theory of Batch Normalization*, ICLR 2019. S. De,
+# S. Smith, *Batch Normalization Biases Residual Blocks Towards the Identity Function in Deep
+# Networks*, NeurIPS 2020. H. Zhang, Y. Dauphin, T. Ma, *Fixup Initialization: Residual Learning
+# Without Normalization*, ICLR 2019. Stanford CS231n, assignment 2 (batch normalization, spatial
+# batch normalization). d2l.ai, §8.5 "Batch Normalization". PyTorch documentation of
+# `torch.nn.BatchNorm1d`, `torch.nn.BatchNorm2d` and `torch.optim.swa_utils.update_bn`.

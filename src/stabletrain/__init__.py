@@ -42,7 +42,10 @@ _export(
     "lecun_normal_",
     "orthogonal_",
     "variance_scaling_",
+    "as_variance_scaling",
     "init_model_",
+    "find_init_bug",
+    "init_output_layer_",
 )
 _export(
     "normalization",
@@ -56,26 +59,19 @@ _export(
 )
 _export("norm_modules", "BatchNorm1d", "LayerNorm", "fold_batchnorm", "train_bn_classifier")
 _export("residual", "residual_block", "residual_stream_variance", "branch_scale_for", "capstone_config")
+# Lesson 02's answer key. Only these names are exported at top level: the grader's scan treats every
+# exported name of an answer-key module as an answer key, so generic names (tanh, relu, ...) would
+# void any answer that mentions them. The activations themselves stay in stabletrain.activations.
 _export(
     "activations",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "elu",
-    "gelu",
-    "silu",
-    "sigmoid_grad",
-    "tanh_grad",
-    "relu_grad",
-    "leaky_relu_grad",
-    "elu_grad",
-    "gelu_grad",
-    "silu_grad",
-    "ACTIVATIONS",
     "second_moment",
     "first_moment",
     "derivative_second_moment",
+    "activation_and_grad",
+    "saturation_fraction",
+    "count_dead_neurons",
+    "recycle_dead_units_",
+    "variance_preserving_gain",
 )
 _export(
     "variance",
@@ -83,6 +79,7 @@ _export(
     "predicted_gradient_variance",
     "measure_activation_variance",
     "measure_gradient_variance",
+    "predict_layer_stds",
 )
 _export("gradcheck", "rel_error", "numerical_gradient")
 _export("vanishing", "backprop_grad_norms", "log_grad_slope", "jacobian_singular_values", "grad_norm_monitor")

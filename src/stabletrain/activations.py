@@ -129,6 +129,44 @@ def gelu(z: ArrayLike) -> np.ndarray:
     return np.asarray(_times_decaying(z, _normal_cdf(z)), dtype=z.dtype)
 
 
+# GELU's tanh approximation (Hendrycks & Gimpel 2016), as in GPT-2 and BERT:
+# ½·z·(1 + tanh(u)) with u = √(2/π)·(z + 0.044715·z³). Since 1 + tanh(u) = 2σ(2u), it is z·σ(2u),
+# which keeps its left tail where 1 + tanh(u) would cancel to 0. u is computed in float64 with z
+# clipped to ±1e100, where σ(2u) and σ′(2u) are already exactly 0 or 1 (no overflow of z³).
+_GELU_TANH_C = math.sqrt(2.0 / math.pi)
+_GELU_TANH_A = 0.044715
+_GELU_TANH_CLIP = 1e100
+
+
+def _gelu_tanh_inner(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2u, z·d(2u)/dz) in float64, u = √(2/π)(z + 0.044715 z³), z clipped to ±1e100 (no effect)."""
+    zc = np.clip(z.astype(np.float64), -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
+    two_u = 2 * _GELU_TANH_C * zc * (1 + _GELU_TANH_A * zc * zc)
+    return two_u, 2 * _GELU_TANH_C * zc * (1 + 3 * _GELU_TANH_A * zc * zc)
+
+
+def gelu_tanh(z: ArrayLike) -> np.ndarray:
+    """GELU's tanh approximation ½·z·(1 + tanh(√(2/π)(z + 0.044715 z³))) = z·σ(2u).
+
+    Matches ``torch.nn.functional.gelu(x, approximate='tanh')``; within 5e−4 of the exact GELU.
+    """
+    z = _as_float_array(z)
+    two_u, _ = _gelu_tanh_inner(z)
+    return np.asarray(_times_decaying(z, sigmoid(two_u)), dtype=z.dtype)
+
+
+#: SELU's constants (Klambauer et al. 2017), as ``torch.nn.functional.selu``: the pair that makes
+#: mean 0 and variance 1 a fixed point of a layer with zero-mean, unit-norm weights
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(z: ArrayLike) -> np.ndarray:
+    """Scaled ELU: λ·z for z > 0, λ·α·(e^z − 1) otherwise (λ ≈ 1.0507, α ≈ 1.6733)."""
+    z = _as_float_array(z)
+    return np.asarray(SELU_SCALE * elu(z, alpha=SELU_ALPHA), dtype=z.dtype)
+
+
 def silu(z: ArrayLike) -> np.ndarray:
     """Sigmoid linear unit (swish), z·σ(z)."""
     z = _as_float_array(z)
@@ -185,6 +223,19 @@ def gelu_grad(z: ArrayLike) -> np.ndarray:
     return np.asarray(_normal_cdf(z) + _times_decaying(z, _normal_pdf(z)), dtype=z.dtype)
 
 
+def gelu_tanh_grad(z: ArrayLike) -> np.ndarray:
+    """d/dz z·σ(2u) = σ(2u) + z·σ′(2u)·2u′, with 2u′ = 2√(2/π)(1 + 3·0.044715 z²)."""
+    z = _as_float_array(z)
+    two_u, z_slope = _gelu_tanh_inner(z)
+    return np.asarray(sigmoid(two_u) + _times_decaying(z_slope, sigmoid_grad(two_u)), dtype=z.dtype)
+
+
+def selu_grad(z: ArrayLike) -> np.ndarray:
+    """λ for z > 0, λ·α·e^z for z ≤ 0 (so λα at z = 0, as PyTorch)."""
+    z = _as_float_array(z)
+    return np.asarray(SELU_SCALE * elu_grad(z, alpha=SELU_ALPHA), dtype=z.dtype)
+
+
 def silu_grad(z: ArrayLike) -> np.ndarray:
     """d/dz z·σ(z) = σ(z) + z·σ′(z) = σ(z)·(1 + z·(1 − σ(z)))."""
     z = _as_float_array(z)
@@ -227,6 +278,8 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
         "elu": Activation("elu", elu, elu_grad, F.elu),
         "gelu": Activation("gelu", gelu, gelu_grad, F.gelu),
         "silu": Activation("silu", silu, silu_grad, F.silu),
+        "gelu_tanh": Activation("gelu_tanh", gelu_tanh, gelu_tanh_grad, partial(F.gelu, approximate="tanh")),
+        "selu": Activation("selu", selu, selu_grad, F.selu),
     }
 )
 
@@ -369,3 +422,141 @@ def derivative_second_moment(activation: str | Activation, sigma: ArrayLike) -> 
         else partial(_piecewise_linear_derivative_second_moment, entry.slopes)
     )
     return _gaussian_expectation(lambda z: entry.grad(z) ** 2, sigma, closed)
+
+
+# --------------------------------------------------------------------------- lesson 02's graded functions
+
+#: the activations of ``activation_and_grad``, with PyTorch's default parameters (LeakyReLU slope
+#: 0.01, ELU α = 1; "gelu" is the exact erf form, "gelu_tanh" its tanh approximation)
+GRADED_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu")
+
+
+def activation_and_grad(name: str, z: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(f(z), f′(z))`` for an activation of :data:`GRADED_ACTIVATIONS`, shape and dtype of ``z`` kept.
+
+    Derivatives follow PyTorch's autograd, at the kinks too: ReLU′(0) = 0, LeakyReLU′(0) = 0.01,
+    ELU′(0) = 1. Both stay finite for any finite z (no overflow of e^{−z} for large |z|).
+    """
+    if name not in GRADED_ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(GRADED_ACTIVATIONS)}")
+    act = ACTIVATIONS[name]
+    z = _as_float_array(z)
+    return act.f(z), act.grad(z)
+
+
+def _slope_ratio_from_output(activation: str, a: np.ndarray) -> np.ndarray:
+    """f′(z) / max f′ as a function of the output a = f(z) (what a forward hook sees)."""
+    if activation == "sigmoid":  # σ′ = σ(1 − σ) = a(1 − a), largest 1/4 at a = 1/2
+        return 4 * a * (1 - a)
+    if activation == "tanh":  # tanh′ = 1 − tanh² = 1 − a², largest 1 at a = 0
+        return 1 - a * a
+    if activation == "relu":  # 1 where a > 0; a = 0 on the flat side (z ≤ 0)
+        return (a > 0).astype(np.float64)
+    if activation == "leaky_relu":  # 1 for z > 0, 0.01 for z ≤ 0; a has z's sign
+        return np.where(a > 0, 1.0, 0.01)
+    if activation == "elu":  # e^z = a + 1 for z ≤ 0 (α = 1), 1 for z > 0
+        return np.where(a > 0, 1.0, a + 1)
+    raise ValueError(f"saturation_fraction knows sigmoid, tanh, relu, leaky_relu and elu, got {activation!r} "
+                     "(GELU and SiLU are not monotonic: their slope is not a function of their output)")
+
+
+def saturation_fraction(a: ArrayLike | torch.Tensor, activation: str, tol: float = 0.06) -> float:
+    """The fraction of the entries of ``a = f(z)`` where the activation is saturated: f′(z) < tol·max f′.
+
+    The slope is computed from the output, as PyTorch's backward of sigmoid and tanh does:
+    σ′ = a(1 − a) (largest ¼), tanh′ = 1 − a² (for tol = 0.06: |a| > 0.9695, Karpathy's rule of
+    thumb |a| > 0.97), ReLU′ = 0 where a = 0, LeakyReLU′ = 0.01 where a ≤ 0 (below tol: saturated),
+    ELU′ = a + 1 where a ≤ 0. ``a``: a numpy array or a tensor of any shape; returns a Python float.
+    """
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    values = np.asarray(a, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("a has no entries")
+    return float(np.mean(_slope_ratio_from_output(activation, values) < tol))
+
+
+#: the modules whose units ``count_dead_neurons`` and ``recycle_dead_units_`` look at
+RELU_FAMILY: tuple[type[torch.nn.Module], ...] = (torch.nn.ReLU, torch.nn.LeakyReLU)
+
+
+def count_dead_neurons(model: torch.nn.Module, data: torch.Tensor) -> int:
+    """The number of dead units of ``model`` on ``data``.
+
+    A unit is one output of an ``nn.ReLU`` or ``nn.LeakyReLU`` module (one column of its
+    (N, features) input), and it is dead on ``data`` when its input — the pre-activation — is ≤ 0
+    for every example: ReLU then outputs 0 and passes no gradient (ReLU′(0) = 0). Each *call* of
+    such a module is a layer of its own (one ``nn.ReLU`` object may serve several layers). The
+    forward pass runs without autograd; the hooks are removed afterwards, and the model is
+    otherwise untouched.
+    """
+    alive_per_call: list[torch.Tensor] = []
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        z = inputs[0]  # an in-place ReLU has overwritten it with max(z, 0): still > 0 exactly where z > 0
+        alive_per_call.append((z > 0).reshape(z.shape[0], -1).any(dim=0))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, RELU_FAMILY)]
+    try:
+        with torch.no_grad():
+            model(data)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return int(sum(int((~alive).sum()) for alive in alive_per_call))
+
+
+def recycle_dead_units_(model: torch.nn.Sequential, data: torch.Tensor,
+                        generator: torch.Generator | None = None) -> int:
+    """Re-initialise the dead ReLU units of ``model`` in place, keeping the function it computes.
+
+    ``model`` is an ``nn.Sequential`` of ``nn.Linear`` layers, each but the last followed by an
+    ``nn.ReLU``. For every hidden unit j of Linear layer l that is dead on ``data`` (its
+    pre-activation ≤ 0 for every example), as ReDo does (Sokar et al. 2023):
+
+    - its incoming weights (row j of layer l's weight) are drawn afresh from nn.Linear's default
+      U(−1/√fan_in, 1/√fan_in), and its bias is set to 0 — a zero row would leave the
+      pre-activation at exactly 0, where ReLU′ = 0, and the unit dead;
+    - its outgoing weights (column j of the next Linear's weight) are set to 0, so the network's
+      output on any input is unchanged, and training decides how much of the new unit to use.
+
+    The parameters are changed in place (an optimizer holding them keeps working); the last Linear
+    (the outputs) is never touched. Returns the number of units recycled.
+    """
+    modules = list(model)
+    linears = [i for i, m in enumerate(modules) if isinstance(m, torch.nn.Linear)]
+    dead: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        h = data
+        for i, module in enumerate(modules):
+            h = module(h)
+            if i in linears[:-1]:
+                dead[i] = (h <= 0).all(dim=0)  # before the ReLU, which may work in place
+        recycled = 0
+        for i, nxt in zip(linears[:-1], linears[1:]):
+            mask = dead[i]
+            k = int(mask.sum())
+            if k == 0:
+                continue
+            layer, following = modules[i], modules[nxt]
+            bound = 1.0 / math.sqrt(layer.in_features)
+            fresh = torch.rand(k, layer.in_features, generator=generator, dtype=layer.weight.dtype)
+            layer.weight[mask] = (2 * fresh - 1) * bound
+            if layer.bias is not None:
+                layer.bias[mask] = 0.0
+            following.weight[:, mask] = 0.0
+            recycled += k
+    return recycled
+
+
+def variance_preserving_gain(activation: str, second_moment: Callable[[str, float], float], q: float = 1.0) -> float:
+    """The gain g with which a layer keeps its pre-activation variance at q.
+
+    Pre-activations z ~ N(0, q) go through f; the next layer, with weights of variance g²/fan_in,
+    produces pre-activations of variance g²·E[f(z)²] (the second moment, not the variance: the
+    mean of f(z) counts too). Keeping it at q gives g = √(q / E[f(z)²]), E taken at std √q.
+    ``second_moment(activation, sigma)`` computes E[f(z)²] for z ~ N(0, σ²).
+    """
+    if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
+        raise ValueError(f"q must be a positive variance, got {q!r}")
+    return math.sqrt(q / float(second_moment(activation, math.sqrt(q))))

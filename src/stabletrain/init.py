@@ -335,3 +335,113 @@ def init_model_(model: torch.nn.Module, nonlinearity: str = "relu") -> torch.nn.
                 with torch.no_grad():
                     module.bias.zero_()
     return model
+
+
+#: Keras's initializers as (scale, mode, distribution) of VarianceScaling (Keras 3)
+_KERAS = {
+    "GlorotUniform": (1.0, "fan_avg", "uniform"),
+    "GlorotNormal": (1.0, "fan_avg", "truncated_normal"),
+    "HeUniform": (2.0, "fan_in", "uniform"),
+    "HeNormal": (2.0, "fan_in", "truncated_normal"),
+    "LecunUniform": (1.0, "fan_in", "uniform"),
+    "LecunNormal": (1.0, "fan_in", "truncated_normal"),
+}
+
+
+def as_variance_scaling(initializer: str, **kwargs) -> tuple[float, str, str]:
+    """The ``(scale, mode, distribution)`` for which ``variance_scaling_`` draws from the same
+    distribution as a named initializer.
+
+    PyTorch (with torch's keyword arguments and defaults):
+
+    - ``"xavier_uniform"``, ``"xavier_normal"`` (``gain=1.0``): (gain², "fan_avg", uniform/normal),
+      since 2·gain²/(fan_in + fan_out) = gain² / ((fan_in + fan_out)/2);
+    - ``"kaiming_uniform"``, ``"kaiming_normal"`` (``a=0, mode="fan_in",
+      nonlinearity="leaky_relu"``): (calculate_gain(nonlinearity, a)², mode, uniform/normal); like
+      torch, ``mode`` is read in any case ("FAN_OUT" is "fan_out") and anything but fan_in/fan_out
+      raises ValueError;
+    - ``"nn.Linear"``: the default init of a Linear or Conv weight, kaiming_uniform_ with a = √5:
+      (1/3, "fan_in", "uniform").
+
+    Keras (no arguments): GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform,
+    LecunNormal; Keras's normal ones are truncated normals.
+
+    Raises:
+        ValueError: for any other name (orthogonal init is not a case: its entries are not
+            independent), a bad mode, or a bad nonlinearity.
+    """
+    if initializer in _KERAS:
+        if kwargs:
+            raise ValueError(f"Keras's {initializer} takes no arguments here, got {sorted(kwargs)}")
+        return _KERAS[initializer]
+    distribution = "uniform" if initializer.endswith("uniform") else "normal"
+    if initializer in ("xavier_uniform", "xavier_normal"):
+        gain = kwargs.pop("gain", 1.0)
+        if kwargs:
+            raise ValueError(f"unexpected arguments {sorted(kwargs)} for {initializer}")
+        return float(gain) ** 2, "fan_avg", distribution
+    if initializer in ("kaiming_uniform", "kaiming_normal"):
+        a = kwargs.pop("a", 0)
+        mode = kwargs.pop("mode", "fan_in")
+        nonlinearity = kwargs.pop("nonlinearity", "leaky_relu")
+        if kwargs:
+            raise ValueError(f"unexpected arguments {sorted(kwargs)} for {initializer}")
+        if mode.lower() not in _KAIMING_MODES:
+            raise ValueError(f"Mode {mode!r} not supported, please use one of {list(_KAIMING_MODES)}")
+        return calculate_gain(nonlinearity, a) ** 2, mode.lower(), distribution
+    if initializer == "nn.Linear":
+        if kwargs:
+            raise ValueError(f"unexpected arguments {sorted(kwargs)} for nn.Linear")
+        return calculate_gain("leaky_relu", math.sqrt(5)) ** 2, "fan_in", "uniform"
+    raise ValueError(f"{initializer!r} is not an initializer of the variance-scaling family")
+
+
+def find_init_bug(model: torch.nn.Module, x: Tensor) -> tuple[int, str]:
+    """Which nn.Linear layer of ``model`` is initialised unlike the others, and how.
+
+    Forward hooks record, for every Linear layer (in the order the forward pass runs them), the
+    second moments of its input and its output on the batch ``x``; the layer's *gain* is their
+    ratio, E[y²]/E[x²] = fan_in·Var[w] for a zero-mean layer without bias (2 for every Kaiming
+    layer of a ReLU net, whatever comes before it). The odd one out is the layer whose log-gain is
+    farthest from the median log-gain. Unlike the activations' own scale, which every layer after
+    a bad one inherits, the gain points at the layer itself, and unlike the weights' statistics
+    it also sees a bad bias.
+
+    Returns:
+        (index among the Linear layers, from 0; "too small" or "too large").
+    """
+    records: list[tuple[float, float]] = []
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: Tensor) -> None:
+        records.append((inputs[0].detach().double().pow(2).mean().item(), output.detach().double().pow(2).mean().item()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    log_gains = [math.log(out / max(inp, 1e-300)) for inp, out in records]
+    median = sorted(log_gains)[len(log_gains) // 2] if len(log_gains) % 2 else \
+        sum(sorted(log_gains)[len(log_gains) // 2 - 1:len(log_gains) // 2 + 1]) / 2
+    index = max(range(len(log_gains)), key=lambda i: abs(log_gains[i] - median))
+    return index, "too small" if log_gains[index] < median else "too large"
+
+
+def init_output_layer_(model: torch.nn.Module, y: Tensor) -> torch.nn.Module:
+    """Karpathy's "init well" for a classifier: the loss at init is the labels' entropy.
+
+    The output layer (the last nn.Linear of ``model``) gets zero weights, so every input gets the
+    same logits, and a bias b_k = ln p_k with p the class frequencies of the labels ``y``
+    (C = the layer's out_features classes), so softmax(b) = p: the initial cross-entropy is the
+    entropy H(p), ln C for balanced classes, and the first steps are not spent learning the class
+    priors. Returns ``model``.
+    """
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    counts = torch.bincount(y.flatten().long(), minlength=last.out_features).double()
+    with torch.no_grad():
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.copy_(torch.log(counts / counts.sum()).to(last.bias.dtype))
+    return model

@@ -316,3 +316,57 @@ def measure_gradient_variance(
         _check_variance("output_grad_var", output_grad_var),
         which,
     )
+
+
+def _moments(nonlinearity: str, q: float, param: float | None) -> tuple[float, float, float]:
+    """(E[f(z)²], E[f(z)], E[f′(z)²]) for z ~ N(0, q): closed forms for linear, relu and leaky_relu."""
+    if nonlinearity == "linear":
+        return q, 0.0, 1.0
+    if nonlinearity == "relu":
+        s = 0.0
+    elif nonlinearity == "leaky_relu":
+        s = 0.01 if param is None else float(param)
+    else:
+        raise ValueError(f"nonlinearity must be linear, relu or leaky_relu, got {nonlinearity!r}")
+    # f(z) = z for z > 0, s·z below: each half carries half of E[z²], and E[z⁺] = √(q/2π)
+    return (1 + s * s) / 2 * q, (1 - s) * math.sqrt(q / (2 * math.pi)), (1 + s * s) / 2
+
+
+def predict_layer_stds(widths, weight_vars, nonlinearity: str = "relu", param: float | None = None,
+                       input_var: float = 1.0, output_grad_var: float = 1.0) -> tuple[list[float], list[float]]:
+    """The mean-field std of every layer's activations and of their gradients, for any widths.
+
+    The network: h_0 = x with iid zero-mean entries of variance ``input_var``, and for
+    l = 1..L, y_l = W_l h_{l−1}, h_l = f(y_l), W_l of shape (widths[l], widths[l−1]) with iid
+    zero-mean entries of variance ``weight_vars[l−1]``, no biases. Forward, each entry of y_l sums
+    fan_in = widths[l−1] products, so q_l = Var[y_l] = widths[l−1]·Var[w_l]·E[h_{l−1}²] — the
+    **second moment** of the layer's input (E[h_0²] = input_var) — and Var[h_l] = E[f(y)²] − E[f(y)]².
+    Backward from ∂L/∂h_L with iid entries of variance ``output_grad_var``: each entry of
+    ∂L/∂h_{l−1} = W_lᵀ(f′(y_l) ⊙ ∂L/∂h_l) sums fan_out = widths[l] products, so
+    Var[∂L/∂h_{l−1}] = widths[l]·Var[w_l]·E[f′(y_l)²]·Var[∂L/∂h_l].
+
+    Args:
+        widths: [n_0, n_1, ..., n_L] (input size, then every layer's width); L ≥ 1.
+        weight_vars: L variances, Var[w_l] for l = 1..L.
+        nonlinearity: "linear", "relu" or "leaky_relu" (negative slope ``param``, 0.01 when None).
+
+    Returns:
+        (act_std, grad_std): two lists of L floats, entry l − 1 for layer l: the std of h_l and
+        the std of ∂L/∂h_l (so grad_std[-1] = √output_grad_var).
+    """
+    widths, weight_vars = [int(n) for n in widths], [float(v) for v in weight_vars]
+    if len(widths) < 2 or len(weight_vars) != len(widths) - 1:
+        raise ValueError(f"need widths [n_0, ..., n_L] and L weight variances; got {len(widths)} widths and "
+                         f"{len(weight_vars)} variances")
+    depth = len(weight_vars)
+    second, act_std, slope2 = float(input_var), [], []
+    for layer in range(depth):
+        q = widths[layer] * weight_vars[layer] * second
+        second, mean, d2 = _moments(nonlinearity, q, param)
+        act_std.append(math.sqrt(max(second - mean * mean, 0.0)))
+        slope2.append(d2)
+    grad_var = [0.0] * depth
+    grad_var[-1] = float(output_grad_var)
+    for layer in range(depth - 1, 0, -1):  # layer is the 0-based index of W_{layer+1}
+        grad_var[layer - 1] = widths[layer + 1] * weight_vars[layer] * slope2[layer] * grad_var[layer]
+    return act_std, [math.sqrt(v) for v in grad_var]

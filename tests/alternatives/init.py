@@ -1,8 +1,10 @@
-"""Correct implementations of lesson 03's exercises that draw their numbers by other routes.
+"""Correct implementations of lesson 03's exercises written differently from the reference.
 
 The statistical checks must accept every one of them: torch.rand scaled instead of uniform_,
-torch.randn times a std, draws in float64 copied in, a QR in float64, an SVD instead of a QR,
-rejection sampling for the truncated normal, `.data` assignment.
+torch.randn times a std, draws in float64 copied in, a QR in float64, an SVD's polar factor instead
+of a QR, rejection sampling for the truncated normal; an init_model_ that skips norm layers by
+isinstance or calls torch.nn.init.kaiming_normal_; the mapping by table or through the std
+formulas; the prediction vectorised; the bug found without hooks; the output bias from raw counts.
 """
 
 from __future__ import annotations
@@ -65,68 +67,6 @@ def _copy_in(tensor, values):
     with torch.no_grad():
         tensor.copy_(values)
     return tensor
-
-
-def xavier_uniform_rand(tensor, gain=1.0, generator=None):
-    """torch.rand in [0, 1) mapped onto [-a, a]."""
-    fan_in, fan_out = _fans(tensor)
-    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    u = torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype)
-    return _copy_in(tensor, (2 * u - 1) * a)
-
-
-def xavier_uniform_data(tensor, gain=1.0, generator=None):
-    """Draw in float64 and assign through .data (same tensor object, new values)."""
-    fan_in, fan_out = _fans(tensor)
-    a = gain * math.sqrt(3.0) * math.sqrt(2.0 / (fan_in + fan_out))
-    tensor.data = torch.empty(tensor.shape, dtype=torch.float64).uniform_(-a, a, generator=generator).to(tensor.dtype)
-    return tensor
-
-
-def xavier_normal_randn(tensor, gain=1.0, generator=None):
-    fan_in, fan_out = _fans(tensor)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    return _copy_in(tensor, torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
-
-
-def xavier_normal_float64(tensor, gain=1.0, generator=None):
-    fan_in, fan_out = _fans(tensor)
-    var = gain**2 * 2.0 / (fan_in + fan_out)
-    return _copy_in(tensor, torch.randn(tensor.shape, generator=generator, dtype=torch.float64) * var**0.5)
-
-
-def _kaiming_std(tensor, a, mode, nonlinearity):
-    if mode.lower() not in ("fan_in", "fan_out"):
-        raise ValueError(f"unknown mode {mode}")
-    fan_in, fan_out = _fans(tensor)
-    fan = fan_in if mode.lower() == "fan_in" else fan_out
-    return calculate_gain_table(nonlinearity, a) / math.sqrt(fan)
-
-
-def kaiming_uniform_rand(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    b = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return _copy_in(tensor, torch.rand(tensor.shape, generator=generator) * (2 * b) - b)
-
-
-def kaiming_uniform_float64(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
-    u = torch.empty(tensor.shape, dtype=torch.float64).uniform_(-1.0, 1.0, generator=generator)
-    return _copy_in(tensor, u * (3.0**0.5 * std))
-
-
-def kaiming_normal_randn(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
-    return _copy_in(tensor, std * torch.randn(tensor.shape, generator=generator, dtype=torch.float64))
-
-
-def kaiming_normal_box_muller(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-    """Normals by Box–Muller from uniforms."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
-    n = tensor.numel()
-    u1 = torch.rand(n, generator=generator, dtype=torch.float64).clamp_min(1e-300)
-    u2 = torch.rand(n, generator=generator, dtype=torch.float64)
-    z = torch.sqrt(-2 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
-    return _copy_in(tensor, (std * z).reshape(tensor.shape))
 
 
 def _orthogonal_from(tensor, gain, generator, decompose):
@@ -241,14 +181,190 @@ def init_model_apply(model, nonlinearity):
     return model
 
 
+def _gain_table2(nonlinearity, param=None):
+    return calculate_gain_table(nonlinearity, param) ** 2
+
+
+def as_variance_scaling_table(initializer, **kwargs):
+    """A lookup table for Keras, and torch's arguments read with defaults from a dict."""
+    keras = {"GlorotUniform": (1, "fan_avg", "uniform"), "GlorotNormal": (1, "fan_avg", "truncated_normal"),
+             "HeUniform": (2, "fan_in", "uniform"), "HeNormal": (2, "fan_in", "truncated_normal"),
+             "LecunUniform": (1, "fan_in", "uniform"), "LecunNormal": (1, "fan_in", "truncated_normal")}
+    if initializer in keras:
+        return keras[initializer]
+    args = {"gain": 1.0, "a": 0, "mode": "fan_in", "nonlinearity": "leaky_relu", **kwargs}
+    dist = "uniform" if initializer.endswith("uniform") else "normal"
+    if initializer in ("xavier_uniform", "xavier_normal"):
+        return args["gain"] * args["gain"], "fan_avg", dist
+    if initializer in ("kaiming_uniform", "kaiming_normal"):
+        mode = args["mode"].lower()
+        if mode not in ("fan_in", "fan_out"):
+            raise ValueError(f"bad mode {args['mode']!r}")
+        return [_gain_table2(args["nonlinearity"], args["a"]), mode, dist]  # a list is fine too
+    if initializer == "nn.Linear":
+        return 1 / 3, "fan_in", "uniform"
+    raise ValueError(f"not a variance-scaling initializer: {initializer}")
+
+
+def as_variance_scaling_via_std(initializer, **kwargs):
+    """Through the std formula of each initializer, for a unit fan: scale = (std·√fan)²."""
+    if initializer.startswith(("Glorot", "He", "Lecun")):
+        family = {"Glorot": (1.0, "fan_avg"), "He": (2.0, "fan_in"), "Lecun": (1.0, "fan_in")}
+        name = next(k for k in family if initializer.startswith(k))
+        if initializer not in (name + "Normal", name + "Uniform"):
+            raise ValueError(initializer)
+        return (*family[name], "truncated_normal" if initializer.endswith("Normal") else "uniform")
+    if initializer == "nn.Linear":
+        bound = 1.0  # U(±1/√fan_in) times √fan_in
+        return bound**2 / 3, "fan_in", "uniform"
+    family, _, dist = initializer.partition("_")
+    if family not in ("xavier", "kaiming") or dist not in ("uniform", "normal"):
+        raise ValueError(initializer)
+    if family == "xavier":
+        std_at_average_fan_1 = kwargs.get("gain", 1.0)  # gain·√(2/(n + n)) with n = 1
+        return std_at_average_fan_1**2, "fan_avg", dist
+    mode = kwargs.get("mode", "fan_in")
+    if mode.lower() not in ("fan_in", "fan_out"):
+        raise ValueError(mode)
+    a, nl = kwargs.get("a", 0), kwargs.get("nonlinearity", "leaky_relu")
+    slope = (0.01 if a is None else a) if nl == "leaky_relu" else None
+    gain2 = 2 / (1 + slope**2) if nl == "leaky_relu" else {"relu": 2.0, "tanh": 25 / 9, "selu": 9 / 16}.get(nl, 1.0)
+    if nl not in ("leaky_relu", "relu", "tanh", "selu", "linear", "sigmoid") and not nl.startswith("conv"):
+        raise ValueError(nl)
+    return gain2, mode.lower(), dist
+
+
+def predict_layer_stds_numpy(widths, weight_vars, nonlinearity="relu", param=None, input_var=1.0, output_grad_var=1.0):
+    """Vectorised gains with numpy; the moments of the activations written per activation."""
+    s = {"linear": 1.0, "relu": 0.0, "leaky_relu": 0.01 if param is None else param}[nonlinearity]
+    widths, v = np.asarray(widths, dtype=float), np.asarray(weight_vars, dtype=float)
+    keep = 1.0 if nonlinearity == "linear" else (1 + s * s) / 2  # E[f(z)²]/q and E[f'(z)²]
+    mean = 0.0 if nonlinearity == "linear" else (1 - s) / np.sqrt(2 * np.pi)  # E[f(z)]/√q
+    q = input_var * np.cumprod(widths[:-1] * v * np.r_[1.0, np.full(len(v) - 1, keep)])
+    act = np.sqrt(q * keep - q * mean**2)
+    back = widths[2:] * v[1:] * keep  # factor from layer l+1 to l
+    grad = output_grad_var * np.r_[np.cumprod(back[::-1])[::-1], 1.0]
+    return list(act), list(np.sqrt(grad))
+
+
+def predict_layer_stds_monte_carlo_free_loop(widths, weight_vars, nonlinearity="relu", param=None, input_var=1.0,
+                                             output_grad_var=1.0):
+    """A plain loop that stores variances and takes square roots at the end, with erf-free moments."""
+    slope = 1.0 if nonlinearity == "linear" else 0.0 if nonlinearity == "relu" else (0.01 if param is None else param)
+    m2_per_q = (1 + slope**2) / 2
+    mean_per_sqrt_q = (1 - slope) * (2 * math.pi) ** -0.5
+    variances, second = [], input_var
+    for n, v in zip(widths[:-1], weight_vars):
+        q = n * v * second
+        second = m2_per_q * q
+        variances.append(second - mean_per_sqrt_q**2 * q)
+    grads = [output_grad_var]
+    for l in range(len(weight_vars) - 1, 0, -1):
+        grads.insert(0, grads[0] * widths[l + 1] * weight_vars[l] * m2_per_q)
+    return [x**0.5 for x in variances], [g**0.5 for g in grads]
+
+
+def find_init_bug_hooks_per_module(model, x):
+    """Hooks that store statistics in a dict keyed by module; the odd layer by its distance from the mean log-gain
+    of the others (leave-one-out)."""
+    stats = {}
+
+    def hook(module, inputs, output):
+        stats[module] = (float((inputs[0] ** 2).mean()), float((output**2).mean()))
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    handles = [m.register_forward_hook(hook) for m in linears]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    logs = np.log([stats[m][1] / stats[m][0] for m in linears])
+    scores = [abs(logs[i] - np.delete(logs, i).mean()) for i in range(len(logs))]
+    i = int(np.argmax(scores))
+    return i, ("too small" if logs[i] < np.delete(logs, i).mean() else "too large")
+
+
+def find_init_bug_manual_forward(model, x):
+    """No hooks: walk the Sequential's leaves in order, applying each and measuring around every Linear."""
+    leaves = [m for m in model.modules() if len(list(m.children())) == 0]
+    h, gains = x, []
+    with torch.no_grad():
+        for m in leaves:
+            out = m(h)
+            if isinstance(m, nn.Linear):
+                gains.append(out.pow(2).mean().item() / h.pow(2).mean().item())
+            h = out
+    logs = np.log(gains)
+    median = np.median(logs)
+    i = int(np.argmax(np.abs(logs - median)))
+    return (i, "too large") if logs[i] > median else (i, "too small")
+
+
+def init_output_layer_counts(model, y):
+    """log of raw counts (softmax ignores the constant), weights multiplied by 0."""
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    counts = torch.zeros(last.out_features)
+    for label in y.tolist():
+        counts[label] += 1
+    with torch.no_grad():
+        last.weight.mul_(0.0)
+        last.bias.copy_(counts.log())
+    return model
+
+
+def init_output_layer_tiny_weights(model, y):
+    """Karpathy's other recipe: weights scaled by 1e-4 instead of zeroed, bias = ln p via numpy."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    p = np.bincount(y.numpy(), minlength=last.out_features) / len(y)
+    with torch.no_grad():
+        last.weight.mul_(1e-4)
+        last.bias.copy_(torch.from_numpy(np.log(p)))
+    return model
+
+
+def init_model_skip_norms(model, nonlinearity):
+    """Every module with a weight of 2+ dimensions, except norm layers (isinstance with a tuple), via
+    model.modules(); Kaiming's normal drawn with the lesson's own formula."""
+    gain2 = 1.0 if nonlinearity == "selu" else _gain_table2(nonlinearity)
+    norms = (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+    for m in model.modules():
+        if isinstance(m, norms) or getattr(m, "weight", None) is None or m.weight.dim() < 2:
+            continue
+        fan_in = m.weight[0].numel()
+        with torch.no_grad():
+            m.weight.normal_(0.0, math.sqrt(gain2 / fan_in))
+            if m.bias is not None:
+                m.bias.zero_()
+    return model
+
+
+def init_model_torch_kaiming(model, nonlinearity):
+    """torch.nn.init.kaiming_normal_ inside init_model_: "your initializers from above are welcome", and so are
+    torch's (SELU through nonlinearity='linear', as torch's docs say)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            if nonlinearity == "selu":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
+            elif nonlinearity == "leaky_relu":
+                nn.init.kaiming_normal_(m.weight, a=0.01, nonlinearity="leaky_relu")
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity=nonlinearity)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
 ALTERNATIVES = {
     "fan_in_and_fan_out": [fan_in_and_fan_out_numpy, fan_in_and_fan_out_loop],
     "calculate_gain": [calculate_gain_table],
-    "xavier_uniform_": [xavier_uniform_rand, xavier_uniform_data],
-    "xavier_normal_": [xavier_normal_randn, xavier_normal_float64],
-    "kaiming_uniform_": [kaiming_uniform_rand, kaiming_uniform_float64],
-    "kaiming_normal_": [kaiming_normal_randn, kaiming_normal_box_muller],
     "orthogonal_": [orthogonal_qr_float64, orthogonal_svd],
     "variance_scaling_": [variance_scaling_routes, variance_scaling_numpy_trunc],
-    "init_model_": [init_model_uniform, init_model_apply],
+    "as_variance_scaling": [as_variance_scaling_table, as_variance_scaling_via_std],
+    "predict_layer_stds": [predict_layer_stds_numpy, predict_layer_stds_monte_carlo_free_loop],
+    "init_model_": [init_model_uniform, init_model_apply, init_model_skip_norms, init_model_torch_kaiming],
+    "find_init_bug": [find_init_bug_hooks_per_module, find_init_bug_manual_forward],
+    "init_output_layer_": [init_output_layer_counts, init_output_layer_tiny_weights],
 }

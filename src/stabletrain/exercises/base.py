@@ -276,7 +276,20 @@ def describe_value(value: Plain) -> str:
         return f"{value['kind']}({describe_value(value['value'])}, dtype={value['dtype']})"
     if isinstance(value, dict) and value.get("kind") == "other":
         return f"an object of type {value['type']}"
-    return repr(value)
+    return _SHORT.repr(value)
+
+
+def _short_repr() -> Any:
+    """``repr`` with bounds (reprlib): a returned 190,000-element list is quoted by its start, not whole."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlist = short.maxtuple = short.maxset = short.maxdict = 12
+    short.maxstring, short.maxother, short.maxlong, short.maxlevel = 400, 200, 60, 4
+    return short
+
+
+_SHORT = _short_repr()
 
 
 def first_difference(got: Plain, want: Plain, rtol: float, atol: float, path: str = "") -> tuple[str, Plain, Plain] | None:

@@ -299,9 +299,41 @@ def _forward_cases(level: str, seed: int) -> list[Case]:
 _BACKWARD_HINT = (" (This check runs your backward pass on the cache of your own batchnorm_forward: if "
                   "batchnorm_forward fails its checks, fix it first.)")
 
+_AUTOGRAD = ("your backward pass let autograd differentiate (torch recorded a graph while it ran): this exercise "
+             "is the derivation, so write dx, dgamma and dbeta from the formulas of Section 3 with numpy "
+             "operations. Autograd does this work in the BatchNorm1d module of Section 4.")
+
+
+class _AutogradWatch:
+    """Notices autograd at work while a backward pass runs: a graph being recorded saves tensors for
+    its own backward, which ``saved_tensors_hooks`` reports (``torch.func``'s transforms refuse to
+    run under the hooks, which counts too)."""
+
+    def __init__(self) -> None:
+        self.used = False
+
+    def _pack(self, tensor: Any) -> Any:
+        self.used = True
+        return tensor
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack):
+                return fn()
+        except RuntimeError as exc:
+            if "saved tensor hooks" not in str(exc):
+                raise
+            self.used = True
+            return None
+
+
+def _unpack(tensor: Any) -> Any:
+    return tensor
+
 
 def _run_backward(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     inputs = case.inputs
+    watch = _AutogradWatch()
     try:
         forward = _partner(fn, "batchnorm_forward")
         rm, rv = inputs["running_mean"].copy(), inputs["running_var"].copy()
@@ -309,12 +341,24 @@ def _run_backward(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
                                           training=inputs["training"], momentum=0.1, eps=inputs["eps"]))
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError("batchnorm_forward must return (out, cache)")
-        grads = _quietly(lambda: fn(inputs["dout"].copy(), result[1]))
+        grads = _quietly(lambda: watch.call(lambda: fn(inputs["dout"].copy(), result[1])))
+        if watch.used:
+            return {"raised": None, "autograd": True}
         if not (isinstance(grads, tuple) and len(grads) == 3):
             raise TypeError(f"expected (dx, dgamma, dbeta), got {type(grads).__name__}")
     except Exception as exc:
-        return raised(exc)
-    return {"raised": None, "dx": _array(grads[0]), "dgamma": _array(grads[1]), "dbeta": _array(grads[2])}
+        return {**raised(exc), "autograd": watch.used}
+    return {"raised": None, "autograd": False, "dx": _array(grads[0]), "dgamma": _array(grads[1]),
+            "dbeta": _array(grads[2])}
+
+
+def _compare_backward(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
+    """Autograd first (it earns nothing, whatever the values), then the values."""
+    if bool(got.get("autograd")) != bool(want.get("autograd")):
+        return _AUTOGRAD if got.get("autograd") else "computed without autograd, unlike this implementation."
+    if got.get("autograd"):
+        return None
+    return _compare(case, got, want)
 
 
 def _backward_cases(level: str, seed: int) -> list[Case]:
@@ -379,6 +423,9 @@ def _run_module(cls: Callable[..., Any], case: Case) -> dict[str, Any]:
                 entry["dweight"] = _tensor(getattr(params.get("weight"), "grad", None))
                 entry["dbias"] = _tensor(getattr(params.get("bias"), "grad", None))
             record["steps"].append(entry)
+        buffers = dict(module.named_buffers())
+        record["buffer_history"] = sorted(name for name, b in buffers.items()
+                                          if isinstance(b, torch.Tensor) and (b.requires_grad or b.grad_fn is not None))
         state = module.state_dict()
         record["state_dict_keys"] = sorted(state)
         record["parameters"] = sorted(name for name, _ in module.named_parameters())
@@ -407,6 +454,9 @@ def _compare_module(case: Case, got: dict[str, Any], want: dict[str, Any]) -> st
                 "dweight": "weight.grad", "dbias": "bias.grad"}.get(path.split("].", 1)[-1].split(" ")[0], path)
         mode = case.inputs["program"][index]["mode"]
         return f"forward pass {index + 1} ({mode} mode): {what}: expected {describe_value(w)}, got {describe_value(g)}."
+    if "buffer_history" in graded and got.get("buffer_history") != want.get("buffer_history"):
+        return (f"after the training steps the buffers {got.get('buffer_history')} carry autograd history (they are "
+                "results of the graph, not plain tensors): update them in place under torch.no_grad().")
     for key in ("state_dict_keys", "parameters", "running_mean", "running_var", "num_batches_tracked"):
         if key not in graded:
             continue
@@ -424,6 +474,13 @@ def _module_cases(level: str, seed: int) -> list[Case]:
 
     def x(*shape, loc=1.0, scale=2.0):
         return rng.normal(loc, scale, size=shape).astype(np.float32)
+
+    def pair(c):
+        """Two samples at least 1 apart in every channel: two close values make s = 1/sqrt(var + eps) large
+        and dx a float32 cancellation (x_hat = ±1, so dx is nearly 0), which no tolerance grades fairly."""
+        gap = rng.uniform(1.0, 3.0, size=c) * rng.choice([-1.0, 1.0], size=c)
+        centre = rng.normal(1.0, 2.0, size=c)
+        return np.stack([centre + gap / 2, centre - gap / 2]).astype(np.float32)
 
     def step(mode, array, grad=False):
         return {"mode": mode, "x": array, "dout": rng.normal(size=array.shape).astype(np.float32) if grad else None}
@@ -451,6 +508,10 @@ def _module_cases(level: str, seed: int) -> list[Case]:
              [step("train", x(10, 3)), step("eval", x(4, 3)), step("eval", x(6, 3))], ["out", *buffers]),
         case("gradients flow through the batch mean and variance", "gradients", 5,
              [step("train", x(12, 5), grad=True)], ["out", "dx", "dweight", "dbias"]),
+        case("three training steps with backward passes, then a backward pass through an evaluation output",
+             "running statistics updated outside the autograd graph", 3,
+             [step("train", x(8, 3), grad=True), step("train", x(8, 3, loc=2.0), grad=True),
+              step("train", x(8, 3), grad=True), step("eval", x(5, 3), grad=True)], ["out", "buffer_history"]),
     ]
     if level != "hidden":
         return cases
@@ -472,7 +533,7 @@ def _module_cases(level: str, seed: int) -> list[Case]:
         case("loads a torch.nn.BatchNorm1d state_dict, then trains one step",
              "loads torch.nn.BatchNorm1d's state_dict", 4, [step("train", x(9, 4))], ["out", *buffers],
              state=torch_state(4)),
-        case("a batch of two, gradients included", "gradients", 3, [step("train", x(2, 3), grad=True)],
+        case("a batch of two, gradients included", "gradients", 3, [step("train", pair(3), grad=True)],
              ["out", "dx", "dweight", "dbias", "running_var"]),
     ]
     return cases
@@ -531,7 +592,7 @@ def _fold_cases(level: str, seed: int) -> list[Case]:
         case("the folded Linear gives the output of the two layers", main, 5, 4, ["is_linear", "out"]),
         case("the folded weight and bias", main, 3, 6, ["is_linear", "weight", "bias"]),
         case("the original layers are left unchanged", "the original layers are left unchanged", 4, 3,
-             ["is_linear", "inputs_unchanged"]),
+             ["is_linear", "out", "inputs_unchanged"]),
     ]
     if level != "hidden":
         return cases
@@ -579,18 +640,65 @@ def _build_classifier(bn_class: Callable[..., Any], weights: list[np.ndarray]) -
     return model
 
 
+class _LoopProbe:
+    """What a training loop did, step by step: the batch size and mode of every forward pass of the
+    model (a forward pre-hook), and the first Linear layer's weight before each of them together with
+    every gradient autograd computed for it (a tensor hook), so the grader can tell plain SGD
+    (``Δw = −lr · g`` of this step) from momentum or from gradients left to accumulate."""
+
+    MOMENTUM = 0.9  # the usual value, the one a loop copied from elsewhere brings along
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.weight = next(m for m in model if isinstance(m, torch.nn.Linear)).weight
+        self.passes: list[tuple[bool, int]] = []
+        self.snapshots: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        model.register_forward_pre_hook(self._forward)
+        self.weight.register_hook(self._gradient)
+
+    def _forward(self, module: torch.nn.Module, args: tuple) -> None:
+        rows = args[0].shape[0] if args and isinstance(args[0], torch.Tensor) and args[0].dim() else -1
+        self.passes.append((bool(module.training), int(rows)))
+        self.snapshots.append(self.weight.detach().to(torch.float64, copy=True))
+
+    def _gradient(self, grad: torch.Tensor) -> None:
+        self.grads.append(grad.detach().to(torch.float64, copy=True))
+
+    def update_residuals(self, lr: float) -> list[float] | None:
+        """``Σ_t ‖Δw_t + lr · u_t‖ / Σ_t ‖lr · u_t‖`` over the training steps, for u_t the step's own
+        gradient (plain SGD), the sum of all gradients so far (never reset) and the momentum buffer:
+        near 0 (float32 rounding, ~1e-5) for the rule the loop follows, of order 1 for the others.
+        None when the forward passes and gradients do not pair up one to one."""
+        steps = [i for i, (training, _) in enumerate(self.passes) if training]
+        if not steps or len(self.grads) != len(steps):
+            return None
+        weights = torch.stack([*self.snapshots, self.weight.detach().to(torch.float64)]).flatten(1)
+        index = torch.tensor(steps)
+        delta = weights[index + 1] - weights[index]  # (T, weights): what each training step changed
+        grads = torch.stack(self.grads).flatten(1)
+        powers = self.MOMENTUM ** torch.arange(len(steps), dtype=torch.float64)
+        # the momentum buffer b_t = sum_k 0.9^(t-k) g_k, as one lower-triangular matrix product
+        mix = torch.tril(powers[:, None] / powers[None, :])
+        rules = (grads, grads.cumsum(0), mix @ grads)  # this step's gradient, never reset, momentum
+        return [float((delta + lr * u).norm(dim=1).sum() / (lr * u.norm(dim=1).sum() + 1e-30)) for u in rules]
+
+
 def _run_loop(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     inputs = case.inputs
     try:
         bn_class = _partner(fn, "BatchNorm1d")
         seed_cpu(0)
         model = _build_classifier(bn_class, inputs["weights"])
+        probe = _LoopProbe(model)
         logits = _quietly(lambda: fn(model, torch.tensor(inputs["x_train"]), torch.tensor(inputs["y_train"]),
                                      torch.tensor(inputs["x_test"]), **inputs["kwargs"]))
         state = {k: _tensor(v) for k, v in model.state_dict().items()}
+        residuals = _quietly(lambda: probe.update_residuals(inputs["kwargs"]["lr"]))
     except Exception as exc:
         return raised(exc)
-    return {"raised": None, "logits": _tensor(logits), "state": state}
+    train_rows = sorted({rows for training, rows in probe.passes if training})
+    return {"raised": None, "logits": _tensor(logits), "state": state, "train_rows": train_rows,
+            "update_residuals": residuals, "last_pass_training": bool(probe.passes and probe.passes[-1][0])}
 
 
 def _loop_verdict(case: Case, out: dict[str, Any]) -> tuple[str, str] | None:
@@ -619,10 +727,38 @@ def _loop_verdict(case: Case, out: dict[str, Any]) -> tuple[str, str] | None:
     steps = inputs["kwargs"]["steps"]
     counts = sorted({int(v) for k, v in state.items() if k.endswith("num_batches_tracked")})
     if counts != [steps]:
-        return f"counts {counts}", (
-            f"the batch-norm layers counted {counts} training batches, expected {steps}: call model.train() "
+        last = " (the test forward pass too)" if out.get("last_pass_training") else ""
+        return f"counts {counts}{last}", (
+            f"the batch-norm layers counted {counts} training batches{last}, expected {steps}: call model.train() "
             "before the training steps, run exactly one training-mode forward pass per step, and "
             "evaluate only after model.eval().")
+    batch_size = inputs["kwargs"]["batch_size"]
+    rows = out.get("train_rows") or []
+    residuals = out.get("update_residuals")
+    if rows != [batch_size]:
+        if residuals is not None and residuals[2] < _UPDATE_TOL <= residuals[0]:
+            return "batch, momentum", (
+                f"the training-mode forward passes had {rows} rows and each step followed a momentum buffer: the "
+                f"exercise asks for minibatches of batch_size = {batch_size} drawn at random at every step, and "
+                "plain SGD (p -= lr * p.grad). A full batch removes the train/eval difference the exercise is about.")
+        return "batch", (f"the training-mode forward passes had {rows} rows, expected minibatches of batch_size = "
+                         f"{batch_size} at every step. A full batch (or any other size) changes what is trained: "
+                         "with the whole training set every step, the batch statistics barely change and equal the "
+                         "running ones, so the train/eval difference this exercise is about disappears.")
+    if residuals is None:
+        return "pairing", ("expected exactly one backward pass per training step (one gradient of the first layer's "
+                           "weight for each training-mode forward pass).")
+    plain, accumulated, momentum = residuals
+    if not plain < _UPDATE_TOL:
+        if accumulated < _UPDATE_TOL:
+            return "accumulates", ("each step moved the weights by -lr times the SUM of all gradients so far: the "
+                                   "gradients were never reset, so they accumulate in .grad.")
+        if momentum < _UPDATE_TOL:
+            return "momentum", ("each step moved the weights by -lr times a momentum buffer (0.9), not by -lr times "
+                                "this step's gradient: the exercise asks for plain SGD.")
+        return "update", (f"a step moved the first layer's weight by something other than -lr * grad (relative "
+                          f"difference up to {plain:.2g}): use plain SGD with lr = {inputs['kwargs']['lr']} — no "
+                          "momentum, no weight decay, no other optimizer.")
     reference.eval()
     with torch.no_grad():
         expected = _quietly(lambda: reference(torch.tensor(inputs["x_test"]))).numpy().astype(np.float64)
@@ -636,6 +772,11 @@ def _loop_verdict(case: Case, out: dict[str, Any]) -> tuple[str, str] | None:
         return "loss", (f"after training, the loss on the training set (evaluation mode) is {train_loss:.3f}, "
                         f"expected below {inputs['threshold']}: are the steps taken (zero_grad, backward, step)?")
     return None
+
+
+#: largest relative difference between the updates and -lr * grad that still counts as plain SGD
+#: (float32 rounding of the weights gives 1e-5 to 1e-4; momentum or an accumulated gradient gives ~1)
+_UPDATE_TOL = 1e-2
 
 
 def _compare_loop(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
@@ -700,9 +841,9 @@ EXERCISES: dict[str, Exercise] = {
     "batchnorm_forward": _exercise("batchnorm_forward", "stabletrain.normalization:batchnorm_forward",
                                    _forward_cases, _run_forward, _compare_forward, "FORWARD"),
     "batchnorm_backward": _exercise("batchnorm_backward", "stabletrain.normalization:batchnorm_backward",
-                                    _backward_cases, _run_backward, _compare, "BACKWARD"),
+                                    _backward_cases, _run_backward, _compare_backward, "BACKWARD"),
     "batchnorm_backward_alt": _exercise("batchnorm_backward_alt", "stabletrain.normalization:batchnorm_backward_alt",
-                                        _backward_cases, _run_backward, _compare, "BACKWARD_ALT"),
+                                        _backward_cases, _run_backward, _compare_backward, "BACKWARD_ALT"),
     "BatchNorm1d": _exercise("BatchNorm1d", "stabletrain.norm_modules:BatchNorm1d", _module_cases, _run_module,
                              _compare_module, "MODULE"),
     "fold_batchnorm": _exercise("fold_batchnorm", "stabletrain.norm_modules:fold_batchnorm", _fold_cases, _run_fold,

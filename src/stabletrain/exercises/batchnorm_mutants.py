@@ -103,6 +103,10 @@ STANDARDIZE: dict[str, Mutant] = {
     "centre_only": Mutant(_centre_only, "standardizing also divides by the standard deviation, so every feature "
                           "ends up with variance 1, not only mean 0."),
     "divide_by_variance": Mutant(_divide_by_variance, "divide by the standard deviation, not the variance."),
+    "returns_linear_unchanged": Mutant(lambda linear, bn: linear,
+                                       "folding changes the weights: return a new Linear with weight s[:, None] * W "
+                                       "and bias s * (b - running_mean) + beta, s = gamma / sqrt(running_var + eps); "
+                                       "the given Linear alone skips batch norm."),
     "modifies_input": Mutant(_modifies_input, "standardize_fit must not change the array it is given (x_train -= "
                              "mean works in place on the caller's data); compute on a copy."),
 }
@@ -114,7 +118,7 @@ STANDARDIZE: dict[str, Mutant] = {
 
 def _forward(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1, eps=1e-5, *,
              reversed_momentum=False, biased_running=False, unbiased_out=False, axis=0, eps_outside=False,
-             no_eps=False, eval_batch=False, rebind=False, eval_updates=False):
+             no_eps=False, eval_batch=False, rebind=False, eval_updates=False, bessel_size=False, std_running=False):
     n = x.shape[axis]
     use_batch = training or eval_batch
     if use_batch:
@@ -134,6 +138,10 @@ def _forward(x, gamma, beta, running_mean, running_var, training=True, momentum=
     if training or eval_updates:
         batch_mean = x.mean(axis=0)
         batch_var = x.var(axis=0) if biased_running else x.var(axis=0, ddof=1)
+        if bessel_size:  # the Bessel factor from x.size (N * C values), not from the N values per feature
+            batch_var = x.var(axis=0) * x.size / (x.size - 1)
+        if std_running:
+            batch_var = np.sqrt(batch_var)
         keep, take = (momentum, 1 - momentum) if reversed_momentum else (1 - momentum, momentum)
         new_mean = keep * running_mean + take * batch_mean
         new_var = keep * running_var + take * batch_var
@@ -181,6 +189,12 @@ FORWARD: dict[str, Mutant] = {
     "eval_updates_running": Mutant(_forward_mutant(eval_updates=True),
                                    "evaluation must not change the running statistics: only training steps "
                                    "update them."),
+    "bessel_from_size": Mutant(_forward_mutant(bessel_size=True),
+                               "the unbiased variance divides by M - 1 with M the number of values PER FEATURE (the "
+                               "batch size N here); x.size counts every entry of the (N, C) array, N * C."),
+    "running_var_tracks_std": Mutant(_forward_mutant(std_running=True),
+                                     "running_var averages the (unbiased) batch VARIANCE, not the standard "
+                                     "deviation; evaluation takes the square root of running_var + eps itself."),
 }
 
 
@@ -201,26 +215,33 @@ def _stats_constant(dout, cache):
     return dout * gamma * s, (dout * xc * s).sum(0), dout.sum(0)
 
 
-@_forward_ref
-def _no_mean_path(dout, cache):
-    x, xc, s, gamma, m, training = _unpack(cache)
+def _closed_form(dout, cache, *, count_offset=0, mean_term=True, variance_sign=-1.0, gamma=True):
+    """The closed-form backward pass, with one term of it changed by the flags (the mutants below)."""
+    x, xc, s, g, m, training = _unpack(cache)
     x_hat = xc * s
-    dx_hat = dout * gamma
+    dx_hat = dout * g if gamma else dout  # gamma=False: y = gamma * x_hat + beta forgotten
+    dgamma, dbeta = (dout * x_hat).sum(0), dout.sum(0)
     if not training:
-        return dx_hat * s, (dout * x_hat).sum(0), dout.sum(0)
-    dx = s * (dx_hat - x_hat * (dx_hat * x_hat).mean(0))
-    return dx, (dout * x_hat).sum(0), dout.sum(0)
+        return dx_hat * s, dgamma, dbeta
+    m = m + count_offset
+    mean_sum = dx_hat.sum(0) if mean_term else 0.0
+    dx = s / m * (m * dx_hat - mean_sum + variance_sign * x_hat * (dx_hat * x_hat).sum(0))
+    return dx, dgamma, dbeta
 
 
-@_forward_ref
-def _no_variance_path(dout, cache):
-    x, xc, s, gamma, m, training = _unpack(cache)
-    x_hat = xc * s
-    dx_hat = dout * gamma
-    if not training:
-        return dx_hat * s, (dout * x_hat).sum(0), dout.sum(0)
-    dx = s * (dx_hat - dx_hat.mean(0))
-    return dx, (dout * x_hat).sum(0), dout.sum(0)
+def _closed_mutant(**flags):
+    @_forward_ref
+    def batchnorm_backward(dout, cache):
+        return _closed_form(dout, cache, **flags)
+
+    return batchnorm_backward
+
+
+_no_mean_path = _closed_mutant(mean_term=False)
+_no_variance_path = _closed_mutant(variance_sign=0.0)
+_n_minus_one = _closed_mutant(count_offset=-1)
+_variance_sign = _closed_mutant(variance_sign=1.0)
+_no_gamma = _closed_mutant(gamma=False)
 
 
 @_forward_ref
@@ -234,17 +255,6 @@ def _sums_over_features(dout, cache):
     dx, _, _ = normalization.batchnorm_backward(dout, cache)
     x, xc, s, gamma, m, training = _unpack(cache)
     return dx, (dout * xc * s).sum(1), dout.sum(1)
-
-
-@_forward_ref
-def _n_minus_one(dout, cache):
-    x, xc, s, gamma, m, training = _unpack(cache)
-    x_hat = xc * s
-    dx_hat = dout * gamma
-    if not training:
-        return dx_hat * s, (dout * x_hat).sum(0), dout.sum(0)
-    dx = s / (m - 1) * ((m - 1) * dx_hat - dx_hat.sum(0) - x_hat * (dx_hat * x_hat).sum(0))
-    return dx, (dout * x_hat).sum(0), dout.sum(0)
 
 
 @_forward_ref
@@ -262,14 +272,31 @@ def _eval_like_training(dout, cache):
 
 
 @_forward_ref
-def _variance_sign(dout, cache):
+def _sums_without_gamma(dout, cache):
     x, xc, s, gamma, m, training = _unpack(cache)
     x_hat = xc * s
-    dx_hat = dout * gamma
+    dbeta, dgamma = dout.sum(0), (dout * x_hat).sum(0)
     if not training:
-        return dx_hat * s, (dout * x_hat).sum(0), dout.sum(0)
-    dx = s / m * (m * dx_hat - dx_hat.sum(0) + x_hat * (dx_hat * x_hat).sum(0))
-    return dx, (dout * x_hat).sum(0), dout.sum(0)
+        return dout * gamma * s, dgamma, dbeta
+    dx = s / m * (m * dout * gamma - dbeta - x_hat * dgamma)  # sum(dx_hat) is gamma * dbeta, not dbeta
+    return dx, dgamma, dbeta
+
+
+def _autograd_backward(dout, cache):
+    x = torch.tensor(cache["x"], dtype=torch.float64, requires_grad=True)
+    gamma = torch.tensor(cache["gamma"].reshape(-1), dtype=torch.float64, requires_grad=True)
+    beta = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    if cache["training"]:  # a correct answer computed by autograd (the cases train with eps = 1e-5)
+        mean = x.mean(0)
+        inv_std = 1 / torch.sqrt(((x - mean) ** 2).mean(0) + 1e-5)
+    else:  # the running statistics: constants
+        mean, inv_std = torch.tensor(cache["mean"].reshape(-1)), torch.tensor(cache["inv_std"].reshape(-1))
+    out = gamma * (x - mean) * inv_std + beta
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return x.grad.numpy(), gamma.grad.numpy(), beta.grad.numpy()
+
+
+_autograd_backward.batchnorm_forward = normalization.batchnorm_forward
 
 
 def _backward_catalogue() -> dict[str, Mutant]:
@@ -292,6 +319,13 @@ def _backward_catalogue() -> dict[str, Mutant]:
                                      "+ eps), with no batch terms."),
         "variance_sign": Mutant(_variance_sign, "check the sign of the variance term: dx = (s/M)(M dx_hat - "
                                 "sum(dx_hat) - x_hat * sum(dx_hat * x_hat))."),
+        "no_gamma": Mutant(_no_gamma, "the output is gamma * x_hat + beta, so the gradient reaching x_hat is "
+                           "dx_hat = dout * gamma: every term of dx carries gamma."),
+        "sums_without_gamma": Mutant(_sums_without_gamma,
+                                     "in the closed form the sums are over dx_hat = dout * gamma: sum(dx_hat) = "
+                                     "gamma * dbeta and sum(dx_hat * x_hat) = gamma * dgamma, not dbeta and dgamma."),
+        "autograd": Mutant(_autograd_backward, "the backward pass is to be derived and written in numpy; letting "
+                           "torch's autograd differentiate the forward pass skips the exercise (it earns no points)."),
     }
 
 
@@ -307,12 +341,15 @@ class _ModuleMutant(norm_modules.BatchNorm1d):
     """The reference module with one thing changed."""
 
     reversed_momentum = biased_running = detach = unbiased_out = eval_batch = no_counter = only_dim0 = False
-    none_as_default = False
+    none_as_default = std_running = False
+    count_as = ""  # "rows": M = N even for (N, C, L); "numel": M = every value of the input
 
     def forward(self, input):
         dims = (0,) if input.dim() == 2 or self.only_dim0 else (0, 2)
         stat_shape = (1, -1) if input.dim() == 2 else (1, -1, 1)
         count = input.numel() // input.shape[1]
+        if self.count_as:
+            count = input.shape[0] if self.count_as == "rows" else input.numel()
         if self.training or self.eval_batch:
             mean = input.mean(dim=dims, keepdim=True)
             var = (input - mean).square().mean(dim=dims, keepdim=True)
@@ -338,8 +375,30 @@ class _ModuleMutant(norm_modules.BatchNorm1d):
         if self.reversed_momentum:
             factor = 1 - factor
         batch_var = var if self.biased_running else var * count / (count - 1)
+        if self.std_running:
+            batch_var = batch_var.sqrt()
         self.running_mean.mul_(1 - factor).add_(_per_channel(mean), alpha=factor)
         self.running_var.mul_(1 - factor).add_(_per_channel(batch_var), alpha=factor)
+
+
+class _Leaking(_ModuleMutant):
+    """Running statistics rebound to expressions of the batch statistics, outside no_grad."""
+
+    def _update(self, mean, var, count):
+        self.num_batches_tracked.add_(1)
+        f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean = (1 - f) * self.running_mean + f * _per_channel(mean)
+        self.running_var = (1 - f) * self.running_var + f * _per_channel(var) * count / (count - 1)
+
+
+class _StatsAsParameters(norm_modules.BatchNorm1d):
+    """Running statistics as Parameters with requires_grad=False: in the state_dict, but parameters."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__(num_features, eps, momentum)
+        del self._buffers["running_mean"], self._buffers["running_var"]
+        self.running_mean = nn.Parameter(torch.zeros(num_features), requires_grad=False)
+        self.running_var = nn.Parameter(torch.ones(num_features), requires_grad=False)
 
 
 def _per_channel(t):
@@ -417,6 +476,22 @@ MODULE: dict[str, Mutant] = {
                                           "third, a torch state_dict does not load."),
     "not_buffers": Mutant(_PlainAttributes, "running statistics must be registered with register_buffer: plain "
                           "tensor attributes are missing from the state_dict and are not moved by .to()."),
+    "stats_as_parameters": Mutant(_StatsAsParameters,
+                                  "running statistics are buffers (register_buffer), not Parameters: even with "
+                                  "requires_grad=False, model.parameters() hands them to the optimizer, where weight "
+                                  "decay and momentum act on them."),
+    "leaks_graph": Mutant(_Leaking, "update the running statistics in place under torch.no_grad() (or from "
+                          "detached statistics): `self.running_mean = (1 - m) * self.running_mean + m * mean` "
+                          "outside no_grad makes the buffer a node of the batch's graph, so it drags every earlier "
+                          "batch's graph along and a backward pass through an evaluation output fails."),
+    "count_rows": Mutant(_module_mutant("CountRows", count_as="rows"),
+                         "for (N, C, L) inputs each channel has M = N * L values: the unbiased variance of the "
+                         "running average uses M / (M - 1) with that M, not the number of rows N."),
+    "count_numel": Mutant(_module_mutant("CountNumel", count_as="numel"),
+                          "M counts the values of ONE channel (N, or N * L for (N, C, L) inputs): x.numel() counts "
+                          "every channel too."),
+    "running_var_tracks_std": Mutant(_module_mutant("RunningStd", std_running=True),
+                                     "running_var averages the unbiased batch VARIANCE, not the standard deviation."),
 }
 
 
@@ -424,14 +499,15 @@ MODULE: dict[str, Mutant] = {
 # fold_batchnorm
 
 
-def _fold(linear, bn, *, use_bias=True, eps_inside=True, columns=False, beta=True, new=True, keep_none=False):
+def _fold(linear, bn, *, use_bias=True, eps_inside=True, columns=False, beta=True, new=True, keep_none=False,
+          scale_bias=True):
     with torch.no_grad():
         if eps_inside:
             s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         else:
             s = bn.weight / (torch.sqrt(bn.running_var) + bn.eps)
         b = linear.bias if (linear.bias is not None and use_bias) else torch.zeros_like(bn.running_mean)
-        bias = s * (b - bn.running_mean) + (bn.bias if beta else 0)
+        bias = (s if scale_bias else 1) * (b - bn.running_mean) + (bn.bias if beta else 0)
         target = nn.Linear(linear.in_features, linear.out_features,
                            bias=not (keep_none and linear.bias is None), dtype=linear.weight.dtype) if new else linear
         weight = linear.weight * (s[None, : linear.in_features] if columns else s[:, None])
@@ -464,11 +540,18 @@ FOLD: dict[str, Mutant] = {
                              "(weight * s[:, None]), not column i."),
     "without_beta": Mutant(_fold_mutant(beta=False), "the folded bias includes beta: b' = s * (b - running_mean) + "
                            "beta."),
-    "modifies_input": Mutant(_fold_mutant(new=False), "return a NEW Linear: folding into the given layer changes "
-                             "the original model (its weights become the folded ones)."),
+    "bias_not_scaled": Mutant(_fold_mutant(scale_bias=False),
+                              "batch norm scales (b - running_mean) too: b' = s * (b - running_mean) + beta, with s = "
+                              "gamma / sqrt(running_var + eps); only beta is added unscaled."),
     "no_bias_when_none": Mutant(_fold_mutant(keep_none=True),
                                 "the folded layer always needs a bias (beta - s * running_mean), even when the "
                                 "Linear had none."),
+    "returns_linear_unchanged": Mutant(lambda linear, bn: linear,
+                                       "folding changes the weights: return a new Linear with weight s[:, None] * W "
+                                       "and bias s * (b - running_mean) + beta, s = gamma / sqrt(running_var + eps); "
+                                       "the given Linear alone skips batch norm."),
+    "modifies_input": Mutant(_fold_mutant(new=False), "return a NEW Linear: folding into the given layer changes "
+                             "the original model (its weights become the folded ones)."),
 }
 
 
@@ -479,24 +562,27 @@ _bn = _with("BatchNorm1d", norm_modules.BatchNorm1d)
 
 
 def _loop(model, x_train, y_train, x_test, steps=100, lr=0.1, batch_size=32, seed=0, *, train_mode=True,
-          eval_mode=True, zero_grad=True, eval_first=False, train_steps=True):
+          eval_mode=True, zero_grad=True, eval_first=False, train_steps=True, full_batch=False, momentum=0.0):
     generator = torch.Generator().manual_seed(seed)
     params = list(model.parameters())
+    buffers = [torch.zeros_like(p) for p in params]
     if eval_first:
         model.train()
         with torch.no_grad():
             model(x_test)  # a "quick look" in training mode updates the running statistics
     model.train(train_mode)
     for _ in range(steps if train_steps else 0):
-        batch = torch.randint(0, len(x_train), (batch_size,), generator=generator)
+        batch = torch.arange(len(x_train)) if full_batch else torch.randint(0, len(x_train), (batch_size,),
+                                                                                  generator=generator)
         loss = nn.functional.cross_entropy(model(x_train[batch]), y_train[batch])
         if zero_grad:
             for p in params:
                 p.grad = None
         loss.backward()
         with torch.no_grad():
-            for p in params:
-                p -= lr * p.grad
+            for p, buf in zip(params, buffers):
+                buf.mul_(momentum).add_(p.grad)  # torch.optim.SGD's momentum buffer (dampening 0)
+                p -= lr * buf
     if eval_mode:
         model.eval()
     with torch.no_grad():
@@ -525,4 +611,14 @@ LOOP: dict[str, Mutant] = {
                                   "a forward pass in training mode, even under no_grad, updates the running "
                                   "statistics with that batch: switch to eval before looking at test data."),
     "no_training": Mutant(_loop_mutant(train_steps=False), "the model has to be trained for `steps` steps first."),
+    "full_batch": Mutant(_loop_mutant(full_batch=True),
+                         "every step trains on ONE minibatch of batch_size samples drawn at random: with the whole "
+                         "training set at every step the batch statistics are the population's, so training and "
+                         "evaluation mode agree and batch norm's minibatch behaviour is never exercised."),
+    "momentum": Mutant(_loop_mutant(momentum=0.9),
+                       "the exercise asks for plain SGD, p -= lr * p.grad with this step's gradient: SGD with "
+                       "momentum 0.9 takes steps about ten times larger along a steady gradient."),
+    "full_batch_momentum": Mutant(_loop_mutant(full_batch=True, momentum=0.9),
+                                  "minibatches of batch_size, drawn at random at every step, and plain SGD: a full "
+                                  "batch with momentum trains a different loop than the one asked for."),
 }

@@ -3,8 +3,9 @@
 Three layers, from the strongest:
 
 1. **Not there.** The grading sandbox (``stgrade.bwrap``) leaves the answer-key files out of the
-   kernel's view: stabletrain's reference modules, every ``*_mutants.py``, their compiled copies,
-   and torch's ``torch/nn/utils/clip_grad.py`` (replaced by a stub whose functions raise).
+   kernel's view: stabletrain's reference modules, every ``*_mutants.py``, the lessons' lab
+   modules (their experiments use the lessons' formulas), their compiled copies, and torch's
+   ``torch/nn/utils/clip_grad.py`` (replaced by a stub whose functions raise).
 2. **Blocked.** :func:`install`, called in the kernel before any student code runs, replaces every
    answer-key function that torch itself does not need (``torch.nn.utils.clip_grad_norm_``, …,
    ``stabletrain.clip_grad_norm_``, …) by one that raises :class:`AnswerKeyUnavailable`. The
@@ -14,9 +15,13 @@ Three layers, from the strongest:
    :func:`watched` — which ``check()`` wraps around a student's function under the grader —
    traces every Python function that starts while it runs. Code *of* an answer key (identified by
    its file and function name, so an alias, a closure, a fresh copy from a re-import or ``runpy``
-   all count), or any code of a reference / mutant / clip_grad file, voids the exercise: every case
-   is recorded as ``AnswerKeyUsed`` with the evidence, which the grader shows in the feedback and
-   the instructor's overview.
+   all count), or any code of a reference / mutant / lab / clip_grad file, voids the exercise: every
+   case is recorded as ``AnswerKeyUsed`` with the evidence, which the grader shows in the feedback
+   and the instructor's overview. The same holds for the helpers a kernel must hold that compute
+   an answer (:data:`ANSWER_HELPERS`: the recording clip handed to ``train_step``), except in the
+   exercises whose own machinery they are; and an exercise about *using* torch's functions may
+   allow them (:data:`ANSWER_KEYS_ALLOWED_IN`: ``init_model_`` and ``torch.nn.init``). A static
+   finding never voids: only this run-time evidence does.
 
 An audit hook (``sys.addaudithook``; it cannot be removed from Python) protects the tracing: while
 a check runs, switching the tracer off, starting a process, using ctypes or reading an answer
@@ -29,6 +34,7 @@ bypass layer 3; layers 1 and 2 do not depend on the kernel's cooperation.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -58,6 +64,18 @@ TORCH_ANSWER_KEY_FILES = ("torch/nn/utils/clip_grad.py",)
 
 #: stabletrain submodules whose public functions are answer keys
 STABLETRAIN_ANSWER_KEY_MODULES = ("clipping", "init", "normalization", "norm_modules", "gradcheck")
+
+#: Helpers a grading kernel must hold that compute an exercise's answer: the cases' own machinery
+#: in the exercise modules (a recording clip handed to the student's ``train_step``, say).
+#: ``"module:qualname" -> exercises in which it is the case's own machinery``; while any *other*
+#: exercise is checked, its code running voids that exercise, like an answer key of torch's. An
+#: exercise module may declare more in its own ``ANSWER_HELPERS`` (same form).
+#: ``tests/adversarial/trust/test_answer_keys_in_helpers.py`` walks every function of every module a
+#: grading kernel imports and fails on any that computes an exercise's answer and is not listed.
+ANSWER_HELPERS: dict[str, tuple[str, ...]] = {
+    "stabletrain.exercises.clipping:_recording_clip.<locals>.clip": ("train_step",),
+    "stabletrain.exercises.init:_gain2": (),  # the squared gain: builds kaiming cases, before any check runs
+}
 
 
 def torch_answer_keys() -> dict[str, tuple[str, ...]]:
@@ -120,6 +138,36 @@ def _real(path: str) -> str:
         return path
 
 
+#: torch functions that are answer keys for a lesson's other exercises but the building blocks this
+#: exercise is about using: ``exercise -> (module or "module.name", ...)``. ``init_model_`` is about
+#: which initialiser each layer gets, and its text welcomes the initialisers (torch's included):
+#: ``nn.init.kaiming_normal_`` inside it is honest work. An exercise module may declare more in its
+#: own ``ANSWER_KEYS_ALLOWED_IN`` (same form).
+ANSWER_KEYS_ALLOWED_IN: dict[str, tuple[str, ...]] = {"init_model_": ("torch.nn.init",)}
+
+
+def answer_keys_allowed_in() -> dict[str, tuple[str, ...]]:
+    """:data:`ANSWER_KEYS_ALLOWED_IN` and every exercise module's own."""
+    from .registry import exercise_modules
+
+    merged = dict(ANSWER_KEYS_ALLOWED_IN)
+    for module in exercise_modules():
+        for exercise, allowed in getattr(module, "ANSWER_KEYS_ALLOWED_IN", {}).items():
+            merged[exercise] = tuple(dict.fromkeys(merged.get(exercise, ()) + tuple(allowed)))
+    return merged
+
+
+def answer_helpers() -> dict[str, tuple[str, ...]]:
+    """:data:`ANSWER_HELPERS` and every exercise module's own ``ANSWER_HELPERS``."""
+    from .registry import exercise_modules
+
+    merged = dict(ANSWER_HELPERS)
+    for module in exercise_modules():
+        for key, allowed in getattr(module, "ANSWER_HELPERS", {}).items():
+            merged[key] = tuple(allowed)
+    return merged
+
+
 class _Watch:
     """State of the tracer and the audit hook; reachable only through their closures."""
 
@@ -127,9 +175,11 @@ class _Watch:
         self.active = False
         self.switching = False
         self.files: set[str] = set()  # real paths: any code from these files counts
-        self.named: dict[str, set[str]] = {}  # exercise module -> {"realpath:function"}
-        self.names: dict[str, str] = {}  # "realpath:function" -> readable name
-        self.current: set[str] = set()
+        self.named: dict[str, set[str]] = {}  # exercise module -> {"realpath:qualname"}
+        self.names: dict[str, str] = {}  # "realpath:qualname" -> readable name
+        self.helpers: dict[str, tuple[str, ...]] = {}  # "realpath:qualname" -> exercises where it is machinery
+        self.current: set[str] = set()  # keys of the exercise checked now
+        self.current_helpers: set[str] = set()
         self.evidence: list[str] = []
         self.real: dict[str, str] = {}  # co_filename -> real path, cached
 
@@ -150,6 +200,8 @@ def _answer_key_files() -> set[str]:
     files = {_real(os.path.join(package, f"{name}.py")) for name in reference_modules()}
     exercises = os.path.dirname(__file__)
     files |= {_real(os.path.join(exercises, f)) for f in os.listdir(exercises) if f.endswith("_mutants.py")}
+    lessons = os.path.join(package, "lessons")  # the labs: the lessons' experiments, with the lessons' formulas
+    files |= {_real(os.path.join(lessons, f)) for f in os.listdir(lessons) if f.endswith(".py") and f != "__init__.py"}
     import torch
 
     root = os.path.dirname(torch.__file__)
@@ -175,9 +227,16 @@ def install() -> list[str]:
             for name in names:
                 code = _code_of(getattr(module, name, None))
                 if code is not None:
-                    key = f"{watch.real_path(code.co_filename)}:{code.co_name}"
+                    key = f"{watch.real_path(code.co_filename)}:{code.co_qualname}"
                     named.add(key)
                     watch.names[key] = f"{module_name}.{name}"
+    for where, allowed in answer_helpers().items():
+        module_name, _, qualname = where.partition(":")
+        spec = importlib.util.find_spec(module_name)
+        if spec is not None and spec.origin:
+            key = f"{watch.real_path(spec.origin)}:{qualname}"
+            watch.helpers[key] = tuple(allowed)
+            watch.names[key] = f"{module_name}.{qualname}"
     replaced: list[str] = []
     for module_name, names in torch_answer_keys().items():
         if module_name.startswith(NEEDED_BY_TORCH):
@@ -207,7 +266,9 @@ def _start_watching(watch: _Watch) -> Callable[..., Any]:
     # holds nothing watched (0, almost every call), is an answer key as a whole (1) or holds named
     # answer keys (2). Only 1 and 2 resolve the real path and the function's name.
     holding_keys = {key.rpartition(":")[0] for named in watch.named.values() for key in named}
+    holding_keys |= {key.rpartition(":")[0] for key in watch.helpers}
     kinds: dict[str, int] = {}
+    keys_of_code: dict[Any, str] = {}  # code object -> "realpath:qualname", for files holding named keys
 
     def kind_of(filename: str) -> int:
         path = watch.real_path(filename)
@@ -225,8 +286,10 @@ def _start_watching(watch: _Watch) -> Callable[..., Any]:
         if kind == 1:
             watch.evidence.append(f"code from the answer-key file {os.path.basename(path)} ({code.co_name}) ran")
         else:
-            key = f"{path}:{code.co_name}"
-            if key in watch.current:
+            key = keys_of_code.get(code)
+            if key is None:
+                key = keys_of_code[code] = f"{path}:{code.co_qualname}"
+            if key in watch.current or key in watch.current_helpers:
                 watch.evidence.append(f"the answer key {watch.names[key]} ran")
         return None
 
@@ -262,8 +325,16 @@ def _start_watching(watch: _Watch) -> Callable[..., Any]:
 
     sys.addaudithook(hook)
 
-    def watched(exercise_module: str, run: Callable[[], list]) -> list:
-        watch.current = watch.named.get(exercise_module, set())
+    allowed_in = answer_keys_allowed_in()
+
+    def keys_for(exercise_module: str, exercise: str) -> set[str]:
+        allowed = allowed_in.get(exercise, ())
+        return {key for key in watch.named.get(exercise_module, set())
+                if not any(watch.names[key] == a or watch.names[key].startswith(a + ".") for a in allowed)}
+
+    def watched(exercise_module: str, run: Callable[[], list], exercise: str = "") -> list:
+        watch.current = keys_for(exercise_module, exercise)
+        watch.current_helpers = {key for key, allowed in watch.helpers.items() if exercise not in allowed}
         watch.evidence = []
         import threading
 
@@ -293,7 +364,7 @@ def watched(exercise: str, run: Callable[[], list]) -> list:
         return run()
     from .registry import _modules
 
-    outputs, evidence = _STATE[0](_modules().get(exercise, ""), run)
+    outputs, evidence = _STATE[0](_modules().get(exercise, ""), run, exercise)
     if not evidence:
         return outputs
     message = f"answer key used while {exercise} was checked: " + "; ".join(evidence[:3])

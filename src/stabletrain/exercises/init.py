@@ -1,5 +1,7 @@
-r"""Exercises of lesson 03: fans, gains, the Xavier / Kaiming / orthogonal initializers,
-``variance_scaling_`` and ``init_model_``.
+r"""Exercises of lesson 03 on single tensors and formulas: fans, gains, ``variance_scaling_`` (the
+general form of every Xavier, Kaiming and LeCun initializer), ``as_variance_scaling`` (the mapping
+from each PyTorch and Keras name to it), ``orthogonal_`` and ``predict_layer_stds`` (the mean-field
+recursion for any widths). The exercises on whole models are in :mod:`.init_models`.
 
 Random initializers are graded by what must hold whatever the draw, never by comparing draws:
 running a case fills a fresh tensor (a NaN sentinel, so an initializer that does not work in place
@@ -19,8 +21,8 @@ m₂ = Σw²/n has mean σ² and variance σ⁴(κ − 1)/n. A case passes its v
 covers the skew of χ²). For the normal, m₂/σ² ~ χ²_n/n exactly, and for the bounded uniform and
 truncated normal Bernstein's inequality bounds the tail: each check fails a correct
 implementation with probability < 10⁻⁸. The mean check |mean| ≤ 6.5·σ/√n has the same bound.
-With n = 4096 (every statistical case) the band is ±14.6 % (normal), ±9.2 % (uniform), ±12.1 %
-(truncated). Every catalogued mistake that only the variance reveals lands at least 6 of its own
+With n = 4096 (every statistical case but one) the band is ±14.6 % (normal), ±9.2 % (uniform),
+±12.1 % (truncated). Every catalogued mistake that only the variance reveals lands at least 6 of its own
 standard deviations outside the band on some case (``tests/test_init_lab.py`` measures it), so it is
 rejected at every seed. A grading runs fewer than 100 such checks, so a
 correct submission loses a point less than once in a million gradings.
@@ -28,12 +30,21 @@ correct submission loses a point less than once in a million gradings.
 Uniform vs normal: a uniform fill must stay within its bound b = √3σ and reach within 25/n·b of
 it (P(all |w| below) = (1 − 25/n)ⁿ < e⁻²⁵); a normal fill must exceed the level that n draws
 exceed with probability 1 − 10⁻⁹ (2.8σ for n = 4096), which no uniform of the same variance
-can; a truncated normal stays within ±2σ/0.8796 and reaches near it, and piles no mass on the edge
-(clamping a normal would).
+can; a truncated normal stays within ±2σ/0.8796 and reaches near it (checked first: where the cut
+sits tells ±2σ from ±2·std), piles no mass on the edge (clamping a normal would), and — on one
+large case of 512 × 512 weights — keeps the normal's shape inside the cut: 40.1 % of the weights
+within ±σ/2 (a wrap-around with ``torch.fmod`` puts 41.6 % there and misses the band by 9 of its
+own standard deviations).
+
+Haar: every entry of a Haar-distributed orthogonal matrix is symmetric about 0, so over D draws of
+a 2×2 matrix each entry's count of negative values is Binomial(D, ½); D = 320 and an exact binomial
+band (:func:`sign_band`) reject raw QR (Q₁₁ always negative), signs taken from Q, and an SVD's U
+without a sign fix (Q₁₁ negative in 81.5 % of draws) at every seed, for the cost of 320 tiny QRs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 import zlib
@@ -81,6 +92,33 @@ def normal_reach(n: int) -> float:
     """The level (in σ) that the largest |w| of n normal draws exceeds with probability 1 − 10⁻⁹."""
     # P(all n below t) = (1 − 2Φ(−t))ⁿ ≤ exp(−2nΦ(−t)) = 1e-9  ⇒  Φ(−t) = 10.36 / n
     return -NormalDist().inv_cdf(-math.log(1e-9) / (2 * n))
+
+
+#: a truncated normal's shape: the share of |w| < σ/2 (σ the untruncated normal's std) is
+#: (2Φ(½) − 1)/(2Φ(2) − 1); a wrap-around "truncation" (fmod) piles the tails near 0 instead
+TRUNCATED_SMALL = (2 * NormalDist().cdf(0.5) - 1) / (2 * NormalDist().cdf(2.0) - 1)
+Z_SHAPE = 6.3  # Bernstein: P(|share − p| > 6.3·√(p(1−p)/n)) < 1e-8 (tests/test_init_lab.py)
+SHAPE_CASE = (512, 512)  # 262 144 weights: the fmod wrap-around misses both bands by ≥ 7 of its own sds
+SHAPE_MIN_N = 2**16  # the share check runs on cases this large only (below, it cannot tell a wrap-around)
+HAAR_DRAWS = 320  # draws of a 2×2 orthogonal matrix in the Haar case
+
+
+def fraction_band(n: int, p: float = TRUNCATED_SMALL) -> float:
+    """Half-width of the accepted band for a share of n draws whose probability is p."""
+    return Z_SHAPE * math.sqrt(p * (1 - p) / n)
+
+
+@functools.cache
+def sign_band(draws: int = HAAR_DRAWS, entries: int = 4, alpha: float = 1e-9) -> float:
+    """The accepted |count − draws/2| for the number of negative draws of one entry: a Haar
+    matrix's entries are symmetric about 0, so the count is Binomial(draws, ½), and a deviation
+    beyond the band has probability at most alpha/entries (exact binomial tail)."""
+    half = draws / 2
+    for low in range(int(half) + 1):  # counts ≤ low or ≥ draws − low are rejected
+        tail = 2 * sum(math.comb(draws, i) for i in range(low + 1)) / 2.0**draws
+        if tail > alpha / entries:
+            return half - low  # low − 1 was the last rejected count: accept |count − half| ≤ half − low
+    return half
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,9 +263,11 @@ def _gain_cases(level: str, seed: int) -> list[Case]:
 
 def _init_case(label: str, shape: list[int], group: str, *, args: tuple = (), kwargs: dict | None = None,
                kind: str | None = None, var: float | None = None, dtype: str = "float32", param: bool = False,
-               generator: int | None = None, draws: int = 1, gain: float | None = None, haar: bool = False) -> Case:
+               generator: int | None = None, draws: int = 1, gain: float | None = None, haar: bool = False,
+               summary: bool = False) -> Case:
     """``kind``: "uniform", "normal", "truncated_normal", "any" (a distribution checked only by its
-    moments), "orthogonal", or None (nothing statistical: the generator and error cases)."""
+    moments), "orthogonal", or None (nothing statistical: the generator and error cases).
+    ``summary``: the runner sends :func:`summarize`'s numbers instead of the values (a large case)."""
     kwargs = dict(kwargs or {})
     shown = "".join(f", {a!r}" for a in args) + "".join(f", {k}={v!r}" for k, v in kwargs.items())
     extra = ", as an nn.Parameter" if param else ""
@@ -236,90 +276,8 @@ def _init_case(label: str, shape: list[int], group: str, *, args: tuple = (), kw
     extra += f", {draws} draws" if draws > 1 else ""
     text = f"{label} [shape {tuple(shape)}{shown}{extra}]"
     return Case(text, {"shape": list(shape), "args": list(args), "kwargs": kwargs, "dtype": dtype, "param": param,
-                       "generator": generator, "draws": draws,
+                       "generator": generator, "draws": draws, "summary": summary,
                        "expect": {"kind": kind, "var": var, "gain": gain, "haar": haar}}, group)
-
-
-def _xavier_var(shape: list[int], gain: float = 1.0) -> float:
-    fan_in, fan_out = _fans(shape)
-    return gain**2 * 2.0 / (fan_in + fan_out)
-
-
-def _xavier_cases(kind: str) -> Callable[[str, int], list[Case]]:
-    def cases(level: str, seed: int) -> list[Case]:
-        core, conv = "Var = 2·gain²/(fan_in + fan_out)", "conv weights: the receptive field counts"
-        out = [
-            _init_case("a Linear weight (out=128, in=32)", [128, 32], core, kind=kind, var=_xavier_var([128, 32])),
-            _init_case("a Conv2d weight", [32, 8, 4, 4], conv, kind=kind, var=_xavier_var([32, 8, 4, 4])),
-        ]
-        if level != "hidden":
-            return out
-        gain, rest = "the gain multiplies the std", "in place on an nn.Parameter, float64, the generator"
-        out += [
-            _init_case("a wide Linear weight", [16, 256], core, kind=kind, var=_xavier_var([16, 256])),
-            _init_case("a Conv1d weight", [64, 16, 4], conv, kind=kind, var=_xavier_var([64, 16, 4])),
-            _init_case("gain 2", [32, 128], gain, args=(2.0,), kind=kind, var=_xavier_var([32, 128], 2.0)),
-            _init_case("tanh's gain given as a keyword", [128, 32], gain, kwargs={"gain": 5 / 3}, kind=kind,
-                       var=_xavier_var([128, 32], 5 / 3)),
-            _init_case("an nn.Parameter that requires grad (wrap the fill in torch.no_grad())", [128, 32], rest,
-                       param=True, kind=kind, var=_xavier_var([128, 32])),
-            _init_case("float64 stays float64", [32, 128], rest, dtype="float64", kind=kind, var=_xavier_var([32, 128])),
-            _init_case("the same generator seed gives the same weights, another seed others", [16, 8], rest,
-                       generator=1000 + seed % 1000),
-            _init_case("a 1-D tensor has no fans", [10], "fewer than 2 dimensions raise ValueError"),
-        ]
-        return out
-
-    return cases
-
-
-def _kaiming_var(shape: list[int], a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> float:
-    fan_in, fan_out = _fans(shape)
-    return _gain2(nonlinearity, a) / (fan_in if mode == "fan_in" else fan_out)
-
-
-def _kaiming_cases(kind: str) -> Callable[[str, int], list[Case]]:
-    def cases(level: str, seed: int) -> list[Case]:
-        core, mode = "defaults: Var = 2/fan_in (leaky_relu, a = 0)", "mode='fan_out' uses fan_out"
-        conv = "conv weights: the receptive field counts"
-        out = [
-            _init_case("default arguments on a Linear weight (out=128, in=32)", [128, 32], core, kind=kind,
-                       var=_kaiming_var([128, 32])),
-            _init_case("relu, fan_out, on a Conv2d weight", [32, 8, 4, 4], conv,
-                       kwargs={"mode": "fan_out", "nonlinearity": "relu"}, kind=kind,
-                       var=_kaiming_var([32, 8, 4, 4], 0, "fan_out", "relu")),
-        ]
-        if level != "hidden":
-            return out
-        gains, rest = "the gain of each nonlinearity (tanh 5/3, leaky_relu's slope a)", \
-            "in place on an nn.Parameter, float64, the generator"
-        out += [
-            _init_case("a wide Linear weight", [16, 256], core, kind=kind, var=_kaiming_var([16, 256])),
-            _init_case("relu on a Conv1d weight", [64, 16, 4], conv, kwargs={"nonlinearity": "relu"}, kind=kind,
-                       var=_kaiming_var([64, 16, 4], 0, "fan_in", "relu")),
-            _init_case("fan_out on a Linear weight", [32, 128], mode, kwargs={"mode": "fan_out"}, kind=kind,
-                       var=_kaiming_var([32, 128], 0, "fan_out")),
-            _init_case("fan_out with relu", [128, 32], mode, kwargs={"mode": "fan_out", "nonlinearity": "relu"},
-                       kind=kind, var=_kaiming_var([128, 32], 0, "fan_out", "relu")),
-            _init_case("tanh", [128, 32], gains, kwargs={"nonlinearity": "tanh"}, kind=kind,
-                       var=_kaiming_var([128, 32], 0, "fan_in", "tanh")),
-            _init_case("a = √5, nn.Linear's default: Var = 1/(3·fan_in)", [128, 32], gains, args=(math.sqrt(5),),
-                       kind=kind, var=_kaiming_var([128, 32], math.sqrt(5))),
-            _init_case("leaky_relu with slope a = 1 (a linear layer)", [32, 128], gains, kwargs={"a": 1.0},
-                       kind=kind, var=_kaiming_var([32, 128], 1.0)),
-            _init_case("linear", [128, 32], gains, kwargs={"nonlinearity": "linear"}, kind=kind,
-                       var=_kaiming_var([128, 32], 0, "fan_in", "linear")),
-            _init_case("an nn.Parameter that requires grad (wrap the fill in torch.no_grad())", [128, 32], rest,
-                       param=True, kind=kind, var=_kaiming_var([128, 32])),
-            _init_case("float64 stays float64", [32, 128], rest, dtype="float64", kwargs={"nonlinearity": "relu"},
-                       kind=kind, var=_kaiming_var([32, 128], 0, "fan_in", "relu")),
-            _init_case("the same generator seed gives the same weights, another seed others", [16, 8], rest,
-                       generator=2000 + seed % 1000),
-            _init_case("an unknown mode", [16, 8], "a bad mode raises ValueError", kwargs={"mode": "fan_avg"}),
-        ]
-        return out
-
-    return cases
 
 
 def _orthogonal_cases(level: str, seed: int) -> list[Case]:
@@ -337,9 +295,10 @@ def _orthogonal_cases(level: str, seed: int) -> list[Case]:
         _init_case("a Conv2d weight, viewed as (out, in·kh·kw)", [16, 4, 3, 3], shapes, kind="orthogonal", gain=1.0),
         _init_case("a tall matrix with gain √2", [96, 48], shapes, kwargs={"gain": math.sqrt(2)},
                    kind="orthogonal", gain=math.sqrt(2)),
-        _init_case("the signs of diag(R) are corrected, so that Q is uniformly (Haar) distributed: the traces of "
-                   "32 draws must sum to about 0", [32, 32], "Haar distributed: the sign correction Q·sign(diag R)",
-                   kind="orthogonal", gain=1.0, draws=32, haar=True),
+        _init_case(f"the signs of diag(R) are corrected, so that Q is uniformly (Haar) distributed: over "
+                   f"{HAAR_DRAWS} draws of a 2×2 matrix each entry is negative about half of the time", [2, 2],
+                   "Haar distributed: the sign correction Q·sign(diag R)", kind="orthogonal", gain=1.0,
+                   draws=HAAR_DRAWS, haar=True),
         _init_case("an nn.Parameter that requires grad (wrap the fill in torch.no_grad())", [64, 48], rest,
                    param=True, kind="orthogonal", gain=1.0),
         _init_case("float64 stays float64", [48, 64], rest, dtype="float64", kind="orthogonal", gain=1.0),
@@ -384,6 +343,10 @@ def _scaling_cases(level: str, seed: int) -> list[Case]:
         _init_case("truncated_normal, fan_avg, on a Conv2d weight", [32, 8, 4, 4], dists,
                    args=(1.0, "fan_avg", "truncated_normal"), kind="truncated_normal",
                    var=_scaling_var([32, 8, 4, 4], 1.0, "fan_avg")),
+        _init_case(f"truncated_normal on a large weight: its shape inside ±2σ is the normal's (about "
+                   f"{TRUNCATED_SMALL:.1%} of the weights within ±σ/2)", list(SHAPE_CASE), dists,
+                   kwargs={"scale": 2.0, "distribution": "truncated_normal"}, kind="truncated_normal",
+                   var=_scaling_var(list(SHAPE_CASE), 2.0), summary=True),
         _init_case("uniform, fan_out, scale 3", [32, 128], dists, args=(3.0, "fan_out", "uniform"), kind="uniform",
                    var=_scaling_var([32, 128], 3.0, "fan_out")),
         _init_case("an nn.Parameter that requires grad (wrap the fill in torch.no_grad())", [128, 32], rest,
@@ -409,12 +372,12 @@ def _fresh(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 def _call(fn: Callable[..., Any], tensor: torch.Tensor, inputs: dict[str, Any], generator: int | None) -> Any:
+    """``fn(tensor, *args, **kwargs)``; the caller silences warnings (once for all draws of a case:
+    every Python call here is traced by the answer-key watch, 320 times in the Haar case)."""
     kwargs = dict(inputs["kwargs"])
     if generator is not None:
         kwargs["generator"] = torch.Generator().manual_seed(generator)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(tensor, *inputs["args"], **kwargs)
+    return fn(tensor, *inputs["args"], **kwargs)
 
 
 def _values(t: torch.Tensor) -> np.ndarray:
@@ -426,7 +389,8 @@ def _run_init(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
     out: dict[str, Any] = {"raised": None}
     # the global RNG is seeded from the case (gradings repeat exactly) and restored afterwards
     seed = _seed_of(case.label)
-    with single_thread(), cpu_rng(seed):
+    with single_thread(), cpu_rng(seed), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             tensors, same = [], []
             if inputs["generator"] is not None:
@@ -439,7 +403,10 @@ def _run_init(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
                 same.append(returned is t)
                 tensors.append(t)
             out["same_object"] = all(same)
-            out["values"] = [_values(t) for t in tensors]
+            if inputs.get("summary"):  # a large case: the numbers every check reads, not 262 144 values
+                out["summaries"] = [summarize(_values(t), inputs["expect"]["var"]) for t in tensors]
+            else:
+                out["values"] = [_values(t) for t in tensors]
             out["dtype"] = str(tensors[0].dtype).replace("torch.", "")
             out["shape"] = list(tensors[0].shape)
             out["is_parameter"] = isinstance(tensors[0], nn.Parameter)
@@ -464,14 +431,29 @@ def _fmt(x: float) -> str:
 Finding = tuple[str, float, str]  # (which check failed, the statistic, the message for the student)
 
 
-def _check_moments(w: np.ndarray, var: float, kind: str) -> Finding | None:
-    n = w.size
+def summarize(w: np.ndarray, var: float) -> dict[str, Any]:
+    """The numbers every check of a fill reads, from its values (float64): their count, whether all
+    are finite, mean, mean square, largest |w|, how many lie within 1e-6 (relative) of it, and how
+    many within ±σ/2 of 0, σ = √var/0.8796 (a truncated normal's parameter). A large case sends
+    these instead of its values: they are what the grader would compute, at a 1/20 000 of the size."""
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if w.size == 0 or not np.all(np.isfinite(w)):
+        return {"n": int(w.size), "finite": False, "mean": 0.0, "m2": 0.0, "peak": 0.0, "at_peak": 0, "small": 0}
+    a = np.abs(w)
+    peak = float(a.max())
+    return {"n": int(w.size), "finite": True, "mean": float(w.mean()), "m2": float(np.mean(w * w)), "peak": peak,
+            "at_peak": int(np.count_nonzero(a >= peak * (1 - 1e-6))),
+            "small": int(np.count_nonzero(a < 0.5 * math.sqrt(var) / TRUNCATED_STD))}
+
+
+def _check_moments(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    n = s["n"]
     sd = math.sqrt(var)
-    mean = float(w.mean())
+    mean = s["mean"]
     if abs(mean) > mean_band(n) * sd:
         return ("mean", mean / sd, f"the mean of the {n} weights is {_fmt(mean)}, but weights must be centred on 0 "
                 f"(accepted: |mean| ≤ {_fmt(mean_band(n) * sd)}).")
-    ratio = float(np.mean(w**2)) / var
+    ratio = s["m2"] / var
     band = variance_band(n, kind if kind in KURTOSIS else "any")
     if abs(ratio - 1.0) > band:
         return ("variance", ratio, f"the variance of the weights is {_fmt(ratio * var)}, expected {_fmt(var)} — off "
@@ -479,8 +461,8 @@ def _check_moments(w: np.ndarray, var: float, kind: str) -> Finding | None:
     return None
 
 
-def _check_shape_of_distribution(w: np.ndarray, var: float, kind: str) -> Finding | None:
-    n, sd, peak = w.size, math.sqrt(var), float(np.abs(w).max())
+def _check_shape_of_distribution(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    n, sd, peak = s["n"], math.sqrt(var), s["peak"]
     if kind == "uniform":
         bound = math.sqrt(3.0 * var)
         if peak > bound * (1 + 1e-5):
@@ -500,11 +482,13 @@ def _check_shape_of_distribution(w: np.ndarray, var: float, kind: str) -> Findin
         if peak > edge * (1 + 1e-5):
             return ("beyond the truncation", 0.0, f"a normal N(0, σ²) truncated at ±2σ, σ = std/0.8796 = "
                     f"{_fmt(sd / TRUNCATED_STD)}, stays within ±{_fmt(edge)}, but a weight reached {_fmt(peak)}.")
-        if peak < edge * (1 - 100.0 / n):
-            return ("short of the truncation", 0.0, f"a normal truncated at ±2σ = ±{_fmt(edge)} comes close to its "
-                    f"edges in {n} draws, but the largest |weight| is {_fmt(peak)}.")
-        at_edge = int(np.sum(np.abs(w) >= peak * (1 - 1e-6)))
-        if at_edge > 3:
+        if peak < edge * (1 - 100.0 / n):  # the statistic, E[w²]/max|w|², tells where the cut sits in the normal
+            return ("short of the truncation", s["m2"] / max(peak, 1e-300) ** 2,
+                    f"a normal truncated at ±2σ = ±{_fmt(edge)} (σ = std/0.8796 = {_fmt(sd / TRUNCATED_STD)}) comes "
+                    f"close to its edges in {n} draws, but the largest |weight| is {_fmt(peak)} "
+                    f"({_fmt(peak / sd)} target stds).")
+        at_edge = s["at_peak"]
+        if at_edge > 6:
             return ("mass on the edge", 0.0, f"{at_edge} weights sit exactly at ±{_fmt(peak)}: values beyond ±2σ "
                     "must be redrawn (or drawn from the truncated distribution), not clamped onto the edge.")
     return None
@@ -533,15 +517,15 @@ def _assess_init(case: Case, out: dict[str, Any]) -> Finding | None:
         return ("shape or dtype", 0.0, f"the tensor must keep its shape {tuple(inputs['shape'])} and dtype "
                 f"{inputs['dtype']}; afterwards it had shape {tuple(out.get('shape') or ())} and dtype "
                 f"{out.get('dtype')}.")
-    values = out.get("values") or []
     draws = 3 if inputs["generator"] is not None else inputs["draws"]
+    if inputs.get("summary"):
+        return _assess_summaries(case, out.get("summaries"), draws)
+    values = out.get("values") or []
     if len(values) != draws or any(not isinstance(v, np.ndarray) or v.shape != tuple(inputs["shape"])
                                    for v in values):
         return ("malformed", 0.0, "the recorded values are malformed.")
     if not all(np.all(np.isfinite(v)) for v in values):
-        return ("not in place", 0.0, "after your function, the tensor still holds its old values (NaN here) in "
-                "some entries: fill it in place (tensor.uniform_(...), tensor.normal_(...), tensor.copy_(...)) "
-                "rather than creating a new tensor.")
+        return ("not in place", 0.0, _NOT_IN_PLACE_MESSAGE)
     if inputs["generator"] is not None:
         first, again, other = values
         if not np.array_equal(first, again):
@@ -559,20 +543,77 @@ def _assess_init(case: Case, out: dict[str, Any]) -> Finding | None:
             if found:
                 return found
         if expect["haar"]:
-            traces = [float(np.trace(v.reshape(v.shape[0], -1))) for v in values]
-            total, limit = sum(traces), Z * math.sqrt(len(traces))
-            if abs(total) > limit:
-                return ("not Haar", total, f"the traces of {len(traces)} independent draws sum to {_fmt(total)}; "
-                        "for Haar-distributed orthogonal matrices each trace has mean 0 and variance 1, so the sum "
-                        f"should lie within ±{_fmt(limit)}. The QR decomposition's sign convention biases Q: "
-                        "multiply Q's columns by the signs of diag(R).")
+            return _check_haar(np.stack(values))
         return None
     if kind is not None:
         for v in values:
-            w = v.astype(np.float64)
-            found = _check_moments(w, expect["var"], kind) or _check_shape_of_distribution(w, expect["var"], kind)
+            found = _check_fill(summarize(v, expect["var"]), expect["var"], kind)
             if found:
                 return found
+    return None
+
+
+_NOT_IN_PLACE_MESSAGE = ("after your function, the tensor still holds its old values (NaN here) in some entries: fill "
+                         "it in place (tensor.uniform_(...), tensor.normal_(...), tensor.copy_(...)) rather than "
+                         "creating a new tensor.")
+
+
+def _check_fill(s: dict[str, Any], var: float, kind: str) -> Finding | None:
+    """The first check a fill's summary fails: for a truncated normal where the cut is, then the
+    moments, then the shape inside the cut; for the others the moments, then the range."""
+    if kind == "truncated_normal":
+        return _check_shape_of_distribution(s, var, kind) or _check_moments(s, var, kind) or _check_small_share(s, var)
+    return _check_moments(s, var, kind) or _check_shape_of_distribution(s, var, kind)
+
+
+_SUMMARY_KEYS = {"n": int, "finite": bool, "mean": float, "m2": float, "peak": float, "at_peak": int, "small": int}
+
+
+def _assess_summaries(case: Case, summaries: Any, draws: int) -> Finding | None:
+    """_assess_init for a case whose runner sent :func:`summarize`'s numbers."""
+    size = math.prod(case.inputs["shape"])
+    if (not isinstance(summaries, list) or len(summaries) != draws
+            or any(not isinstance(s, dict) or set(s) != set(_SUMMARY_KEYS) or s["n"] != size for s in summaries)):
+        return ("malformed", 0.0, "the recorded values are malformed.")
+    if not all(s["finite"] for s in summaries):
+        return ("not in place", 0.0, _NOT_IN_PLACE_MESSAGE)
+    expect = case.inputs["expect"]
+    for s in summaries:
+        found = _check_fill(s, expect["var"], expect["kind"])
+        if found:
+            return found
+    return None
+
+
+def _check_haar(draws: np.ndarray) -> Finding | None:
+    """Each entry of a Haar-distributed orthogonal matrix is symmetric about 0: over the draws, it
+    is negative about half of the time (:func:`sign_band`). QR's sign convention (and an SVD's)
+    makes some entry negative (or positive) far more often."""
+    count, band = len(draws), sign_band(len(draws), draws[0].size)
+    negative = (draws < 0).sum(axis=0)
+    deviation = np.abs(negative - count / 2)
+    worst = np.unravel_index(int(np.argmax(deviation)), negative.shape)
+    if deviation[worst] > band:
+        share = float(negative[worst]) / count
+        return ("not Haar", share, f"entry {tuple(int(i) for i in worst)} of Q was negative in {int(negative[worst])} "
+                f"of {count} draws; for a uniformly (Haar) distributed orthogonal matrix every entry is negative "
+                f"half of the time (accepted: {count / 2 - band:.0f} to {count / 2 + band:.0f}). A decomposition's "
+                "sign convention biases Q: multiply Q's columns by the signs of diag(R).")
+    return None
+
+
+def _check_small_share(s: dict[str, Any], var: float) -> Finding | None:
+    """A normal N(0, σ²) truncated at ±2σ puts TRUNCATED_SMALL of its mass within ±σ/2 (checked on
+    cases of at least SHAPE_MIN_N weights)."""
+    if s["n"] < SHAPE_MIN_N:
+        return None
+    sigma = math.sqrt(var) / TRUNCATED_STD
+    share, band = s["small"] / s["n"], fraction_band(s["n"])
+    if abs(share - TRUNCATED_SMALL) > band:
+        return ("shape inside the cut", share, f"{share:.2%} of the weights lie within ±σ/2 = ±{_fmt(0.5 * sigma)}; a "
+                f"normal truncated at ±2σ has {TRUNCATED_SMALL:.2%} there (accepted: ±{band:.2%}). The values "
+                "inside the cut must keep the normal's shape: redraw the ones outside, or sample the truncated "
+                "distribution by inverse CDF.")
     return None
 
 
@@ -582,7 +623,11 @@ def _same_finding(got: Finding | None, want: Finding) -> bool:
         return False
     if got[0].startswith(("variance", "not orthogonal")):  # the same factor, within the noise of two samples
         return abs(math.log(max(got[1], 1e-300) / max(want[1], 1e-300))) < 0.12
-    if got[0].startswith(("mean", "not Haar")):
+    if got[0] == "short of the truncation":  # where the cut sits: E[w²]/max² is 0.193 at ±2σ, 0.219 at ±2·std
+        return abs(math.log(max(got[1], 1e-300) / max(want[1], 1e-300))) < 0.06
+    if got[0] in ("not Haar", "shape inside the cut"):  # the share, within the noise of two samples
+        return abs(got[1] - want[1]) < 0.1 if got[0] == "not Haar" else abs(got[1] - want[1]) < 0.01
+    if got[0].startswith("mean"):
         return math.copysign(1.0, got[1]) == math.copysign(1.0, want[1])
     return True
 
@@ -607,165 +652,154 @@ def _compare_init(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str 
 
 
 # ----------------------------------------------------------------------------------------------
-# init_model_: a whole model, graded by the statistics of each layer
+# as_variance_scaling: every named initializer as (scale, mode, distribution)
 
 
-@contextmanager
-def _without_default_init() -> Any:
-    """Build layers without running their ``reset_parameters``: it calls ``torch.nn.init``, which is
-    this lesson's answer key and voids the check when it runs while a check is watched."""
-    classes = (nn.Linear, nn.modules.conv._ConvNd)
-    saved = [(cls, cls.__dict__["reset_parameters"]) for cls in classes]
-    for cls in classes:
-        cls.reset_parameters = lambda self: None
-    try:
-        yield
-    finally:
-        for cls, original in saved:
-            cls.reset_parameters = original
+def _mapping_case(label: str, name: str, group: str, **kwargs: Any) -> Case:
+    shown = f"as_variance_scaling({name!r}" + "".join(f", {k}={v!r}" for k, v in kwargs.items()) + ")"
+    return Case(f"{label} [{shown}]", {"name": name, "kwargs": kwargs}, group)
 
 
-def _default_like_init(model: nn.Module) -> None:
-    """PyTorch's default for Linear/Conv, drawn here with torch.rand: U(±1/√fan_in) for weight and
-    bias, so a function that changes nothing keeps Var[w] = 1/(3·fan_in) and fails."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
-                bound = 1.0 / math.sqrt(m.weight[0].numel())
-                m.weight.copy_((torch.rand(m.weight.shape) * 2 - 1) * bound)
-                if m.bias is not None:
-                    m.bias.copy_((torch.rand(m.bias.shape) * 2 - 1) * bound)
-
-
-def _build_model(spec: dict[str, Any]) -> nn.Module:
-    with _without_default_init():
-        model = _layers(spec)
-    _default_like_init(model)
-    return model
-
-
-def _layers(spec: dict[str, Any]) -> nn.Module:
-    layers: list[nn.Module] = []
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "selu": nn.SELU, "leaky_relu": nn.LeakyReLU,
-           "sigmoid": nn.Sigmoid, "linear": nn.Identity}[spec["nonlinearity"]]
-    for layer in spec["layers"]:
-        kind, *dims = layer
-        if kind == "linear":
-            layers.append(nn.Linear(*dims))
-        elif kind == "conv2d":
-            layers.append(nn.Conv2d(*dims))
-        elif kind == "conv1d":
-            layers.append(nn.Conv1d(*dims))
-        elif kind == "layernorm":
-            layers.append(nn.LayerNorm(*dims))
-        elif kind == "flatten":
-            layers.append(nn.Flatten())
-        if kind in ("linear", "conv1d", "conv2d"):
-            layers.append(act())
-    if spec.get("nested"):
-        half = len(layers) // 2
-        return nn.Sequential(nn.Sequential(*layers[:half]), nn.Sequential(nn.Sequential(*layers[half:])))
-    return nn.Sequential(*layers)
-
-
-def _model_case(label: str, layers: list[list], nonlinearity: str, group: str, nested: bool = False) -> Case:
-    spec = {"layers": layers, "nonlinearity": nonlinearity, "nested": nested}
-    shown = ", ".join(f"{k[0]}{tuple(k[1:])}" for k in layers)
-    return Case(f"{label} [{'nested ' if nested else ''}model: {shown}; init_model_(model, {nonlinearity!r})]",
-                {"model": spec}, group)
-
-
-def _model_cases(level: str, seed: int) -> list[Case]:
-    # every weight holds N = 4096 values, and no layer has fan_in = fan_out (Xavier and fan_out would pass)
+def _mapping_cases(level: str, seed: int) -> list[Case]:
+    kaiming, xavier = "PyTorch's Kaiming: scale = gain², the mode in any case", "PyTorch's Xavier: gain², fan_avg"
+    keras, bad = "Keras's names: their normals are truncated", "not a case, or a bad mode: ValueError"
     cases = [
-        _model_case("a ReLU MLP", [["linear", 32, 128], ["linear", 128, 32], ["linear", 32, 128]], "relu",
-                    "ReLU MLP: Var[w] = 2/fan_in, biases 0"),
+        _mapping_case("kaiming_normal_'s defaults (leaky_relu with a = 0: ReLU's gain √2)", "kaiming_normal", kaiming),
+        _mapping_case("Xavier with tanh's gain", "xavier_uniform", xavier, gain=5 / 3),
+        _mapping_case("Keras's HeNormal", "HeNormal", keras),
     ]
     if level == "hidden":
         cases += [
-            _model_case("a tanh MLP", [["linear", 256, 16], ["linear", 16, 256]], "tanh",
-                        "tanh: Var[w] = (5/3)²/fan_in"),
-            _model_case("a conv net: conv layers are initialised too", [["conv2d", 8, 32, 4], ["flatten"],
-                        ["linear", 128, 32]], "relu", "conv layers and nested models (visit every submodule)"),
-            _model_case("a nested model with a LayerNorm, which keeps its own parameters",
-                        [["linear", 32, 128], ["layernorm", 128], ["linear", 128, 32], ["linear", 32, 128]],
-                        "leaky_relu", "conv layers and nested models (visit every submodule)", nested=True),
-            _model_case("SELU: LeCun's Var[w] = 1/fan_in", [["linear", 128, 32], ["linear", 32, 128]], "selu",
-                        "SELU: Var[w] = 1/fan_in (LeCun)"),
+            _mapping_case("mode in capitals, as torch accepts it", "kaiming_normal", kaiming, mode="FAN_OUT",
+                          nonlinearity="relu"),
+            _mapping_case("tanh", "kaiming_uniform", kaiming, nonlinearity="tanh"),
+            _mapping_case("leaky_relu with slope a = 0.2", "kaiming_normal", kaiming, a=0.2),
+            _mapping_case("a = √5 (what nn.Linear uses)", "kaiming_uniform", kaiming, a=math.sqrt(5)),
+            _mapping_case("the slope a is read for leaky_relu only", "kaiming_uniform", kaiming, a=3.0,
+                          nonlinearity="relu"),
+            _mapping_case("Fan_In in mixed case", "kaiming_uniform", kaiming, mode="Fan_In", nonlinearity="linear"),
+            _mapping_case("nn.Linear's default weight init", "nn.Linear", kaiming),
+            _mapping_case("xavier_normal_ with its default gain", "xavier_normal", xavier),
+            _mapping_case("xavier_normal_ with gain √2", "xavier_normal", xavier, gain=math.sqrt(2)),
+            _mapping_case("Keras's GlorotNormal (Keras's default for many layers is GlorotUniform)", "GlorotNormal",
+                          keras),
+            _mapping_case("Keras's GlorotUniform", "GlorotUniform", keras),
+            _mapping_case("Keras's HeUniform", "HeUniform", keras),
+            _mapping_case("Keras's LecunNormal (for SELU)", "LecunNormal", keras),
+            _mapping_case("Keras's LecunUniform", "LecunUniform", keras),
+            _mapping_case("mode 'fan_avg' is not a Kaiming mode", "kaiming_normal", bad, mode="fan_avg"),
+            _mapping_case("orthogonal init is not a case: its entries are not independent", "orthogonal", bad),
         ]
     return cases
 
 
-def _run_model(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
-    spec = case.inputs["model"]
-    out: dict[str, Any] = {"raised": None}
-    with single_thread(), cpu_rng(_seed_of(case.label)):
-        try:
-            model = _build_model(spec)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                returned = fn(model, spec["nonlinearity"])
-            out["same_object"] = returned is model
-            out["layers"] = [
-                {"type": type(m).__name__,
-                 "weight": None if getattr(m, "weight", None) is None else _values(m.weight),
-                 "bias": None if getattr(m, "bias", None) is None else _values(m.bias)}
-                for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm))
-            ]
-        except Exception as exc:  # the implementation's error is part of its behaviour
-            out.update(raised(exc))
+def _run_mapping(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
+    out: dict[str, Any] = {"raised": None, "returned": None}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out["returned"] = _plain_result(fn(case.inputs["name"], **case.inputs["kwargs"]))
+    except Exception as exc:  # the implementation's error is part of its behaviour
+        out.update(raised(exc))
     return out
 
 
-def _model_weight_var(spec: dict[str, Any], shape: tuple[int, ...]) -> float:
-    fan_in, _ = _fans(list(shape))
-    nl = spec["nonlinearity"]
-    return (1.0 if nl == "selu" else _gain2(nl)) / fan_in
+def _triple(value: Any) -> tuple[float, str, str] | None:
+    """(scale, mode, distribution) from a recorded return value, or None if it is not one."""
+    if not isinstance(value, dict) or value.get("kind") != "sequence" or len(value.get("items", [])) != 3:
+        return None
+    scale, mode, dist = value["items"]
+    if not isinstance(scale, float) or not isinstance(mode, str) or not isinstance(dist, str):
+        return None
+    return scale, mode, dist
 
 
-def _assess_model(case: Case, out: dict[str, Any]) -> Finding | None:
-    if not out.get("same_object"):
-        return ("not returned", 0.0, "init_model_ must return the model it was given (so that "
-                "`model = init_model_(model, ...)` works).")
-    spec = case.inputs["model"]
-    layers = out.get("layers") or []
-    types = _reference_layers(spec)
-    if [g.get("type") for g in layers] != [t for t, _ in types]:
-        return ("layers changed", 0.0, "the model's layers changed: initialise the weights in place, do not "
-                "replace modules.")
-    for i, (g, (kind, shape)) in enumerate(zip(layers, types)):
-        name = f"layer {i} ({kind}, weight shape {shape})"
-        weight, bias = g.get("weight"), g.get("bias")
-        if not isinstance(weight, np.ndarray) or weight.shape != shape:
-            return ("malformed", 0.0, f"{name}: its weight is missing or has the wrong shape.")
-        if kind == "LayerNorm":
-            if not (np.all(weight == 1) and isinstance(bias, np.ndarray) and np.all(bias == 0)):
-                return ("norm layer changed", 0.0, f"{name}: a LayerNorm is not a Linear or Conv layer; its weight "
-                        "(1) and bias (0) must stay as they are.")
-            continue
-        found = _check_moments(weight.astype(np.float64), _model_weight_var(spec, shape), "any")
-        if found:
-            return (f"{found[0]} of layer {i}", found[1], f"{name}: {found[2]}")
-        if not isinstance(bias, np.ndarray) or np.any(bias != 0):
-            return ("bias", 0.0, f"{name}: every bias must be set to 0.")
+def _compare_mapping(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
+    problem = _compare_raised(got, want)
+    if problem is not None or want["raised"] is not None:
+        return problem
+    expected, returned = _triple(want["returned"]), _triple(got.get("returned"))
+    if returned is None:
+        return (f"expected a tuple (scale, mode, distribution) like {expected!r}, got "
+                f"{describe_value(got.get('returned'))}.")
+    scale, mode, dist = returned
+    if not math.isclose(scale, expected[0], rel_tol=1e-6, abs_tol=1e-12):
+        return f"expected scale {_fmt(expected[0])}, got {_fmt(scale)}."
+    if (mode, dist) != expected[1:]:
+        return f"expected mode {expected[1]!r} and distribution {expected[2]!r}, got {mode!r} and {dist!r}."
     return None
 
 
-def _reference_layers(spec: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
-    """(type, weight shape) of every layer the runner records, in order, from the spec alone."""
-    found = []
-    for kind, *dims in spec["layers"]:
-        if kind == "linear":
-            found.append(("Linear", (dims[1], dims[0])))
-        elif kind in ("conv1d", "conv2d"):
-            found.append(("Conv" + kind[4:], (dims[1], dims[0]) + (dims[2],) * int(kind[4])))
-        elif kind == "layernorm":
-            found.append(("LayerNorm", (dims[0],)))
-    return found
+# ----------------------------------------------------------------------------------------------
+# predict_layer_stds: the mean-field recursion for any widths, forward and backward
 
 
-def _compare_model(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
-    return _compare_statistically(_assess_model, case, got, want)
+def _predict_case(label: str, widths: list[int], weight_vars: list[float], group: str, **kwargs: Any) -> Case:
+    shown = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+    return Case(f"{label} [widths {widths}{shown}]", {"widths": widths, "weight_vars": weight_vars, "kwargs": kwargs},
+                group)
+
+
+def _predict_cases(level: str, seed: int) -> list[Case]:
+    relu, linear = "ReLU: the next layer sees E[h²], not Var[h]", "linear layers, forward and backward"
+    fans, leaky = "backward: each gradient sums over fan_out", "leaky_relu's slope, the input and output variances"
+    kaiming = lambda widths: [2.0 / n for n in widths[:-1]]  # noqa: E731
+    cases = [
+        _predict_case("a linear net with LeCun's 1/fan_in", [16, 64, 32, 8], [1 / 16, 1 / 64, 1 / 32], linear,
+                      nonlinearity="linear"),
+        _predict_case("a ReLU net with Kaiming's 2/fan_in", [32, 64, 16, 48], kaiming([32, 64, 16, 48]), relu,
+                      nonlinearity="relu"),
+    ]
+    if level == "hidden":
+        cases += [
+            _predict_case("ReLU with Xavier's 1/fan_in: the variance halves at every layer", [64] * 6, [1 / 64] * 5,
+                          relu, nonlinearity="relu"),
+            _predict_case("ReLU with PyTorch's default 1/(3·fan_in)", [8, 128, 32, 256, 16],
+                          [1 / 24, 1 / 384, 1 / 96, 1 / 768], relu, nonlinearity="relu"),
+            _predict_case("fan_out differs from fan_in at every layer", [10, 200, 20, 400, 5, 100],
+                          [2 / 10, 2 / 200, 2 / 20, 2 / 400, 2 / 5], fans, nonlinearity="relu"),
+            _predict_case("a linear net with Xavier's 2/(fan_in + fan_out)", [16, 64, 128, 4],
+                          [2 / 80, 2 / 192, 2 / 132], fans, nonlinearity="linear"),
+            _predict_case("one layer", [50, 20], [0.1], fans, nonlinearity="relu", output_grad_var=4.0),
+            _predict_case("leaky_relu with slope 0.2", [32, 32, 64, 16], [0.05, 0.02, 0.07], leaky,
+                          nonlinearity="leaky_relu", param=0.2),
+            _predict_case("leaky_relu with its default slope 0.01", [20, 40, 80], [0.1, 0.05], leaky,
+                          nonlinearity="leaky_relu"),
+            _predict_case("input variance 3 and output-gradient variance 0.5", [24, 48, 12, 36], kaiming([24, 48, 12, 36]),
+                          leaky, nonlinearity="relu", input_var=3.0, output_grad_var=0.5),
+        ]
+    return cases
+
+
+def _run_predict(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
+    out: dict[str, Any] = {"raised": None, "returned": None}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            act, grad = fn(list(case.inputs["widths"]), list(case.inputs["weight_vars"]), **case.inputs["kwargs"])
+        out["act"] = np.asarray([float(v) for v in act], dtype=np.float64)
+        out["grad"] = np.asarray([float(v) for v in grad], dtype=np.float64)
+    except Exception as exc:  # the implementation's error is part of its behaviour
+        out.update(raised(exc))
+    return out
+
+
+def _compare_predict(case: Case, got: dict[str, Any], want: dict[str, Any]) -> str | None:
+    problem = _compare_raised(got, want)
+    if problem is not None or want["raised"] is not None:
+        return problem
+    depth = len(case.inputs["weight_vars"])
+    for key, noun in (("act", "activation std (of h_l)"), ("grad", "gradient std (of ∂L/∂h_l)")):
+        values = got.get(key)
+        if not isinstance(values, np.ndarray) or values.shape != (depth,):
+            return (f"expected two lists of {depth} numbers (one per layer), got a {noun} list of "
+                    f"{'?' if not isinstance(values, np.ndarray) else values.size} numbers.")
+        close = np.isclose(values, want[key], rtol=1e-6, atol=1e-300)
+        if not close.all():
+            layer = int(np.argmin(close)) + 1
+            return (f"the {noun} at layer {layer} should be {_fmt(want[key][layer - 1])}, got "
+                    f"{_fmt(values[layer - 1])} (expected per layer: {', '.join(_fmt(v) for v in want[key])}).")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -783,15 +817,11 @@ def _exercise(name: str, make_cases: Callable[[str, int], list[Case]], run: Call
 EXERCISES: dict[str, Exercise] = {
     "fan_in_and_fan_out": _exercise("fan_in_and_fan_out", _fan_cases, _run_value, _compare_value, "FANS"),
     "calculate_gain": _exercise("calculate_gain", _gain_cases, _run_value, _compare_value, "GAIN"),
-    "xavier_uniform_": _exercise("xavier_uniform_", _xavier_cases("uniform"), _run_init, _compare_init,
-                                 "XAVIER_UNIFORM"),
-    "xavier_normal_": _exercise("xavier_normal_", _xavier_cases("normal"), _run_init, _compare_init,
-                                "XAVIER_NORMAL"),
-    "kaiming_uniform_": _exercise("kaiming_uniform_", _kaiming_cases("uniform"), _run_init, _compare_init,
-                                  "KAIMING_UNIFORM"),
-    "kaiming_normal_": _exercise("kaiming_normal_", _kaiming_cases("normal"), _run_init, _compare_init,
-                                 "KAIMING_NORMAL"),
-    "orthogonal_": _exercise("orthogonal_", _orthogonal_cases, _run_init, _compare_init, "ORTHOGONAL"),
     "variance_scaling_": _exercise("variance_scaling_", _scaling_cases, _run_init, _compare_init, "SCALING"),
-    "init_model_": _exercise("init_model_", _model_cases, _run_model, _compare_model, "MODEL"),
+    "as_variance_scaling": _exercise("as_variance_scaling", _mapping_cases, _run_mapping, _compare_mapping,
+                                     "MAPPING"),
+    "orthogonal_": _exercise("orthogonal_", _orthogonal_cases, _run_init, _compare_init, "ORTHOGONAL"),
+    "predict_layer_stds": Exercise(name="predict_layer_stds", reference="stabletrain.variance:predict_layer_stds",
+                                   make_cases=_predict_cases, run=_run_predict, compare=_compare_predict,
+                                   mutants=f"{_MUTANTS}:PREDICT", deterministic=True),
 }

@@ -43,7 +43,10 @@ def _fill(t, std, dist, generator=None, *, no_grad=True, in_place=True, sqrt3=Tr
         sigma = std / _TRUNC if trunc != "uncorrected" else std
         if trunc == "clamp":
             return x.normal_(0.0, sigma, generator=gen).clamp_(-2 * sigma, 2 * sigma)
-        edge = math.erf(2 / math.sqrt(2))
+        if trunc == "wrap":  # torch.fmod(randn, 2): values beyond ±2 wrap around towards 0
+            return x.copy_(torch.fmod(torch.randn(x.shape, generator=gen, dtype=x.dtype), 2.0) * sigma)
+        cut = 2 * std / sigma if trunc == "at_2_std" else 2.0  # ±2·std is ±1.76σ: the cut in σ units
+        edge = math.erf(cut / math.sqrt(2))
         return x.uniform_(-edge, edge, generator=gen).erfinv_().mul_(math.sqrt(2) * sigma)
 
     if not in_place:
@@ -92,8 +95,6 @@ _GENERATOR = ("every random number must come from the `generator` argument when 
               "the weights.")
 _SQRT3 = ("U(-b, b) has variance b²/3, not b²: for a standard deviation s the bound is b = √3·s "
           "(Xavier: √(6/(fan_in + fan_out)), Kaiming: gain·√(3/fan)).")
-_VAR_AS_STD = ("the formula gives a variance (e.g. 2/(fan_in + fan_out)); the std passed to normal_ — and the "
-               "uniform bound √3·std — need its square root.")
 _NO_FIELD = ("for a conv weight (out, in, k₁, k₂, …) every output sums over in·k₁·k₂·… inputs: fan_in = "
              "in·receptive field and fan_out = out·receptive field, where the receptive field is the product of "
              "the kernel dimensions.")
@@ -187,103 +188,6 @@ GAIN: dict[str, Mutant] = {
 
 
 # ----------------------------------------------------------------------------------------------
-# Xavier
-
-
-def _xavier(dist, *, field=True, avg=True, fan_in_only=False, var_as_std=False, gain_on_var=False, sqrt3=True):
-    def init(tensor, gain=1.0, generator=None):
-        fan_in, fan_out = _fans(tensor, receptive_field=field)
-        n = fan_in if fan_in_only else ((fan_in + fan_out) / 2 if avg else fan_in + fan_out)
-        var = (gain if gain_on_var else gain**2) / n
-        return _fill(tensor, var if var_as_std else math.sqrt(var), dist, generator, sqrt3=sqrt3)
-
-    return init
-
-
-def _xavier_catalogue(dist: str, other: str, reference_fn) -> dict[str, Mutant]:
-    out = {
-        f"{other}_instead": Mutant(_xavier(other), f"xavier_{dist}_ draws from a {dist} distribution: "
-                                   + ("U(-a, a) with a = gain·√(6/(fan_in + fan_out)), bounded."
-                                      if dist == "uniform" else "N(0, std²) with std = gain·√(2/(fan_in + "
-                                      "fan_out)), unbounded.")),
-        "fan_in_only": Mutant(_xavier(dist, fan_in_only=True), "Xavier averages the two conditions: Var = 2/(fan_in "
-                              "+ fan_out), the compromise between forward (1/fan_in) and backward (1/fan_out); "
-                              "1/fan_in alone is LeCun's init."),
-        "sum_not_average": Mutant(_xavier(dist, avg=False), "the compromise uses the average of the fans, "
-                                  "(fan_in + fan_out)/2: Var = 2/(fan_in + fan_out), with the 2."),
-        "variance_as_std": Mutant(_xavier(dist, var_as_std=True), _VAR_AS_STD),
-        "no_receptive_field": Mutant(_xavier(dist, field=False), _NO_FIELD),
-        "gain_on_variance": Mutant(_xavier(dist, gain_on_var=True), "the gain multiplies the std (so gain² the "
-                                   "variance): std = gain·√(2/(fan_in + fan_out))."),
-        "not_in_place": Mutant(_not_in_place(reference_fn), _NOT_IN_PLACE),
-        "no_no_grad": Mutant(_without_no_grad(reference_fn), _NO_GRAD),
-        "ignores_generator": Mutant(_ignores_generator(reference_fn), _GENERATOR),
-    }
-    if dist == "uniform":
-        out["missing_sqrt3"] = Mutant(_xavier(dist, sqrt3=False), _SQRT3)
-    return out
-
-
-XAVIER_UNIFORM = _xavier_catalogue("uniform", "normal", reference.xavier_uniform_)
-XAVIER_NORMAL = _xavier_catalogue("normal", "uniform", reference.xavier_normal_)
-
-
-# ----------------------------------------------------------------------------------------------
-# Kaiming
-
-
-def _kaiming(dist, *, field=True, mode_ignored=False, swapped=False, slope_ignored=False, gain_table=None,
-             var_as_std=False, sqrt3=True, check_mode=True):
-    def init(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
-        if check_mode and mode.lower() not in ("fan_in", "fan_out"):
-            raise ValueError(f"Mode {mode} not supported")
-        fan_in, fan_out = _fans(tensor, receptive_field=field, swapped=swapped)
-        fan = fan_in if (mode_ignored or mode.lower() == "fan_in") else fan_out
-        if gain_table is not None:
-            gain = gain_table.get(nonlinearity, None)
-            gain = reference.calculate_gain(nonlinearity, a) if gain is None else gain
-        else:
-            gain = reference.calculate_gain(nonlinearity, None if slope_ignored else a)
-        var = gain**2 / fan
-        return _fill(tensor, var if var_as_std else math.sqrt(var), dist, generator, sqrt3=sqrt3)
-
-    return init
-
-
-def _kaiming_catalogue(dist: str, other: str, reference_fn) -> dict[str, Mutant]:
-    out = {
-        f"{other}_instead": Mutant(_kaiming(other), f"kaiming_{dist}_ draws from a {dist} distribution: "
-                                   + ("U(-b, b) with b = gain·√(3/fan), bounded." if dist == "uniform"
-                                      else "N(0, std²) with std = gain/√fan, unbounded.")),
-        "mode_ignored": Mutant(_kaiming(dist, mode_ignored=True), "mode chooses the fan: 'fan_in' keeps the forward "
-                               "signal's variance, 'fan_out' the backward gradient's; with mode='fan_out' divide "
-                               "by fan_out."),
-        "fans_swapped": Mutant(_kaiming(dist, swapped=True), "for a weight of shape (out, in, ...) fan_in = "
-                               "in·receptive field (shape[1]) and fan_out = out·receptive field (shape[0])."),
-        "slope_ignored": Mutant(_kaiming(dist, slope_ignored=True), "`a` is leaky_relu's negative slope and enters "
-                                "the gain √(2/(1 + a²)): nn.Linear's default, a = √5, gives gain² = 1/3."),
-        "relu_gain_for_all": Mutant(_kaiming(dist, gain_table={"tanh": math.sqrt(2), "linear": math.sqrt(2)}),
-                                    "the gain depends on the nonlinearity: √2 is ReLU's; tanh needs 5/3 and a "
-                                    "linear layer 1 (use calculate_gain(nonlinearity, a))."),
-        "tanh_one": Mutant(_kaiming(dist, gain_table={"tanh": 1.0}), _TANH),
-        "variance_as_std": Mutant(_kaiming(dist, var_as_std=True), _VAR_AS_STD),
-        "no_receptive_field": Mutant(_kaiming(dist, field=False), _NO_FIELD),
-        "no_mode_check": Mutant(_kaiming(dist, check_mode=False), "a mode other than 'fan_in' or 'fan_out' is an "
-                                "error (ValueError), not silently fan_out."),
-        "not_in_place": Mutant(_not_in_place(reference_fn), _NOT_IN_PLACE),
-        "no_no_grad": Mutant(_without_no_grad(reference_fn), _NO_GRAD),
-        "ignores_generator": Mutant(_ignores_generator(reference_fn), _GENERATOR),
-    }
-    if dist == "uniform":
-        out["missing_sqrt3"] = Mutant(_kaiming(dist, sqrt3=False), _SQRT3)
-    return out
-
-
-KAIMING_UNIFORM = _kaiming_catalogue("uniform", "normal", reference.kaiming_uniform_)
-KAIMING_NORMAL = _kaiming_catalogue("normal", "uniform", reference.kaiming_normal_)
-
-
-# ----------------------------------------------------------------------------------------------
 # orthogonal_
 
 
@@ -297,6 +201,10 @@ def _orthogonal(*, sign="r", gain_power=1, method="qr"):
             a = tensor.new_empty((rows, cols)).normal_(0.0, 1.0, generator=generator)
             if method == "rows":
                 q = a / a.norm(dim=1, keepdim=True)
+            elif method == "svd_u":  # the left singular vectors of the tall orientation, signs as LAPACK left them
+                tall = a if rows >= cols else a.T
+                q = torch.linalg.svd(tall, full_matrices=False)[0]
+                q = q if rows >= cols else q.T
             elif method == "gaussian":
                 q = a / math.sqrt(max(rows, cols))
             else:
@@ -331,6 +239,10 @@ ORTHOGONAL: dict[str, Mutant] = {
                               "gives both."),
     "scaled_gaussian": Mutant(_orthogonal(method="gaussian"), "a Gaussian matrix scaled by 1/√n is only "
                               "approximately orthogonal; take the Q of its QR decomposition."),
+    "svd_u_without_sign_fix": Mutant(_orthogonal(method="svd_u"), "an SVD's singular vectors carry a sign convention "
+                                     "too: U alone is biased (for a 2×2 matrix its first entry is negative in about "
+                                     "80 % of the draws). Fix the signs as for QR, or take the polar factor U·Vᵀ, "
+                                     "which is Haar distributed whatever the signs."),
     "not_in_place": Mutant(_not_in_place(reference.orthogonal_), _NOT_IN_PLACE),
     "no_no_grad": Mutant(_without_no_grad(reference.orthogonal_), _NO_GRAD),
     "ignores_generator": Mutant(_ignores_generator(reference.orthogonal_), _GENERATOR),
@@ -375,6 +287,15 @@ SCALING: dict[str, Mutant] = {
     "truncated_by_clamping": Mutant(_scaling(trunc="clamp"), "truncating means redrawing values beyond ±2σ (or "
                                     "sampling the truncated distribution directly, e.g. by inverse CDF); clamping "
                                     "piles 4.6% of the mass onto the two edges."),
+    "truncated_by_wrapping": Mutant(_scaling(trunc="wrap"), "torch.fmod(z, 2) does not truncate: it wraps the 4.6 % "
+                                    "of draws beyond ±2 back towards 0, so the weights pile up near 0 (41.6 % "
+                                    "within ±σ/2 instead of 40.1 %) and their variance is 3 % short. Redraw the "
+                                    "values beyond ±2 (z[z.abs() > 2] = fresh draws, until none is left) or sample "
+                                    "by inverse CDF."),
+    "truncated_at_2_std": Mutant(_scaling(trunc="at_2_std"), "the cut is at ±2σ, where σ = std/0.8796 is the std of "
+                                 "the normal you draw from — not at ±2·std of the result: cutting at ±2·std "
+                                 "(= ±1.76σ) leaves 87 % of the variance and a largest weight of 2 std instead of "
+                                 "2.27."),
     "missing_sqrt3": Mutant(_scaling(sqrt3=False), _SQRT3),
     "variance_as_std": Mutant(_scaling(var_as_std=True), "scale/n is the variance: the std is √(scale/n)."),
     "scale_as_std": Mutant(_scaling(scale_as_std=True), "scale multiplies the variance, so the std is "
@@ -449,4 +370,231 @@ MODEL: dict[str, Mutant] = {
     "pytorch_default": Mutant(_model_does_nothing, "PyTorch's default init of nn.Linear / nn.Conv is "
                               "kaiming_uniform_ with a = √5, i.e. Var[w] = 1/(3·fan_in): six times too small for "
                               "ReLU. Initialise every layer yourself."),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# as_variance_scaling
+
+
+def _mapping(**changes):
+    """The reference, with one thing changed: each change is (condition on the name, replacement)."""
+
+    def mapping(initializer, **kwargs):
+        if changes.get("case_sensitive") and kwargs.get("mode", "fan_in") not in ("fan_in", "fan_out") \
+                and initializer.startswith("kaiming"):
+            raise ValueError(f"Mode {kwargs['mode']} not supported")
+        if changes.get("orthogonal_ok") and initializer == "orthogonal":
+            return (1.0, "fan_in", "normal")
+        scale, mode, dist = reference.as_variance_scaling(initializer, **kwargs)
+        torch_kaiming = initializer in ("kaiming_uniform", "kaiming_normal")
+        if changes.get("gain_not_squared") and (torch_kaiming or initializer.startswith("xavier")):
+            scale = math.sqrt(scale)
+        if changes.get("keras_untruncated") and dist == "truncated_normal":
+            dist = "normal"
+        if changes.get("xavier_two") and initializer.startswith("xavier"):
+            scale *= 2
+        if changes.get("xavier_fan_in") and (initializer.startswith("xavier") or initializer.startswith("Glorot")):
+            mode = "fan_in"
+        if changes.get("mode_as_given") and torch_kaiming:
+            mode = kwargs.get("mode", "fan_in")
+        if changes.get("slope_ignored") and torch_kaiming and kwargs.get("nonlinearity", "leaky_relu") == "leaky_relu":
+            scale = reference.calculate_gain("leaky_relu") ** 2
+        if changes.get("linear_is_he") and initializer == "nn.Linear":
+            scale = 2.0
+        if changes.get("always_relu") and torch_kaiming:
+            scale = 2.0
+        return scale, mode, dist
+
+    return mapping
+
+
+MAPPING: dict[str, Mutant] = {
+    "gain_not_squared": Mutant(_mapping(gain_not_squared=True), "variance_scaling_'s scale multiplies the variance, "
+                               "and a gain multiplies the std: scale = gain² (ReLU: 2, tanh: 25/9)."),
+    "keras_normals_untruncated": Mutant(_mapping(keras_untruncated=True), "Keras's HeNormal, GlorotNormal and "
+                                        "LecunNormal draw from a truncated normal (cut at ±2σ, std corrected); only "
+                                        "PyTorch's kaiming_normal_ and xavier_normal_ are plain normals."),
+    "xavier_scale_two": Mutant(_mapping(xavier_two=True), "Xavier's Var = 2·gain²/(fan_in + fan_out) is gain² over "
+                               "the *average* fan (fan_in + fan_out)/2: scale gain², mode 'fan_avg' — the 2 is "
+                               "already in the average."),
+    "xavier_fan_in": Mutant(_mapping(xavier_fan_in=True), "Xavier (Glorot) averages the fans: mode 'fan_avg'; "
+                            "fan_in alone is LeCun's (or Kaiming's) choice."),
+    "mode_case_sensitive": Mutant(_mapping(case_sensitive=True), "torch reads kaiming's mode in any case "
+                                  "(mode.lower()): 'FAN_OUT' and 'Fan_In' are valid; only names other than fan_in "
+                                  "and fan_out raise ValueError."),
+    "mode_not_lowercased": Mutant(_mapping(mode_as_given=True), "variance_scaling_ wants the mode spelled exactly "
+                                  "'fan_in' or 'fan_out': pass mode.lower() on, as torch computes with it."),
+    "slope_ignored": Mutant(_mapping(slope_ignored=True), "`a` is leaky_relu's negative slope and enters the gain: "
+                            "gain² = 2/(1 + a²) (nn.Linear's a = √5 gives 1/3)."),
+    "linear_default_is_he": Mutant(_mapping(linear_is_he=True), "nn.Linear's default is kaiming_uniform_ with "
+                                   "a = √5: gain² = 2/(1 + 5) = 1/3, so Var = 1/(3·fan_in) — not He's 2/fan_in."),
+    "gain_of_relu_always": Mutant(_mapping(always_relu=True), "the gain depends on the nonlinearity: "
+                                  "calculate_gain(nonlinearity, a)² — 25/9 for tanh, 1 for linear, not always 2."),
+    "orthogonal_is_a_case": Mutant(_mapping(orthogonal_ok=True), "orthogonal init is not a case of variance "
+                                   "scaling: its entries are not independent draws (the rows are orthonormal); "
+                                   "raise ValueError for it."),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# predict_layer_stds
+
+
+def _predict(*, variance_forward=False, backward_fan_in=False, no_slope=False, returns_var=False,
+             second_moment_std=False, ignore_input_var=False):
+    from ..variance import _moments
+
+    def predict(widths, weight_vars, nonlinearity="relu", param=None, input_var=1.0, output_grad_var=1.0):
+        depth = len(weight_vars)
+        second = 1.0 if ignore_input_var else float(input_var)
+        acts, slopes = [], []
+        for layer in range(depth):
+            q = widths[layer] * weight_vars[layer] * second
+            m2, mean, d2 = _moments(nonlinearity, q, param)
+            var = m2 - mean * mean
+            acts.append(m2 if second_moment_std else var)
+            second = var if variance_forward else m2
+            slopes.append(1.0 if no_slope else d2)
+        grad = [0.0] * depth
+        grad[-1] = float(output_grad_var)
+        for layer in range(depth - 1, 0, -1):
+            fan = widths[layer] if backward_fan_in else widths[layer + 1]
+            grad[layer - 1] = fan * weight_vars[layer] * slopes[layer] * grad[layer]
+        if returns_var:
+            return acts, grad
+        return [math.sqrt(v) for v in acts], [math.sqrt(v) for v in grad]
+
+    return predict
+
+
+PREDICT: dict[str, Mutant] = {
+    "variance_not_second_moment": Mutant(_predict(variance_forward=True), "the next layer's pre-activation variance "
+                                         "is fan_in·Var[w]·E[h²]: the second moment of its input, not its variance "
+                                         "(He et al. 2015, §2.2). ReLU outputs have a mean, so Var[h] < E[h²]."),
+    "backward_sums_over_fan_in": Mutant(_predict(backward_fan_in=True), "backward, ∂L/∂h_{l−1} = W_lᵀ δ_l sums over "
+                                        "the outputs each input feeds: fan_out of W_l = widths[l], not fan_in."),
+    "no_derivative_factor": Mutant(_predict(no_slope=True), "the gradient passes f′(y_l) on the way down: "
+                                   "Var[∂L/∂h_{l−1}] = fan_out·Var[w]·E[f′(y_l)²]·Var[∂L/∂h_l] (½ for ReLU)."),
+    "variances_not_stds": Mutant(_predict(returns_var=True), "return standard deviations: the square roots of the "
+                                 "variances the recursion gives."),
+    "second_moment_as_std": Mutant(_predict(second_moment_std=True), "the std of h_l is √Var[h_l] = "
+                                   "√(E[h²] − E[h]²); √E[h²] is too large for ReLU, whose outputs have mean √(q/2π)."),
+    "input_variance_ignored": Mutant(_predict(ignore_input_var=True), "the recursion starts from the input: "
+                                     "E[h_0²] = input_var."),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# find_init_bug
+
+
+def _layer_moments(model, x):
+    """Per nn.Linear in forward order: (E[input²], E[output²], output std, weight var·fan_in)."""
+    records = []
+
+    def hook(module, inputs, output):
+        records.append((inputs[0].double().pow(2).mean().item(), output.double().pow(2).mean().item(),
+                        output.double().std().item(), module.weight.double().var().item() * module.in_features))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return records
+
+
+def _odd_one(values, flip=False, shift=0):
+    logs = [math.log(max(v, 1e-300)) for v in values]
+    median = sorted(logs)[len(logs) // 2]
+    i = max(range(len(logs)), key=lambda k: abs(logs[k] - median))
+    small = logs[i] < median
+    return i + shift, ("too large" if small else "too small") if flip else ("too small" if small else "too large")
+
+
+def _bug(how):
+    def find_init_bug(model, x):
+        records = _layer_moments(model, x)
+        if how == "activation level":
+            return _odd_one([r[2] for r in records])
+        if how == "weights":
+            return _odd_one([r[3] for r in records])
+        if how == "first skipped":  # consecutive output stds: no ratio for the first layer
+            ratios = [records[k][1] / records[k - 1][1] for k in range(1, len(records))]
+            index, direction = _odd_one(ratios)
+            return index + 1, direction
+        gains = [r[1] / r[0] for r in records]
+        if how == "flipped":
+            return _odd_one(gains, flip=True)
+        if how == "from one":
+            return _odd_one(gains, shift=1)
+        raise ValueError(how)
+
+    return find_init_bug
+
+
+BUG: dict[str, Mutant] = {
+    "activation_level": Mutant(_bug("activation level"), "every layer after a bad one inherits its scale, so the "
+                               "layer whose activations look most off is often not the culprit: compare each "
+                               "layer's output with its own input — its gain E[y²]/E[x²] (fan_in·Var[w], 2 for "
+                               "Kaiming) — and find the layer whose gain is unlike the others'."),
+    "weights_only": Mutant(_bug("weights"), "a layer can be wrong in ways its weight variance does not show (here a "
+                           "large bias); the gain E[y²]/E[x²] measured with forward hooks sees everything the layer "
+                           "does to the signal."),
+    "first_layer_skipped": Mutant(_bug("first skipped"), "the first layer has an input too: the data x. Measure "
+                                  "every Linear layer's input and output (a forward hook receives both), the first "
+                                  "one included."),
+    "direction_flipped": Mutant(_bug("flipped"), "a layer whose gain is below the others' shrinks the signal: it is "
+                                "'too small'; above, 'too large'."),
+    "counted_from_one": Mutant(_bug("from one"), "count the Linear layers from 0, in the order the forward pass "
+                               "runs them."),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# init_output_layer_
+
+
+def _output(*, bias="log", weights="zero", layer=-1, returns=True):
+    def init_output_layer_(model, y):
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        target = linears[layer]
+        counts = torch.bincount(y.flatten(), minlength=linears[-1].out_features).double()
+        p = counts / counts.sum()
+        with torch.no_grad():
+            if weights == "zero":
+                target.weight.zero_()
+            if bias == "log":
+                values = torch.log(p)
+            elif bias == "p":
+                values = p
+            elif bias == "neg":
+                values = -torch.log(p)
+            else:
+                values = torch.zeros_like(p)
+            if target.bias.shape == values.shape:
+                target.bias.copy_(values.to(target.bias.dtype))
+        return model if returns else None
+
+    return init_output_layer_
+
+
+OUTPUT: dict[str, Mutant] = {
+    "bias_is_p": Mutant(_output(bias="p"), "with zero weights the model predicts softmax(b); for softmax(b) = p the "
+                        "bias is b = ln p (plus any constant), not p itself."),
+    "bias_zero": Mutant(_output(bias="zero"), "a zero bias predicts every class with probability 1/C (loss ln C): "
+                        "right for balanced classes only. With imbalanced labels set b = ln p, and the loss at init "
+                        "is the labels' entropy H(p) < ln C."),
+    "bias_negative_log": Mutant(_output(bias="neg"), "softmax(b) = p needs b = +ln p (frequent classes get the "
+                                "larger logit), not −ln p."),
+    "weights_kept": Mutant(_output(weights="kept"), "the bias alone does not set the prediction while the weights "
+                           "still make the logits depend on the input: set the output layer's weights to 0 (the "
+                           "layers below are random, so the symmetry is broken already)."),
+    "first_layer": Mutant(_output(layer=0), "the output layer is the model's last nn.Linear (the one that makes "
+                          "the logits); [m for m in model.modules() if isinstance(m, nn.Linear)][-1]."),
+    "returns_none": Mutant(_output(returns=False), "return the model, so that `model = init_output_layer_(model, "
+                           "y)` works."),
 }

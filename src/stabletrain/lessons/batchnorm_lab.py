@@ -61,7 +61,14 @@ __all__ = [
     "GradNormResult",
     "gradient_norm_experiment",
     "plot_gradient_norms",
+    "WeightNormResult",
+    "weight_norm_experiment",
+    "plot_weight_norms",
+    "ResidualStreamResult",
+    "residual_stream_experiment",
+    "plot_residual_stream",
     "BatchNormExplorer",
+    "explorer_figure",
 ]
 
 #: every experiment runs over these seeds
@@ -200,9 +207,19 @@ class BatchedMLP:
         self.running_mean = [torch.zeros(runs, 1, width, dtype=dtype) for _ in range(depth)]
         self.running_var = [torch.ones(runs, 1, width, dtype=dtype) for _ in range(depth)]
         self.training = True
+        self.momentum = 0.1  # weight of the new batch in the running statistics
 
     def parameters(self) -> list[Tensor]:
         return self.weights + self.biases + self.gammas + self.betas
+
+    @torch.no_grad()
+    def recalibrate(self, x: Tensor) -> None:
+        """Replace the running statistics by those of ``x`` (``(runs, n, in)``, e.g. the whole training
+        set): one training-mode pass with momentum 1, as ``torch.optim.swa_utils.update_bn`` does with
+        ``momentum=None`` over a single batch. Leaves the model in evaluation mode."""
+        self.training, momentum, self.momentum = True, self.momentum, 1.0
+        self.forward(x)
+        self.training, self.momentum = False, momentum
 
     def forward(self, x: Tensor, update: bool = True) -> Tensor:
         h = x
@@ -216,8 +233,8 @@ class BatchedMLP:
                     if update:
                         m = h.shape[1]
                         with torch.no_grad():
-                            self.running_mean[i].lerp_(mean, 0.1)
-                            self.running_var[i].lerp_(var * m / (m - 1), 0.1)
+                            self.running_mean[i].lerp_(mean, self.momentum)
+                            self.running_var[i].lerp_(var * m / (m - 1), self.momentum)
                 else:
                     mean, var = self.running_mean[i], self.running_var[i]
                 h = (h - mean) * torch.rsqrt(var + EPS) * self.gammas[i] + self.betas[i]
@@ -348,6 +365,8 @@ class BatchSizeResult:
     test_accuracy: dict[str, np.ndarray]  # kind -> (seeds, sizes), evaluation mode
     disagreement: dict[str, np.ndarray]  # kind -> (seeds, sizes): share of training points whose predicted
     #                                      class differs between training mode and evaluation mode
+    recalibrated_accuracy: np.ndarray  # (seeds, sizes): BN test accuracy with the running statistics replaced by
+    #                                    the statistics of the whole training set (after training)
 
     def gap(self, kind: str = "bn") -> np.ndarray:
         """eval-mode loss − training-mode loss, (seeds, sizes)."""
@@ -368,6 +387,7 @@ def batch_size_experiment(batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64), 
     eval_mode = {k: np.zeros((runs, len(batch_sizes))) for k in ("plain", "bn")}
     accuracy = {k: np.zeros((runs, len(batch_sizes))) for k in ("plain", "bn")}
     disagreement = {k: np.zeros((runs, len(batch_sizes))) for k in ("plain", "bn")}
+    recalibrated = np.zeros((runs, len(batch_sizes)))
     lrs = torch.full((runs,), lr)
     with single_thread():
         for j, b in enumerate(batch_sizes):
@@ -400,7 +420,11 @@ def batch_size_experiment(batch_sizes: tuple[int, ...] = (2, 4, 8, 16, 32, 64), 
                     test = torch.arange(len(x_test)).expand(runs, -1)
                     pred = model.forward(x_test[test]).argmax(-1)
                     accuracy[kind][:, j] = (pred == y_test[test]).float().mean(1).numpy()
-    return BatchSizeResult(tuple(batch_sizes), steps, train_mode, eval_mode, accuracy, disagreement)
+                    if kind == "bn":
+                        model.recalibrate(x[full])
+                        pred = model.forward(x_test[test]).argmax(-1)
+                        recalibrated[:, j] = (pred == y_test[test]).float().mean(1).numpy()
+    return BatchSizeResult(tuple(batch_sizes), steps, train_mode, eval_mode, accuracy, disagreement, recalibrated)
 
 
 @styled
@@ -421,8 +445,10 @@ def plot_batch_size(result: BatchSizeResult) -> Figure:
     ax_loss.set_ylabel("loss on the training set")
     ax_loss.set_title("Same weights, two modes")
     ax_loss.legend(fontsize=12)
-    for c, kind, label in ((4, "bn", "with BN (eval mode)"), (0, "plain", "without BN")):
-        med, lo, hi = _median_range(result.test_accuracy[kind])
+    for c, values, label in ((4, result.test_accuracy["bn"], "with BN (eval mode)"),
+                             (3, result.recalibrated_accuracy, "with BN, statistics recalibrated"),
+                             (0, result.test_accuracy["plain"], "without BN")):
+        med, lo, hi = _median_range(values)
         ax_acc.plot(sizes, med, color=COLORS[c], ls=LINESTYLES[c], marker="s", label=label)
         ax_acc.fill_between(sizes, lo, hi, color=COLORS[c], alpha=0.15)
     ax_acc.set_xscale("log", base=2)
@@ -431,10 +457,15 @@ def plot_batch_size(result: BatchSizeResult) -> Figure:
     ax_acc.set_ylabel("test accuracy")
     ax_acc.set_title("Test accuracy")
     ax_acc.legend(fontsize=12)
+    ax_loss.axhline(CHANCE_LOSS, color="0.5", lw=1, ls=(0, (1, 3)))
+    ax_loss.annotate("chance, ln 3", (sizes[-1], CHANCE_LOSS), xytext=(0, 4), textcoords="offset points",
+                     ha="right", va="bottom", fontsize=12, color="0.35")
     fig.suptitle(f"{result.steps} SGD steps at each batch size; median and range of {len(result.eval_mode['bn'])} seeds")
-    fig.set_label("Loss against batch size: with batch norm, the evaluation-mode loss is far above the "
-                  "training-mode loss at batch 2 and close to it at batch 64; the network without BN is "
-                  "the control. Right: test accuracy against batch size.")
+    fig.set_label("Loss on the training set against batch size. With batch norm the training-mode loss (batch "
+                  "statistics) lies above the evaluation-mode loss (running statistics); at batch 2 both stay near "
+                  "the chance level ln 3, while the network without batch norm, the control, trains at every batch "
+                  "size. Right: test accuracy against batch size, with batch norm far below the control at batch 2 "
+                  "even after its statistics are recalibrated, and close to it at batch 64.")
     return fig
 
 
@@ -488,13 +519,173 @@ def plot_gradient_norms(result: GradNormResult) -> Figure:
     ax.set_xticks(range(1, next(iter(result.norms.values())).shape[1] + 1, 2))
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=12)
     fig.set_label("Gradient norm of each layer's weight on a log scale against the layer index: without batch "
-                  "norm it grows or shrinks geometrically with the weight scale; with batch norm the curves "
-                  "for different weight scales are parallel, shifted by 1/scale.")
+                  "norm the curves for the three weight scales lie many orders of magnitude apart; with batch norm "
+                  "they overlap, within a factor of 3, and grow towards the input.")
     return fig
 
 
 # ----------------------------------------------------------------------------------------------
-# 5. The widget: one batch through batch norm
+# 5. Scale invariance meets SGD: the weight norm grows, weight decay holds it
+
+
+@dataclass
+class WeightNormResult:
+    """‖W‖ of the second hidden layer (followed by batch norm) over SGD steps, with and without weight decay."""
+
+    lr: float
+    weight_decay: float
+    norms: dict[float, np.ndarray]  # weight decay -> (seeds, steps + 1)
+    max_cosine: float  # largest |cos(W, ∂L/∂W)| over every step, run and hidden layer
+    max_identity_error: float  # largest relative error of ‖W_t+1‖² = ‖W_t‖² + lr²‖g_t‖² (without decay)
+
+    def effective_lr(self, weight_decay: float) -> np.ndarray:
+        """lr / ‖W‖², the step size that the direction W/‖W‖ sees, (seeds, steps + 1)."""
+        return self.lr / self.norms[weight_decay] ** 2
+
+
+@cache
+def weight_norm_experiment(steps: int = 300, lr: float = 0.2, weight_decay: float = 0.02, depth: int = 2,
+                           width: int = 32, batch: int = 32, seeds: tuple[int, ...] = SEEDS,
+                           jitter: float = 0.0) -> WeightNormResult:
+    r"""Train a BN MLP on the spirals by SGD, with and without weight decay on the hidden weights
+    (``W ← W − lr (g + λ W)``), in float64, and record the norm of the second hidden layer's weight.
+
+    Every hidden Linear is followed by batch norm, so the loss is scale invariant in its weight and
+    the gradient is orthogonal to it: without weight decay
+    :math:`\|W_{t+1}\|^2 = \|W_t\|^2 + \mathrm{lr}^2 \|g_t\|^2` (up to ε), so the norm only grows."""
+    x, y = _spirals()
+    x = x.double()
+    decays = (0.0, weight_decay)
+    grid = [(s, wd) for s in seeds for wd in decays]
+    runs = len(grid)
+    model = BatchedMLP(runs, depth, width, 2, 3, True, torch.ones(runs), [g[0] for g in grid], dtype=torch.float64,
+                       jitter=jitter)
+    wd = torch.tensor([g[1] for g in grid], dtype=torch.float64).view(-1, 1, 1)
+    hidden = model.weights[:depth]  # each followed by batch norm
+    tracked = model.weights[1]
+    generators = [torch.Generator().manual_seed(900 + s) for s, _ in grid]  # same minibatches with and without decay
+    norms = [tracked.detach().norm(dim=(1, 2)).clone()]
+    cosine, identity = 0.0, 0.0
+    no_decay = wd.flatten() == 0
+    with single_thread():
+        for _ in range(steps):
+            idx = torch.stack([torch.randint(0, len(x), (batch,), generator=g) for g in generators])
+            _cross_entropy(model.forward(x[idx]), y[idx]).sum().backward()
+            with torch.no_grad():
+                for w in hidden:
+                    dot = (w * w.grad).sum((1, 2)) / (w.norm(dim=(1, 2)) * w.grad.norm(dim=(1, 2)))
+                    cosine = max(cosine, dot.abs().max().item())
+                before, grad_sq = tracked.norm(dim=(1, 2)) ** 2, (tracked.grad**2).sum((1, 2))
+                for w in hidden:
+                    w.grad += wd * w
+                _sgd_step(model.parameters(), torch.full((runs,), lr, dtype=torch.float64))
+                after = tracked.norm(dim=(1, 2)) ** 2
+                error = (after - before - lr**2 * grad_sq).abs() / (lr**2 * grad_sq)
+                identity = max(identity, error[no_decay].max().item())
+            norms.append(tracked.detach().norm(dim=(1, 2)).clone())
+    stacked = torch.stack(norms, 1).numpy().reshape(len(seeds), len(decays), steps + 1)
+    return WeightNormResult(lr, weight_decay, {d: stacked[:, k] for k, d in enumerate(decays)}, cosine, identity)
+
+
+@styled
+def plot_weight_norms(result: WeightNormResult) -> Figure:
+    fig = Figure(figsize=(11.5, 4.2), layout="constrained")
+    ax_norm, ax_lr = fig.subplots(1, 2)
+    steps = np.arange(next(iter(result.norms.values())).shape[1])
+    for k, (wd, values) in enumerate(result.norms.items()):
+        label = "no weight decay" if wd == 0 else f"weight decay λ = {wd:g}"
+        for ax, shown in ((ax_norm, values), (ax_lr, result.effective_lr(wd))):
+            med, lo, hi = _median_range(shown)
+            ax.plot(steps, med, color=COLORS[2 * k], ls=LINESTYLES[2 * k], label=label)
+            ax.fill_between(steps, lo, hi, color=COLORS[2 * k], alpha=0.2)
+    ax_norm.set_xlabel("SGD step")
+    ax_norm.set_ylabel("‖W‖ of hidden layer 2")
+    ax_norm.set_title("The weight norm")
+    ax_norm.legend()
+    ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("SGD step")
+    ax_lr.set_ylabel("effective step lr / ‖W‖²")
+    ax_lr.set_title("The step its direction sees")
+    fig.suptitle(f"BN network, SGD at lr {result.lr:g}: median and range of {len(next(iter(result.norms.values())))} "
+                 "seeds")
+    fig.set_label("Left: the norm of a weight matrix followed by batch norm over SGD steps; without weight decay it "
+                  "only grows, with weight decay it shrinks towards a balance. Right: the effective step size "
+                  "lr/‖W‖², which falls without weight decay and stays larger with it.")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. The bridge to lesson 06: batch norm at the end of a residual branch
+
+
+@dataclass
+class ResidualStreamResult:
+    """Variance of the residual stream x_l (mean over features) at blocks l = 0 … blocks, per seed."""
+
+    blocks: int
+    variance: dict[str, np.ndarray]  # "bn" / "plain" -> (seeds, blocks + 1)
+
+    def branch_share(self) -> np.ndarray:
+        """Var(f_l) / Var(x_l+1) for the BN branches (Var(f_l) = 1): (seeds, blocks)."""
+        return 1.0 / self.variance["bn"][:, 1:]
+
+
+@cache
+def residual_stream_experiment(blocks: int = 32, width: int = 64, batch: int = 512, seeds: tuple[int, ...] = SEEDS,
+                               jitter: float = 0.0) -> ResidualStreamResult:
+    r"""Residual blocks :math:`x_{l+1} = x_l + f_l(x_l)` at initialization, float64, one batch of
+    standard-normal inputs: with :math:`f_l = \mathrm{BN}(\mathrm{ReLU}(x_l) W_l)` (batch norm ends the
+    branch, as in a BN ResNet block) and with the same Kaiming branch without batch norm."""
+    variance = {"bn": [], "plain": []}
+    with single_thread():
+        for seed in seeds:
+            _stream(seed, blocks, width, batch, jitter, variance)
+    return ResidualStreamResult(blocks, {k: np.array(v) for k, v in variance.items()})
+
+
+def _stream(seed: int, blocks: int, width: int, batch: int, jitter: float, variance: dict[str, list]) -> None:
+    """One seed of :func:`residual_stream_experiment`: the same inputs and branch weights with and without BN."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(batch, width, generator=g, dtype=torch.float64)
+    weights = [torch.randn(width, width, generator=g, dtype=torch.float64) * math.sqrt(2.0 / width)
+               for _ in range(blocks)]
+    jitter_(weights, jitter)
+    for kind in ("bn", "plain"):
+        h, v = x0, [x0.var(0).mean().item()]
+        for w in weights:
+            f = torch.relu(h) @ w
+            if kind == "bn":
+                var, mean = torch.var_mean(f, dim=0, correction=0)
+                f = (f - mean) * torch.rsqrt(var + EPS)
+            h = h + f
+            v.append(h.var(0).mean().item())
+        variance[kind].append(v)
+
+
+@styled
+def plot_residual_stream(result: ResidualStreamResult) -> Figure:
+    fig = Figure(figsize=(8.5, 4.4), layout="constrained")
+    ax = fig.subplots()
+    blocks = np.arange(result.blocks + 1)
+    for k, (kind, label) in enumerate((("plain", "branch without batch norm"),
+                                       ("bn", "branch ending in batch norm"))):
+        med, lo, hi = _median_range(result.variance[kind])
+        ax.plot(blocks, med, color=COLORS[4 * k], ls=LINESTYLES[4 * k], label=label)
+        ax.fill_between(blocks, lo, hi, color=COLORS[4 * k], alpha=0.2)
+    ax.plot(blocks, 1.0 + blocks, color=COLORS[2], ls=LINESTYLES[2], lw=1.5, label="1 + l (one unit per block)")
+    ax.set_yscale("log")
+    ax.set_xlabel("residual block l")
+    ax.set_ylabel("Var(x_l) of the residual stream")
+    ax.set_title(f"Residual stream at initialization, median and range of {len(result.variance['bn'])} seeds")
+    ax.legend()
+    fig.set_label("Variance of the residual stream against block index on a log scale: it doubles every block when "
+                  "the branches have no normalization and grows by one per block when each branch ends in batch "
+                  "norm, following the line 1 + l.")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. The widget: one batch through batch norm
 
 
 class BatchNormExplorer:
@@ -600,3 +791,11 @@ class BatchNormExplorer:
                               f"[{', '.join(f'{v:.2f}' for v in var)}]")
         self.last_update_s = time.perf_counter() - start
         return self.last_update_s
+
+
+def explorer_figure(gamma: float = 1.5, beta: float = 0.5, mode: str = "eval", seen: int = 10) -> Figure:
+    """The explorer's figure after one update with these settings (for the figure-style test)."""
+    explorer = BatchNormExplorer()
+    explorer.gamma.value, explorer.beta.value, explorer.mode.value, explorer.seen.value = gamma, beta, mode, seen
+    explorer.update()
+    return explorer.figure

@@ -958,7 +958,7 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
     """Final loss against the threshold, median (markers) and range (bars) over the seeds:
     max_norm for value and norm clipping (left), λ for AGC (right); no clipping and the control
     as horizontal bands. A diverged run would count as inf and is named in the title."""
-    fig = Figure(figsize=(13.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(13.5, 5.6), layout="constrained")
     ax_m, ax_l = fig.subplots(1, 2, sharey=True)
 
     def draw(ax, kind, xs):
@@ -976,7 +976,7 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
             med, lo, hi = _final_stats(sweep, "none", None, lr)
             ax.axhline(med, lw=1.5, **_kind_style(kind),
                        label=setting_label(sweep, sweep.index("none", None, lr)) + f": median (range {lo:.3g}–{hi:.3g})")
-        _baseline(ax)
+        ax.axhline(BASELINE_LOSS, color="0.45", lw=1.2, ls=(0, (1, 2)), label="predicting the mean")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.minorticks_off()
@@ -987,8 +987,11 @@ def plot_threshold_sweep(sweep: Sweep) -> Figure:
     ax_m.set_title("Against max_norm")
     ax_l.set_xlabel("AGC clip factor λ")
     ax_l.set_title("Against λ (AGC)")
-    ax_m.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
-    ax_l.legend(loc="upper left", fontsize=style.MIN_FONT_PT)
+    # one legend under both panels: inside them it covered the lines and the bars
+    handles, labels = ax_m.get_legend_handles_labels()
+    extra = [(h, lab) for h, lab in zip(*ax_l.get_legend_handles_labels()) if lab not in labels]
+    fig.legend(handles + [h for h, _ in extra], labels + [lab for _, lab in extra], loc="outside lower center",
+               ncols=3, fontsize=style.MIN_FONT_PT)
     fig.suptitle(f"Final loss: median and range over {len(sweep.seeds)} seeds")
     return fig
 
@@ -1235,7 +1238,7 @@ class ClippingExplorer:
     """
 
     def __init__(self, sweep: Sweep, kind: str = "norm", max_norm: float = MAX_NORM, clip_factor: float = 0.05,
-                 seed: int | None = None, dpi: int = 72) -> None:
+                 seed: int | None = None, dpi: int = 96) -> None:
         import ipywidgets as widgets
 
         self.sweep = sweep
@@ -1271,7 +1274,8 @@ class ClippingExplorer:
 
     def _build_figure(self) -> None:
         sw = self.sweep
-        fig = Figure(figsize=(16.0, 4.6), dpi=self.dpi, layout="constrained")
+        # 12.2 x 4.3 in: on a 1280x720 slide at 96 dpi its 12-pt text is 12 pt (stgrade.slides)
+        fig = Figure(figsize=(12.2, 4.3), dpi=self.dpi, layout="constrained")
         ax_loss, ax_norm, ax_cos = fig.subplots(1, 3)
         steps = np.arange(sw.cfg.steps)
         nan = np.full(len(steps), np.nan)
@@ -1279,7 +1283,8 @@ class ClippingExplorer:
         (self._control,) = ax_loss.plot(steps, nan, lw=1.5, alpha=0.8, label=f"control (lr = {CONTROL_LR:g})",
                                         **_kind_style("control"))
         (self._loss,) = ax_loss.plot(steps, nan, lw=2.4)
-        _baseline(ax_loss)
+        # the baseline in the legend, not as a label on the line, where the curves run over it
+        ax_loss.axhline(BASELINE_LOSS, color="0.45", lw=1.2, ls=(0, (1, 2)), label="predicting the mean")
         ax_loss.set_yscale("log")
         ax_loss.set_ylim(*self._limits([np.array([_ema(v) for v in sw.losses.reshape(-1, sw.cfg.steps)])]))
         ax_loss.set_xlabel("step")
@@ -1300,8 +1305,8 @@ class ClippingExplorer:
         ax_cos.set_title("direction kept?")
         for ax in (ax_loss, ax_norm, ax_cos):
             ax.set_xlim(-0.02 * len(steps), 1.02 * len(steps))
-        # Lay the figure out once (with room for a title), then freeze it: redraws skip the layout.
-        fig.suptitle("placeholder")
+        # Lay the figure out once, then freeze it: redraws skip the layout. The setting is named in
+        # the summary line under the picture.
         ax_loss.legend(loc="lower left")
         ax_norm.legend(loc="upper right")
         fig.draw_without_rendering()
@@ -1345,11 +1350,10 @@ class ClippingExplorer:
         extra = ""
         if kind == "value":
             extra = f", so clip_value = max_norm/√P = {value_clip_for(run.threshold, self.grid.n_params):.3g}"
-        self.figure.suptitle(f"seed {self.seed.value}: {run.label}{extra}")
         self.image.value = self._render_png()
         final = "diverged at step %d" % run.diverged_at if run.diverged_at is not None else f"{run.final_loss:.4f}"
         self.summary.value = (
-            f"<b>seed {self.seed.value}, {run.label}</b>: final loss {final} &nbsp;|&nbsp; steps clipped "
+            f"<b>seed {self.seed.value}, {run.label}</b>{extra}: final loss {final} &nbsp;|&nbsp; steps clipped "
             f"{run.clipped_fraction:.0%} &nbsp;|&nbsp; mean cos(raw, clipped) {np.nanmean(run.cosines):.3f}"
             f" &nbsp;|&nbsp; largest ‖W_rec‖₂ {np.nanmax(run.w_rec_norms):.3g}"
             f" &nbsp;|&nbsp; <i>control: {control.final_loss:.4f}; predicting the mean: {BASELINE_LOSS:.3f}</i>"

@@ -243,6 +243,10 @@ class Training:
     lr: float
     seconds: float
     seeds: tuple[int, ...] = SEEDS
+    #: with ``record=True``: (inits, seeds, steps, layers) — the std of every Linear layer's output
+    #: on the step's batch (what a forward hook on it sees) and its update:data ratio ‖Δw‖/‖w‖
+    out_std: np.ndarray | None = None
+    update_ratio: np.ndarray | None = None
 
     def final(self, init: str, last: int = 20) -> np.ndarray:
         """Mean loss over the last ``last`` steps, per seed."""
@@ -251,14 +255,16 @@ class Training:
 
 def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", "too small"), depth: int = 12,
                 width: int = 32, steps: int = 300, seeds: Sequence[int] = SEEDS, lr: float = 0.05, batch: int = 128,
-                momentum: float = 0.9, jitter: float = 0.0) -> Training:
+                momentum: float = 0.9, jitter: float = 0.0, record: bool = False) -> Training:
     """Train ``len(inits) × len(seeds)`` ReLU MLPs (2 → width → … → 3, ``depth`` Linear layers,
     biases 0) on three spirals, all at once, with SGD + momentum; the loss per step.
 
     Seed s draws its spirals with ``make_spirals(200, seed=s)``, its weights from
     ``Generator().manual_seed(10_000 + s)`` and its minibatches from ``manual_seed(20_000 + s)``;
     the inits of one seed share data and minibatches (a paired comparison). ``jitter``: every
-    initial weight × (1 + jitter·ε), :func:`stabletrain.perturb.jitter_`.
+    initial weight × (1 + jitter·ε), :func:`stabletrain.perturb.jitter_`. ``record``: also keep, per
+    step and Linear layer, the std of its output and its update:data ratio (``Training.out_std``,
+    ``Training.update_ratio``).
     """
     from ..data import make_spirals
 
@@ -289,6 +295,8 @@ def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", 
     params = [p.requires_grad_(True) for p in weights + biases]
     velocity = [torch.zeros_like(p) for p in params]
     losses = np.empty((runs, steps))
+    out_std = np.empty((runs, steps, depth)) if record else None
+    update_ratio = np.empty((runs, steps, depth)) if record else None
     batch_gens = [torch.Generator().manual_seed(20_000 + s) for s in seeds]
     rows = torch.arange(n_seeds).unsqueeze(1)
     with single_thread():
@@ -298,6 +306,8 @@ def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", 
             target = y_all[rows, idx].repeat(len(inits), 1).reshape(-1)
             for i, (w, b) in enumerate(zip(weights, biases)):
                 h = torch.baddbmm(b, h, w)
+                if record:
+                    out_std[:, step, i] = h.detach().std(dim=(1, 2)).numpy()
                 if i < len(weights) - 1:
                     h = torch.relu(h)
             loss = torch.nn.functional.cross_entropy(h.reshape(runs * batch, 3), target, reduction="none")
@@ -307,9 +317,122 @@ def train_sweep(inits: Sequence[str] = ("pytorch default", "kaiming", "xavier", 
                 for p, g, v in zip(params, grads, velocity):
                     v.mul_(momentum).add_(g)
                     p.sub_(lr * v)
+                if record:  # the weight matrices come first in params: ‖lr·v‖/‖w‖ per run
+                    for i, (w, v) in enumerate(zip(weights, velocity)):
+                        update_ratio[:, step, i] = (lr * v.norm(dim=(1, 2)) / w.norm(dim=(1, 2))).numpy()
             losses[:, step] = per_run.detach().numpy()
-    return Training(tuple(inits), losses.reshape(len(inits), n_seeds, steps), depth, width, steps, lr,
-                    time.perf_counter() - started, seeds)
+    shape = (len(inits), n_seeds)
+    return Training(tuple(inits), losses.reshape(*shape, steps), depth, width, steps, lr,
+                    time.perf_counter() - started, seeds,
+                    None if out_std is None else out_std.reshape(*shape, steps, depth),
+                    None if update_ratio is None else update_ratio.reshape(*shape, steps, depth))
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch's default with and without its biases; uneven widths
+
+
+@dataclass
+class BiasProfile:
+    """Per seed and layer of a deep ReLU MLP with nn.Linear's default init (U(±1/√n) weights and
+    biases): the std of the activations over all entries, and the input-dependent part — the std
+    across the batch's examples, per unit, root-mean-squared over the units — with the biases at
+    their default and set to 0."""
+
+    total: np.ndarray  # (seeds, depth), default biases
+    across: np.ndarray  # (seeds, depth), default biases
+    total_zero_bias: np.ndarray  # (seeds, depth), biases 0
+    width: int
+    seeds: tuple[int, ...] = SEEDS
+
+
+def bias_profile(depth: int = 20, width: int = 256, batch: int = 64, seeds: Sequence[int] = SEEDS,
+                 jitter: float = 0.0) -> BiasProfile:
+    """The default init's ReLU MLP (float64) run forward twice: with its default biases and with
+    the biases set to 0. Seed s draws weights, biases (manual_seed(30_000 + s)) and a Gaussian batch."""
+    seeds = tuple(int(s) for s in seeds)
+    bound = 1.0 / math.sqrt(width)
+    weights, biases, inputs = [], [], []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(30_000 + seed)
+        weights.append((torch.rand(depth, width, width, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        biases.append((torch.rand(depth, 1, width, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        inputs.append(torch.randn(batch, width, generator=gen, dtype=torch.float64))
+    w, b, x = torch.stack(weights), torch.stack(biases), torch.stack(inputs)
+    jitter_([w, b], jitter)
+    total, across, zero = (np.empty((len(seeds), depth)) for _ in range(3))
+    with single_thread(), torch.no_grad():
+        h, h0 = x, x
+        for layer in range(depth):
+            h = torch.relu(torch.baddbmm(b[:, layer], h, w[:, layer].transpose(1, 2)))
+            h0 = torch.relu(torch.bmm(h0, w[:, layer].transpose(1, 2)))
+            total[:, layer] = h.std(dim=(1, 2)).numpy()
+            across[:, layer] = h.var(dim=1).mean(dim=1).sqrt().numpy()
+            zero[:, layer] = h0.std(dim=(1, 2)).numpy()
+    return BiasProfile(total, across, zero, width, seeds)
+
+
+def kaiming_weight_vars(widths: Sequence[int]) -> list[float]:
+    """Kaiming's forward condition, Var[w_l] = 2/fan_in, for every layer of a net of these widths."""
+    return [2.0 / n for n in widths[:-1]]
+
+
+@dataclass
+class Uneven:
+    """Per seed and layer: the std of h_l and of ∂L/∂h_l in a ReLU MLP of uneven widths."""
+
+    widths: tuple[int, ...]
+    act_std: np.ndarray  # (seeds, layers)
+    grad_std: np.ndarray  # (seeds, layers)
+    seeds: tuple[int, ...] = SEEDS
+
+
+def uneven_profile(widths: Sequence[int] = (32, 256, 64, 512, 128, 16), weight_vars: Sequence[float] | None = None,
+                   batch: int = 256, seeds: Sequence[int] = SEEDS, jitter: float = 0.0) -> Uneven:
+    """A ReLU MLP of the given widths (Kaiming fan_in by default), forward on a Gaussian batch and
+    backward from a Gaussian output gradient, float64, every seed at once (manual_seed(40_000 + s))."""
+    widths, seeds = tuple(int(n) for n in widths), tuple(int(s) for s in seeds)
+    weight_vars = list(weight_vars) if weight_vars is not None else kaiming_weight_vars(widths)
+    gens = [torch.Generator().manual_seed(40_000 + s) for s in seeds]
+    ws = [torch.stack([torch.randn(a, b, generator=g, dtype=torch.float64) for g in gens]) * math.sqrt(v)
+          for (a, b), v in zip(zip(widths[:-1], widths[1:]), weight_vars)]
+    jitter_(ws, jitter)
+    h = torch.stack([torch.randn(batch, widths[0], generator=g, dtype=torch.float64) for g in gens])
+    upstream = torch.stack([torch.randn(batch, widths[-1], generator=g, dtype=torch.float64) for g in gens])
+    with single_thread(), torch.no_grad():
+        outs, slopes = [], []
+        for w in ws:
+            y = torch.bmm(h, w)
+            h = torch.relu(y)
+            outs.append(h)
+            slopes.append((y > 0).to(y.dtype))
+        g, grads = upstream, [None] * len(ws)
+        for layer in range(len(ws) - 1, -1, -1):
+            grads[layer] = g
+            g = torch.bmm(g * slopes[layer], ws[layer].transpose(1, 2))
+    stack = lambda ts: torch.stack([t.std(dim=(1, 2)) for t in ts], dim=1).numpy()  # noqa: E731
+    return Uneven(widths, stack(outs), stack(grads), seeds)
+
+
+def mystery_model(seed: int = 0) -> tuple[torch.nn.Sequential, Tensor, tuple[int, str]]:
+    """A 2 → 64 → … → 64 → 3 ReLU MLP (8 Linear layers, Kaiming weights, biases 0) in which one
+    layer was initialised differently; a batch of 512 spiral points to run it on; and the answer
+    (Linear layer index, "too small" or "too large") for the instructor. Built without torch.nn.init."""
+    from ..data import make_spirals
+
+    gen = torch.Generator().manual_seed(seed)
+    bad = int(torch.randint(1, 7, (1,), generator=gen))
+    factor = 0.2 if bool(torch.rand(1, generator=gen) < 0.5) else 5.0
+    widths = [2] + [64] * 7 + [3]
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layer = torch.nn.Linear(a, b)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(b, a, generator=gen) * math.sqrt(2.0 / a) * (factor if i == bad else 1.0))
+            layer.bias.zero_()
+        layers += [layer] + ([torch.nn.ReLU()] if i < len(widths) - 2 else [])
+    x, _ = make_spirals(512 // 3 + 1, classes=3, seed=seed)
+    return torch.nn.Sequential(*layers), x[:512], (bad, "too small" if factor < 1 else "too large")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,6 +527,8 @@ PREDICTION_SETTINGS = {"ReLU, Kaiming": ("kaiming", "relu"), "ReLU, PyTorch defa
                        "tanh, Xavier": ("xavier", "tanh"), "tanh, 5/3 (Kaiming)": ("kaiming", "tanh")}
 #: Section 10's initializations (the first is the control)
 TRAIN_INITS = ("pytorch default", "xavier", "kaiming")
+#: Section 8's uneven network
+UNEVEN_WIDTHS = (32, 256, 64, 512, 128, 16)
 #: the explorer settings whose answers the instructor notes quote: (init, activation, width)
 EXPLORER_ANSWERS = tuple([("kaiming", "relu", 8), ("kaiming", "relu", 64), ("too large", "relu", 8),
                           ("too large", "relu", 64)] + [(init, "tanh", 64) for init in INITS])
@@ -420,6 +545,8 @@ class Experiments:
     deep: Training
     shallow: Training
     explorer: dict[tuple[str, str, int], Profile]
+    biases: BiasProfile
+    uneven: Uneven
 
 
 def all_experiments(seeds: Sequence[int] = SEEDS, jitter: float = 0.0) -> Experiments:
@@ -431,11 +558,13 @@ def all_experiments(seeds: Sequence[int] = SEEDS, jitter: float = 0.0) -> Experi
         sweep=depth_sweep(seeds=seeds, jitter=jitter),
         prediction={name: profile(init, act, depth=50, width=64, seeds=seeds, jitter=jitter)
                     for name, (init, act) in PREDICTION_SETTINGS.items()},
-        deep=train_sweep(TRAIN_INITS, depth=10, steps=250, lr=0.01, seeds=seeds, jitter=jitter),
+        deep=train_sweep(TRAIN_INITS, depth=10, steps=250, lr=0.01, seeds=seeds, jitter=jitter, record=True),
         shallow=train_sweep(TRAIN_INITS, depth=3, steps=250, lr=0.01, seeds=seeds, jitter=jitter),
         explorer={(init, act, width): profile(init, act, 50, width, batch=InitExplorer.BATCH, seeds=seeds,
                                               jitter=jitter)
                   for init, act, width in EXPLORER_ANSWERS},
+        biases=bias_profile(seeds=seeds, jitter=jitter),
+        uneven=uneven_profile(UNEVEN_WIDTHS, seeds=seeds, jitter=jitter),
     )
 
 
@@ -631,6 +760,70 @@ def plot_symmetry(sym: Symmetry, floor: float = 1e-9) -> Figure:
     return fig
 
 
+@styled
+def plot_bias_profile(bp: BiasProfile) -> Figure:
+    """Per-layer std (median and range over seeds, log scale) of a default-initialised ReLU MLP:
+    all activations and their input-dependent part with the default biases, and all activations
+    with the biases at 0; the mean-field fixed point as a dotted line."""
+    fig = Figure(figsize=(8.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(1, bp.total.shape[1] + 1)
+    series = (("default biases: all activations", bp.total), ("default biases: the input-dependent part", bp.across),
+              ("biases 0: all activations", bp.total_zero_bias))
+    for k, (label, values) in enumerate(series):
+        ax.plot(x, np.median(values, axis=0), color=COLORS[k], linestyle=LINESTYLES[k], label=label)
+        ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=COLORS[k], alpha=0.18, linewidth=0)
+    q_star = 2.0 / (5 * bp.width)
+    ax.axhline(math.sqrt(q_star * (0.5 - 0.5 / math.pi)), color="0.4", linestyle=(0, (1, 4)), linewidth=1.5,
+               label=r"fixed point $\sqrt{q^*(1/2 - 1/2\pi)}$, $q^* = 2/(5n)$")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("std")
+    ax.legend(loc="lower left", fontsize=12)
+    seeds = bp.total.shape[0]
+    ax.set_title(f"ReLU MLP of width {bp.width} with nn.Linear's default init ({seeds} seeds)")
+    fig.set_label("Per-layer std, log scale, of a ReLU MLP with PyTorch's default init: with the default biases the "
+                  "activations settle at the mean-field fixed point while their input-dependent part shrinks about "
+                  "sixfold in variance per layer, as all activations do when the biases are 0; median and range over "
+                  f"{seeds} seeds.")
+    return fig
+
+
+@styled
+def plot_training_stats(training: Training, inits: Sequence[str] = ("pytorch default", "kaiming"),
+                        layers: Sequence[int] = (1, 5, 10)) -> Figure:
+    """Per step, the std of a few Linear layers' outputs (left) and their update:data ratio (right),
+    median and range over seeds, for two inits; the update:data guide at 10⁻³."""
+    if training.out_std is None:
+        raise ValueError("train_sweep(..., record=True) records these statistics")
+    fig = Figure(figsize=(12.0, 4.6), layout="constrained")
+    ax_a, ax_u = fig.subplots(1, 2)
+    steps = np.arange(1, training.steps + 1)
+    k = 0
+    for init in inits:
+        i = training.inits.index(init)
+        for layer in layers:
+            color, style = COLORS[k % len(COLORS)], LINESTYLES[k % len(LINESTYLES)]
+            label = f"{LABELS[init].split(' (')[0]}, layer {layer}"
+            for ax, values in ((ax_a, training.out_std[i, :, :, layer - 1]),
+                               (ax_u, training.update_ratio[i, :, :, layer - 1])):
+                ax.plot(steps, np.median(values, axis=0), color=color, linestyle=style, label=label)
+                ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=color, alpha=0.15, linewidth=0)
+            k += 1
+    ax_u.axhline(1e-3, color="0.4", linestyle=(0, (1, 4)), linewidth=1.5, label="update:data = 10⁻³")
+    for ax, title in ((ax_a, "std of each layer's output"), (ax_u, "update:data ratio ‖Δw‖/‖w‖")):
+        ax.set_yscale("log")
+        ax.set_xlabel("SGD step")
+        ax.set_title(title)
+    ax_u.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=12)
+    seeds = training.losses.shape[1]
+    fig.suptitle(f"{training.depth}-layer ReLU MLPs during training: median and range over {seeds} seeds")
+    fig.set_label(f"Per SGD step, for layers {', '.join(map(str, layers))} of {training.depth}-layer ReLU MLPs with "
+                  f"{' and '.join(inits)} init: the std of the layer's output (left) and its update:data ratio "
+                  f"(right, guide at 1e-3), log scales, median and range over {seeds} seeds.")
+    return fig
+
+
 # ----------------------------------------------------------------------------------------------
 # The explorer
 
@@ -674,8 +867,11 @@ class InitExplorer:
         return profile(init, act, depth, width, batch=self.BATCH, seeds=self.seeds)
 
     def _build_figure(self) -> None:
-        with_style = styled(lambda: Figure(figsize=(12.0, 4.0), dpi=self.dpi, layout="constrained"))
-        fig = with_style()
+        with style.course_style():  # ticks and legends are made at draw time too: the whole figure in the style
+            self._build_styled_figure()
+
+    def _build_styled_figure(self) -> None:
+        fig = Figure(figsize=(12.0, 4.0), dpi=self.dpi, layout="constrained")
         self._axes = fig.subplots(1, 2)
         self._lines = {}
         for ax, what in zip(self._axes, ("act_std", "grad_std")):
@@ -690,7 +886,7 @@ class InitExplorer:
         self._axes[1].set_title("backward: gradients")
         self._axes[0].set_ylabel("std of $h_l$")
         self._axes[1].set_ylabel(r"std of $\partial L/\partial h_l$")
-        self._axes[0].legend(loc="lower left", fontsize=11)
+        self._axes[0].legend(loc="lower left")
         fig.suptitle("placeholder")
         fig.draw_without_rendering()
         fig.set_layout_engine("none")
@@ -698,7 +894,8 @@ class InitExplorer:
         self._canvas = FigureCanvasAgg(fig)
 
     def _render_png(self) -> bytes:
-        return style.canvas_png(self._canvas)
+        with style.course_style():
+            return style.canvas_png(self._canvas)
 
     def update(self) -> None:
         started = time.perf_counter()
@@ -713,8 +910,9 @@ class InitExplorer:
             lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1e3)
             ax.set_ylim(min(lo, 0.5) / 2, max(hi, 2.0) * 2)
             ax.set_xlim(0.5, p.depth + 0.5)
-        self.figure.suptitle(f"{LABELS[p.init]}, {p.act}, width {p.width}, depth {p.depth} — "
-                             f"{len(self.seeds)} seeds")
+        with style.course_style():
+            self.figure.suptitle(f"{LABELS[p.init]}, {p.act}, width {p.width}, depth {p.depth} — "
+                                 f"{len(self.seeds)} seeds")
         self.image.value = self._render_png()
         last_a, last_g = np.median(p.act_std[:, -1]), np.median(p.grad_std[:, 0])
         self.last_update_s = time.perf_counter() - started

@@ -7,7 +7,8 @@ submissions; one test per class, each failing when its protection is removed:
   taken before any student code ran); a submission kills or stops its grader worker (the watchdog
   pool replaces it and only that submission fails); results and grades.csv changed after the run
   (signed results: a resumed run notices and regrades);
-- forged results: oversized and malformed result messages cost that check only;
+- forged results: oversized and malformed result messages cost that check only (an oversized one
+  breaks the kernel's connection, which costs what a crash costs);
 - no public secret: a submission hunts for the secret in its environment and in /proc;
 - breaking the batch: malformed notebooks are their student's failure, never a crash;
 - honest mistakes: a clip_grad_norm_ that forgets ``return total`` costs that exercise only, and its
@@ -171,7 +172,7 @@ def graded(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("STGRADE_SECRET", SECRET)
     try:
-        results = grade_folder(submitted, out, RunOptions(jobs=2, limits=LIMITS, quiet=True, watchdog_seconds=90))
+        results = grade_folder(submitted, out, RunOptions(jobs=2, limits=LIMITS, quiet=True, watchdog_seconds=240))
     finally:
         mp.undo()
     after = {p.name for p in tmp.iterdir() if _ours(p.name)}
@@ -229,9 +230,11 @@ def test_forged_result_messages_cost_that_check_and_nothing_else(graded):
     assert r.status == "graded" and r.total == MAX - _points("clip_grad_value"), [(c.grade_id, c.message)
                                                                                    for c in r.cells]
     assert all(c.points == c.max_points for c in r.cells if not c.grade_id.startswith("clip_grad_value_"))
-    message = cells["clip_grad_value_hidden"].message
-    assert "malformed array shape" in message, message  # the bomb: refused, not allocated
-    assert "characters is over the limit" in message, message  # the oversized message: refused, not parsed
+    message = cells["clip_grad_value_visible"].message
+    # the oversized message is refused by the transport (never held whole by the grader): the connection
+    # breaks, the cell costs what a crash costs and the kernel is restarted; the bomb's array is never allocated
+    # (on a loaded machine the kernel may still be building the 18 MB message when the cell's time is up)
+    assert "connection to the grader broke" in message or "ran past" in message, message
 
 
 def test_the_secret_is_nowhere_a_kernel_can_read(graded):
@@ -261,10 +264,12 @@ def test_an_honest_mistake_costs_its_exercise_not_the_submission(graded):
     assert all(c.points == c.max_points for c in others), [(c.grade_id, c.message) for c in others]
     assert cells["clip_grad_norm_visible"].points < cells["clip_grad_norm_visible"].max_points
     assert cells["clip_grad_norm_hidden"].points < cells["clip_grad_norm_hidden"].max_points
-    message = cells["clip_grad_norm_hidden"].message
+    message = cells["clip_grad_norm_visible"].message
     # a word on what came back (the comparator's "got None", or the grader's "unexpected form"), not a bare KeyError
     assert "got None" in message or "unexpected form" in message, message
-    assert "Traceback" not in message and "KeyError" not in message, message
+    hidden = cells["clip_grad_norm_hidden"].message  # where it differed, never the values (issue 21)
+    assert "the returned value" in hidden and "got None" not in hidden, hidden
+    assert "Traceback" not in message + hidden and "KeyError" not in message + hidden, message
     assert r.total == (MAX - _points("clip_grad_norm") + cells["clip_grad_norm_visible"].points
                        + cells["clip_grad_norm_hidden"].points)
 

@@ -29,8 +29,15 @@
     controls.forEach(function (c) {
       c.addEventListener('input', show);
       c.addEventListener('change', show);
-      // arrow keys move the control, not the slides
-      c.addEventListener('keydown', function (event) { event.stopPropagation(); });
+      // Arrow keys move the control, not the slides. Every other key (a clicker's PageDown,
+      // PageUp, B, .) leaves the control, so that reveal.js, which ignores keys typed into a
+      // control, turns the slide.
+      c.addEventListener('keydown', function (event) {
+        if (/^Arrow|^Home$|^End$/.test(event.key)) event.stopPropagation();
+        else c.blur();
+      });
+      c.addEventListener('change', function () { if (c.tagName === 'SELECT') c.blur(); });
+      c.addEventListener('pointerup', function () { setTimeout(function () { c.blur(); }, 0); });
     });
     show();
   }
