@@ -111,3 +111,43 @@ def test_the_scope_holder_follows_the_grader():
     while processes_with(f"--pid={grader.pid}") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes_with(f"--pid={grader.pid}")
+
+
+def test_a_killed_runs_cgroups_are_swept_wherever_a_grader_made_them():
+    """A kernel cgroup whose grader is gone is removed by the next run, also inside a folder delegated
+    to another user's grader (where .ci/as-a-normal-user runs one), and it is what the tests call stale;
+    one whose lock a live grader holds (its process id may belong to another PID namespace sharing this
+    cgroup file system) and one of a live grader of this namespace that took no lock are left alone."""
+    import subprocess
+    import uuid
+
+    from _sandbox_support import require_cgroup
+
+    require_cgroup()
+    parents = cgroup._parents(64)
+    if not parents:  # a systemd user scope: systemd removes a scope when its processes are gone
+        return
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its process id now names no process
+    delegated = next(iter(parents.values())) / f"delegated-test-{uuid.uuid4().hex[:8]}"
+    delegated.mkdir()
+    left, held, alive = (delegated / f"{cgroup.PREFIX}{pid}-{uuid.uuid4().hex[:8]}"
+                         for pid in (gone.pid, gone.pid, os.getpid()))
+    lock = None
+    try:
+        for path in (left, held, alive):
+            path.mkdir()
+        lock = cgroup._lock(held)
+        stale = cgroup.find_stale()
+        assert left in stale and held not in stale and alive not in stale, stale
+        assert left in cgroup.sweep_stale()
+        assert not left.exists() and held.is_dir() and alive.is_dir()
+        os.close(lock)
+        lock = None
+        assert held in cgroup.find_stale()  # once its grader let go
+    finally:
+        if lock is not None:
+            os.close(lock)
+        for path in (left, held, alive, delegated):
+            if path.is_dir():
+                path.rmdir()

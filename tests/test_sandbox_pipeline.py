@@ -53,15 +53,11 @@ def _grader(submitted: Path, out: Path, tmp: Path, *extra: str) -> subprocess.Po
 
 
 def _stale_cgroups() -> list[Path]:
-    """stgrade cgroups whose grader process is gone (others may be in use by parallel tests)."""
-    from stgrade.cgroup import PREFIX, process_alive
+    """Kernel cgroups a killed run left, wherever a grader may have made them (delegated folders
+    included): what the grader itself sweeps (others may be in use by parallel tests or other graders)."""
+    from stgrade.cgroup import find_stale
 
-    stale = []
-    for path in CGROUP_ROOT.glob(f"**/{PREFIX}*"):
-        owner = path.name[len(PREFIX):].split("-", 1)[0]
-        if path.is_dir() and owner.isdigit() and "-" in path.name[len(PREFIX):] and not process_alive(int(owner)):
-            stale.append(path)
-    return stale
+    return find_stale()
 
 
 def _kernels_running(pid: int) -> bool:

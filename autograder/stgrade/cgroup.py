@@ -22,14 +22,19 @@ with
 The kernel process is moved in by the launcher (:data:`JOIN_SCRIPT`) *before* bubblewrap starts,
 so everything it ever starts is inside; the kernel itself never sees the cgroup file system (no
 /sys in the sandbox) and cannot move out, raise a limit, or outlive :meth:`SubmissionCgroup.remove`,
-which kills every process inside and deletes the cgroup. Cgroups left by a run that was killed
-(SIGKILL, a crash) are removed by the next run (:func:`sweep_stale`); a scope goes when its
-processes do (its holder, ``tail --pid``, follows the grader). Elsewhere :meth:`SubmissionCgroup.create`
+which kills every process inside and deletes the cgroup. While a grader process lives it holds a
+lock (``flock``) on each cgroup it made; cgroups left by a run that was killed (SIGKILL, a crash)
+are those whose lock nobody holds and whose grader process is gone, and the next run removes them
+wherever a grader may have made them, delegated folders included (:func:`sweep_stale`,
+:func:`find_stale`). The lock is what counts on a cgroup file system that machines or containers
+with other process ids share; the process id keeps graders that take no lock (older versions) safe.
+A scope goes when its processes do (its holder, ``tail --pid``, follows the grader). Elsewhere :meth:`SubmissionCgroup.create`
 returns None, the kernel keeps its per-process rlimits, and the grader says so.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import shutil
@@ -98,8 +103,9 @@ def _parents(max_pids: int) -> dict[str, Path]:
 class SubmissionCgroup:
     """The cgroup(s) of one kernel; ``controllers`` says which limits are in force."""
 
-    def __init__(self, paths: dict[str, Path]) -> None:
+    def __init__(self, paths: dict[str, Path], locks: list[int] | None = None) -> None:
         self.paths = paths
+        self._locks = locks or []  # descriptors holding each cgroup's flock while this grader lives
 
     @property
     def controllers(self) -> list[str]:
@@ -126,9 +132,10 @@ class SubmissionCgroup:
         parents = _parents(max_pids)
         if not parents:
             return ScopeCgroup.create(memory_bytes, max_pids, cpus) if os.geteuid() != 0 else None
-        sweep_stale(parents.values())
+        _sweep_once()
         name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         made: dict[str, Path] = {}
+        locks: list[int] = []
         settings = {
             "memory": [("memory.limit_in_bytes", str(memory_bytes)), ("memory.swappiness", "0")],
             "pids": [("pids.max", str(max_pids))],
@@ -144,14 +151,19 @@ class SubmissionCgroup:
             except OSError:
                 continue
             made[controller] = path
+            held = _hold(path)  # ours while this process lives: a sweeper leaves it alone
+            if held is not None:
+                locks.append(held)
             for filename, value in settings[controller]:
                 try:
                     (path / filename).write_text(value)
                 except OSError:
                     if filename not in ("memory.swappiness", "memory.swap.max"):  # optional
-                        cls(made).remove()
+                        cls(made, locks).remove()
                         return None
-        return cls(made) if made else None
+        if not made:
+            return None
+        return cls(made, locks)
 
     def procs_files(self) -> list[str]:
         return [str(p / "cgroup.procs") for p in self.paths.values()]
@@ -191,9 +203,12 @@ class SubmissionCgroup:
         return None
 
     def remove(self) -> None:
-        """Kill everything inside, then delete the cgroup(s)."""
+        """Kill everything inside, then delete the cgroup(s) and let go of their locks."""
         for path in self.paths.values():
             _kill_and_remove(path)
+        for fd in self._locks:
+            os.close(fd)
+        self._locks = []
 
 
 def _kill_and_remove(path: Path) -> None:
@@ -235,23 +250,91 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def sweep_stale(parents) -> list[Path]:
-    """Remove cgroups left by grader processes that no longer exist (a run killed with SIGKILL)."""
-    removed = []
-    for parent in parents:
+def _lock(path: Path) -> int:
+    """An open descriptor of the folder ``path`` holding its exclusive ``flock`` (not inherited by
+    children: the descriptor is closed on exec). Raises OSError if another holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _hold(path: Path) -> int | None:
+    """:func:`_lock` on a cgroup just made (a sweeper testing it lets go at once); None if it cannot."""
+    for _ in range(50):
         try:
-            entries = list(Path(parent).glob(f"{PREFIX}*"))
+            return _lock(path)
+        except BlockingIOError:
+            time.sleep(0.001)
         except OSError:
-            continue
-        for path in entries:
-            try:
-                owner = int(path.name[len(PREFIX):].split("-", 1)[0])
-            except ValueError:
-                continue
-            if not process_alive(owner):
-                _kill_and_remove(path)
-                removed.append(path)
+            return None
+    return None
+
+
+def _owner(path: Path) -> int | None:
+    """The grader process id in a kernel cgroup's name (``stgrade-PID-HEX``, a scope's ``….scope``)."""
+    pid, dash, rest = path.name[len(PREFIX):].partition("-")
+    return int(pid) if path.name.startswith(PREFIX) and pid.isdigit() and dash and rest else None
+
+
+def _is_stale(path: Path) -> bool:
+    """A kernel cgroup no grader holds: nobody holds its lock, and its grader process is gone."""
+    owner = _owner(path)
+    if owner is None or process_alive(owner) or not path.is_dir() or path.is_symlink():
+        return False
+    try:
+        os.close(_lock(path))  # taken and let go at once: nobody held it
+    except BlockingIOError:
+        return False  # a live grader's, perhaps in another PID namespace sharing this file system
+    except OSError:
+        return False
+    return True
+
+
+def sweep_roots() -> list[Path]:
+    """Where a grader on this machine may have made kernel cgroups, as far as this process may
+    remove them: as root, each hierarchy as a whole (a delegated folder a normal user's grader used
+    lies somewhere below); otherwise the folders this user may write (its delegated cgroup)."""
+    if os.geteuid() == 0:
+        if _v2():
+            return [ROOT]
+        return [ROOT / c for c in ("memory", "pids", "cpu", "cpuacct") if (ROOT / c / "cgroup.procs").exists()]
+    return list(_parents(0).values())
+
+
+def find_stale(roots=None) -> list[Path]:
+    """The kernel cgroups below ``roots`` (default :func:`sweep_roots`) that a killed run left:
+    see :func:`_is_stale`. A kernel's cgroup holds no cgroups of its own (the kernel never sees the
+    cgroup file system), so the walk does not enter them."""
+    found: list[Path] = []
+    for root in (sweep_roots() if roots is None else roots):
+        for folder, children, _ in os.walk(root, followlinks=False):
+            ours = [c for c in children if c.startswith(PREFIX)]
+            children[:] = [c for c in children if not c.startswith(PREFIX)]
+            found.extend(Path(folder, c) for c in ours if _is_stale(Path(folder, c)))
+    return sorted(set(found))
+
+
+def sweep_stale(roots=None) -> list[Path]:
+    """Kill what is inside each cgroup :func:`find_stale` returns, and remove it."""
+    removed = []
+    for path in find_stale(roots):
+        _kill_and_remove(path)
+        removed.append(path)
     return removed
+
+
+_swept: list[int] = []
+
+
+def _sweep_once() -> None:
+    """:func:`sweep_stale` once per process (each grading worker is one): what killed runs left."""
+    if os.getpid() not in _swept:
+        _swept.append(os.getpid())
+        sweep_stale()
 
 
 # -- a transient systemd user scope per kernel (not root, cgroup v2, a systemd user session) ---------
