@@ -151,3 +151,26 @@ def test_a_killed_runs_cgroups_are_swept_wherever_a_grader_made_them():
         for path in (left, held, alive, delegated):
             if path.is_dir():
                 path.rmdir()
+
+
+def test_cpu_and_cpuacct_in_one_hierarchy_make_one_cgroup(tmp_path, monkeypatch):
+    """The usual cgroup v1 layout mounts cpu and cpuacct together (``cpu,cpuacct``, linked under both
+    names): the kernel gets one folder there, with the CPU cap, counted by cpuacct, joined once."""
+    root = tmp_path / "cgroup"
+    for name in ("memory", "pids", "cpu,cpuacct"):
+        (root / name).mkdir(parents=True)
+        (root / name / "cgroup.procs").write_text("")
+    for name in ("cpu", "cpuacct"):
+        (root / name).symlink_to("cpu,cpuacct")
+    monkeypatch.setattr(cgroup, "ROOT", root)
+    monkeypatch.setattr(cgroup, "_own_path", lambda hierarchy: "/")
+    monkeypatch.setattr(cgroup, "_v2", lambda: False)
+    made = cgroup.SubmissionCgroup.create(1 << 30, 64, 1.0)
+    assert made is not None and made.paths["cpu"] == made.paths["cpuacct"] and made.paths["cpu"].parent.name == "cpu,cpuacct"
+    assert made.controllers == ["cpu", "memory", "pids"] and len(made.procs_files()) == 3
+    assert (made.paths["cpu"] / "cpu.cfs_quota_us").read_text() == str(cgroup.CPU_PERIOD_US)
+    (made.paths["cpuacct"] / "cpuacct.usage").write_text("2500000000")
+    assert made.cpu_seconds() == 2.5
+    assert cgroup.sweep_roots() == [root / "memory", root / "pids", root / "cpu,cpuacct"] or os.geteuid() != 0
+    for fd in made._locks:  # regular folders here: nothing to remove but the locks
+        os.close(fd)

@@ -89,7 +89,7 @@ def _parents(max_pids: int) -> dict[str, Path]:
         return {}
     found = {}
     for controller in ("memory", "pids", "cpu", "cpuacct"):  # cpuacct: accounting only (cpu_seconds)
-        base = ROOT / controller
+        base = (ROOT / controller).resolve()  # cpu and cpuacct are often one hierarchy, linked under both names
         if not (base / "cgroup.procs").exists():
             continue
         parent = base / _own_path(controller).lstrip("/")
@@ -146,6 +146,9 @@ class SubmissionCgroup:
         }
         for controller, parent in parents.items():
             path = parent / name
+            if path in made.values():  # one hierarchy for two controllers (cpu,cpuacct): made already
+                made[controller] = path
+                continue
             try:
                 path.mkdir()
             except OSError:
@@ -166,7 +169,7 @@ class SubmissionCgroup:
         return cls(made, locks)
 
     def procs_files(self) -> list[str]:
-        return [str(p / "cgroup.procs") for p in self.paths.values()]
+        return [str(p / "cgroup.procs") for p in dict.fromkeys(self.paths.values())]
 
     def pids(self) -> list[int]:
         found: set[int] = set()
@@ -204,7 +207,7 @@ class SubmissionCgroup:
 
     def remove(self) -> None:
         """Kill everything inside, then delete the cgroup(s) and let go of their locks."""
-        for path in self.paths.values():
+        for path in dict.fromkeys(self.paths.values()):
             _kill_and_remove(path)
         for fd in self._locks:
             os.close(fd)
@@ -301,7 +304,8 @@ def sweep_roots() -> list[Path]:
     if os.geteuid() == 0:
         if _v2():
             return [ROOT]
-        return [ROOT / c for c in ("memory", "pids", "cpu", "cpuacct") if (ROOT / c / "cgroup.procs").exists()]
+        return list(dict.fromkeys((ROOT / c).resolve() for c in ("memory", "pids", "cpu", "cpuacct")
+                                  if (ROOT / c / "cgroup.procs").exists()))
     return list(_parents(0).values())
 
 
