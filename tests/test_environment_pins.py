@@ -82,7 +82,7 @@ def _resolve(pythons, *extra: str) -> dict[str, tuple[int, str, str]]:
     procs = {python: subprocess.Popen(
         [find_uv_bin(), "pip", "compile", "pyproject.toml", "--extra", "dev", "--constraint", "requirements/lock.txt",
          "--python-version", python, "--only-binary", ":all:", "--no-header", "--no-annotate", "--quiet",
-         "--color", "never", "--output-file", "-", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--color", "never", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True) for python in pythons}
     try:
         outputs = {python: proc.communicate(timeout=300) for python, proc in procs.items()}
