@@ -1,12 +1,18 @@
-"""Shared by tests/test_sandbox_*.py: skip without a sandbox, except in CI, where that fails."""
+"""Shared by tests/test_sandbox_*.py: skip without a sandbox (or without per-submission cgroups, which
+need root or a delegated cgroup), except in CI, where that fails."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from stgrade.cgroup import SubmissionCgroup
 from stgrade.sandbox import Limits, SandboxKernel, sandbox_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +33,42 @@ def require_sandbox() -> None:
     require(sandbox_problem(Limits()))
 
 
-def require_root() -> None:
-    require(None if os.geteuid() == 0 else "cgroups and the scratch tmpfs need the grader to run as root")
+@functools.cache
+def cgroup_problem() -> str | None:
+    """None when a kernel gets a cgroup of its own here (stgrade.cgroup: as root, in a cgroup delegated to
+    this user, or in a systemd user scope); otherwise why not."""
+    made = SubmissionCgroup.create(1 << 30, 64, 1.0)
+    if made is not None:
+        made.remove()
+        return None
+    return (f"per-submission cgroups need root, or a cgroup delegated to this user (uid {os.geteuid()}), or a "
+            "systemd user session on cgroup v2; this machine gives this user none")
+
+
+def require_cgroup() -> None:
+    require(cgroup_problem())
+
+
+WORKER = """
+import json, sys
+from pathlib import Path
+from stgrade import userns
+entered = userns.enter()  # what every grading worker does first (stgrade.workers)
+from stgrade.sandbox import Limits, SandboxKernel
+with SandboxKernel(Path(sys.argv[1]), Limits(**json.loads(sys.argv[2]))) as k:
+    run = k.run(sys.stdin.read())
+    text = "".join(o.get("text", "") for o in run.outputs if o.get("output_type") == "stream")
+    print(json.dumps({"entered": entered, "protections": k.protections, "status": run.status, "text": text}))
+"""
+
+
+def in_a_worker(scratch: Path, code: str, **limits: object) -> dict:
+    """Run ``code`` in a grading kernel started by a fresh process that begins as the grader's workers do
+    (in a user namespace of its own where it is not root: the scratch tmpfs with its size cap)."""
+    done = subprocess.run([sys.executable, "-c", WORKER, str(scratch), json.dumps(limits)], input=code,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def attack(name: str, **args: object) -> str:

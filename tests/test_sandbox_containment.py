@@ -5,8 +5,10 @@ the test checks what the cell reports *and*, from outside, that nothing happened
 are harmless when they succeed are also run with the sandbox off, to show that the test catches
 the escape when the protection is removed (``test_*_escapes_without_the_sandbox``).
 
-Without bubblewrap (or without root, for the cgroup and scratch-size tests) these tests skip with
-the reason — except under CI=true, where they fail: CI must never skip them.
+Without bubblewrap (or, for the cgroup tests, without root, a cgroup delegated to the user or a
+systemd user session) these tests skip with the reason — except under CI=true, where they fail: CI
+must never skip them. The scratch size cap needs neither: its test runs the kernel from a process
+that starts as the grader's workers do (in a user namespace of its own where it is not root).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
-from _sandbox_support import (ROOT, attack, output, processes_with, require_root, require_sandbox, verdict)
+from _sandbox_support import (ROOT, attack, in_a_worker, output, processes_with, require_cgroup, require_sandbox,
+                              verdict)
+from stgrade import bwrap
 from stgrade.sandbox import Limits, SandboxKernel
 
 LIMITS = Limits(cell_seconds=20, interrupt_grace_seconds=3, memory_bytes=3 * 1024**3, scratch_bytes=64 * 1024**2,
@@ -61,12 +66,20 @@ def test_own_pid_namespace_sees_only_itself(kernel):
 
 
 def test_view_holds_no_checkout_submissions_or_answer_keys(kernel, tmp_path):
-    paths = [ROOT / "solutions", ROOT / "tests", ROOT / "course", ROOT / "autograder" / "stgrade" / "grading.py",
-             ROOT / "autograder" / "stgrade" / "cohorts", ROOT / "README.md", Path("/home"),
+    """No path of the checkout appears, not even the folders above what the kernel needs from it (the
+    virtual environment and stabletrain appear under /opt/stgrade), and no path of anybody's home
+    except a Python installation that lives there (pyenv's), at its own path; no variable names the checkout."""
+    base = Path(sys.base_prefix).resolve()
+    paths = [ROOT, ROOT / "solutions", ROOT / "tests", ROOT / "course", ROOT / "autograder" / "stgrade" / "grading.py",
+             ROOT / "autograder" / "stgrade" / "cohorts", ROOT / "README.md", ROOT / "src", Path(sys.prefix).resolve(),
              Path("/etc/shadow"), Path("/sys/fs/cgroup"), tmp_path]
-    home = [str(p) for p in Path.home().iterdir() if not str(Path(sys.base_prefix).resolve()).startswith(str(p))]
-    code = f"import os\nprint([p for p in {[str(p) for p in paths] + home!r} if os.path.exists(p)])"
+    paths += [p for p in (Path("/home"), Path.home()) if p not in base.parents]
+    paths += [p for p in Path.home().iterdir() if p != base and p not in base.parents]
+    code = f"import os\nprint([p for p in {[str(p) for p in paths]!r} if os.path.exists(p)])"
     assert output(kernel, code).strip() == "[]"
+    shown = output(kernel, "import os\nprint(sorted(os.listdir('/opt/stgrade/lib')), sorted(os.listdir('/opt/stgrade/lib/stgrade')),\n"
+                           "      [k for k, v in os.environ.items() if " + repr(str(ROOT)) + " in v])")
+    assert shown.split("\n")[0] == "['stabletrain', 'stgrade'] ['__init__.py', 'kernel.py'] []", shown
     text = output(kernel, "import importlib, torch\nfor m, name in (('stabletrain.clipping', 'clip_grad_norm_'),\n"
                           "                ('stabletrain.exercises.clipping_mutants', 'NORM')):\n"
                           "    try:\n        getattr(importlib.import_module(m), name); print('LOADED', m)\n"
@@ -96,8 +109,8 @@ def test_writing_outside_scratch_escapes_without_the_sandbox(open_kernel, tmp_pa
 
 
 def test_remounting_read_write(kernel):
-    venv = str(Path(sys.prefix).resolve())
-    text = output(kernel, attack("remount_rw", venv=venv))
+    venv = Path(sys.prefix).resolve()
+    text = output(kernel, attack("remount_rw", venv=bwrap.inside(venv)))  # where the kernel sees it
     assert verdict(text).startswith("CONTAINED") and not Path(venv, "pwned.txt").exists(), text
 
 
@@ -166,10 +179,15 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _kernel_processes(k: SandboxKernel) -> list[int]:
+    """The process that started ``k`` (bubblewrap, or the shell before it) and everything below it."""
+    top = psutil.Process(k.km.provisioner.process.pid)
+    return [top.pid] + [p.pid for p in top.children(recursive=True)]
+
+
 def test_killing_a_classmates_kernel_a_worker_or_stopping_the_grader(kernel, tmp_path, bystanders):
-    require_root()
     with SandboxKernel(tmp_path / "classmate", LIMITS) as classmate:
-        targets = [p.pid for p in bystanders] + classmate.cgroup.pids()
+        targets = [p.pid for p in bystanders] + _kernel_processes(classmate)
         text = output(kernel, attack("kill_others", pids=targets) + "\nimport os\ntry:\n    os.kill(-1, 0)\n"
                       "except OSError:\n    pass\n")
         assert verdict(text) == "CONTAINED", text
@@ -185,7 +203,8 @@ def test_signals_reach_other_processes_without_the_sandbox(open_kernel, bystande
 
 
 def test_raising_pids_max_or_leaving_the_cgroup(kernel):
-    require_root()
+    require_cgroup()
+    kernel.cgroup.pids()  # a systemd scope's cgroup is found once its kernel runs
     before = (kernel.cgroup.paths["pids"] / "pids.max").read_text() if "pids" in kernel.cgroup.paths else None
     text = output(kernel, attack("raise_pids_max"))
     assert verdict(text).startswith("CONTAINED"), text
@@ -208,7 +227,7 @@ def test_a_daemon_does_not_outlive_the_kernel(tmp_path):
 
 def test_children_together_above_the_memory_cap(tmp_path):
     require_sandbox()
-    require_root()
+    require_cgroup()
     limits = Limits(cell_seconds=30, memory_bytes=1536 * 1024**2)
     with SandboxKernel(tmp_path, limits) as k:
         assert "memory" in k.cgroup.controllers
@@ -229,14 +248,18 @@ def test_children_hold_more_than_the_cap_without_the_cgroup():
     assert verdict(done.stdout).startswith("ESCAPED"), done.stdout + done.stderr
 
 
-def test_two_gigabytes_written_to_scratch(kernel):
-    require_root()
-    text = output(kernel, attack("fill_scratch", cap=LIMITS.scratch_bytes))
-    assert verdict(text).startswith("CONTAINED"), text
+def test_two_gigabytes_written_to_scratch(tmp_path):
+    """As the grader grades: the kernel is started by a worker (root, or in a user namespace of its own)."""
+    require_sandbox()
+    ran = in_a_worker(tmp_path / "scratch", attack("fill_scratch", cap=LIMITS.scratch_bytes), cell_seconds=60,
+                      scratch_bytes=LIMITS.scratch_bytes)
+    assert ran["entered"] and ran["protections"]["scratch_size_cap"], ran
+    assert verdict(ran["text"]).startswith("CONTAINED"), ran
+    assert not any((tmp_path / "scratch").iterdir())  # the tmpfs went with the worker; nothing landed below it
 
 
 def test_cpu_is_capped_per_submission(kernel):
-    require_root()
+    require_cgroup()
     assert "cpu" in kernel.cgroup.controllers
     quota = kernel.cgroup.paths.get("cpu")
     if quota is not None:
@@ -245,7 +268,7 @@ def test_cpu_is_capped_per_submission(kernel):
 
 def test_a_fork_bomb_stops_inside_the_submission(tmp_path):
     require_sandbox()
-    require_root()
+    require_cgroup()
     with SandboxKernel(tmp_path, Limits(cell_seconds=15, max_processes=48)) as k:
         text = output(k, "import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
                          "            time.sleep(600)\n            os._exit(0)\n        n += 1\n"
@@ -274,7 +297,7 @@ def test_untrusted_grading_refuses_without_a_sandbox(tmp_path, monkeypatch):
 
 def test_interrupted_runs_leave_no_cgroups(tmp_path):
     """A grader killed with SIGKILL cannot clean up; the next one removes what it left."""
-    require_root()
+    require_cgroup()
     from stgrade import cgroup
 
     child = subprocess.Popen([sys.executable, "-c", "from stgrade.cgroup import SubmissionCgroup as C\n"
@@ -293,7 +316,7 @@ def test_the_kernels_cpu_time_is_counted_across_a_restart(tmp_path):
     """A submission's cost in CPU: what its kernels used, counted by their cgroups (busy cells in
     a kernel that was restarted included)."""
     require_sandbox()
-    require_root()
+    require_cgroup()
     busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass"
     k = SandboxKernel(tmp_path, Limits(cell_seconds=20))
     started = time.monotonic()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _sandbox_support import require_root, require_sandbox
+from _sandbox_support import require_cgroup, require_sandbox
 from stgrade.cgroup import ROOT as CGROUP_ROOT
 from stgrade.cohorts.gradient_clipping import LESSON
 
@@ -53,15 +53,11 @@ def _grader(submitted: Path, out: Path, tmp: Path, *extra: str) -> subprocess.Po
 
 
 def _stale_cgroups() -> list[Path]:
-    """stgrade cgroups whose grader process is gone (others may be in use by parallel tests)."""
-    from stgrade.cgroup import PREFIX, process_alive
+    """Kernel cgroups a killed run left, wherever a grader may have made them (delegated folders
+    included): what the grader itself sweeps (others may be in use by parallel tests or other graders)."""
+    from stgrade.cgroup import find_stale
 
-    stale = []
-    for path in CGROUP_ROOT.glob(f"**/{PREFIX}*"):
-        owner = path.name[len(PREFIX):].split("-", 1)[0]
-        if path.is_dir() and owner.isdigit() and "-" in path.name[len(PREFIX):] and not process_alive(int(owner)):
-            stale.append(path)
-    return stale
+    return find_stale()
 
 
 def _kernels_running(pid: int) -> bool:
@@ -72,7 +68,7 @@ def _kernels_running(pid: int) -> bool:
 
 def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
     require_sandbox()
-    require_root()
+    require_cgroup()
     submitted = _cohort(tmp_path, ("perfect",))
     grader = _grader(submitted, tmp_path / "out", tmp)
     log, _ = grader.communicate(timeout=300)
@@ -81,6 +77,14 @@ def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     protections = summary["protections"]
     assert protections["sandbox"] == "bubblewrap"
+    # which way the caps were made: as root, or (not root) a delegated cgroup or a systemd user scope and
+    # the scratch tmpfs in the workers' own user namespace
+    from stgrade.cgroup import SubmissionCgroup
+
+    made = SubmissionCgroup.create(1 << 30, 64, 1.0)
+    made.remove()
+    assert protections["per_submission_caps_by"] == made.kind
+    assert protections["scratch_size_cap_by"] == ("tmpfs" if os.geteuid() == 0 else "tmpfs in the grader's own user namespace")
     assert all(protections[k] for k in ("no_capabilities_no_new_privileges", "own_pid_namespace_and_proc", "no_network",
                                          "read_only_view_without_answer_keys", "memory_cap_per_submission",
                                          "process_cap_per_submission", "cpu_cap_per_submission", "scratch_size_cap"))
@@ -96,7 +100,7 @@ def test_a_run_records_the_protections_and_leaves_nothing_behind(tmp_path, tmp):
 
 def test_an_interrupted_run_leaves_nothing_behind(tmp_path, tmp):
     require_sandbox()
-    require_root()
+    require_cgroup()
     submitted = _cohort(tmp_path, ("perfect", "blank"))
     grader = _grader(submitted, tmp_path / "out", tmp)
     deadline = time.monotonic() + 120

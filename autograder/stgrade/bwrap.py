@@ -11,13 +11,17 @@ namespace code is written here. :func:`command` returns the argv that runs the k
 - a private /dev (null, zero, urandom, …), a private size-capped /tmp and /dev/shm;
 - read-only: /usr, the Python installation and the virtual environment, the ``stabletrain``
   package **without** its answer keys (every reference module, every ``*_mutants.py``, every
-  lesson's lab module, every ``__pycache__``, replaced by stubs), torch **without** ``torch/nn/utils/clip_grad.py`` (a stub
-  whose functions raise), and of ``stgrade`` only the kernel launcher;
+  lesson's lab module, every ``__pycache__``, replaced by stubs), torch **without**
+  ``torch/nn/utils/clip_grad.py`` (a stub whose functions raise), and of ``stgrade`` only the
+  kernel launcher. The virtual environment, ``stabletrain`` and the launcher appear under
+  :data:`INSIDE` (``/opt/stgrade``), not where they are outside: a checkout in ``/home/ta/course``
+  shows the kernel neither /home nor its own path;
 - writable: its scratch folder only (bound at the same path it has outside); the kernel starts in
   ``/`` and the launcher moves into the scratch folder once it has set up (:mod:`stgrade.kernel`).
 
 Nothing else of the machine is there: not the submissions, not OUT, not ``solutions/``, not
-``tests/``, not the checkout's ``src/``, not a classmate's scratch, not /sys, not /home or /root.
+``tests/``, not the checkout (no path of it), not a classmate's scratch, not /sys, not /home or
+/root (only a Python installation that lives there, such as pyenv's, at its own path).
 The sandbox dies with the process that started it (``--die-with-parent``), and everything in its
 PID namespace dies with its first process.
 """
@@ -37,6 +41,9 @@ from pathlib import Path
 CONNECTION_FILE = "/run/stgrade/connection.json"
 STUBS = Path(__file__).with_name("stubs")
 SANDBOX_UID = 65534
+
+#: where the virtual environment (``venv``), and ``stabletrain`` and the launcher (``lib``) appear inside
+INSIDE = Path("/opt/stgrade")
 
 #: files of /etc that the interpreter and its libraries read; nothing else of /etc is visible
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf", "fonts")
@@ -111,6 +118,40 @@ def _read_only_roots() -> list[Path]:
     return roots
 
 
+@functools.lru_cache(maxsize=1)
+def _relocated() -> tuple[tuple[Path, Path], ...]:
+    """``(outside, inside)`` for what appears under :data:`INSIDE`: the virtual environment, and
+    ``stabletrain`` and ``stgrade`` when they live outside it (an editable install: the checkout)."""
+    moved: list[tuple[Path, Path]] = []
+    venv = Path(sys.prefix).resolve()
+    if sys.prefix != sys.base_prefix and not _covered(venv, [Path("/usr")]):
+        moved.append((venv, INSIDE / "venv"))
+    for name in ("stabletrain", "stgrade"):
+        package = _package_dir(name)
+        if not any(_covered(package, [outside]) for outside, _ in moved):
+            moved.append((package, INSIDE / "lib" / name))
+    return tuple(moved)
+
+
+def inside(path: str | Path) -> str:
+    """Where ``path`` (outside) is in the sandbox's view."""
+    path = Path(path)
+    for outside, there in _relocated():
+        for candidate in (path, path.resolve()):
+            if _covered(candidate, [outside]):
+                return str(there / candidate.relative_to(outside))
+    return str(path)
+
+
+def python() -> str:
+    """This interpreter's path inside the sandbox (a virtual environment's ``bin/python``, unresolved:
+    the link is what makes it that environment's interpreter)."""
+    prefix = Path(sys.prefix)
+    if sys.prefix != sys.base_prefix and _covered(Path(sys.executable), [prefix]):
+        return inside(Path(sys.prefix).resolve() / Path(sys.executable).relative_to(prefix))
+    return inside(sys.executable)
+
+
 def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: int) -> list[str]:
     """The bwrap argv (up to ``--``) that runs a command in the kernel's sandbox.
 
@@ -135,21 +176,34 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
             argv += ["--symlink", os.readlink(link), link]
         elif os.path.isdir(link):
             argv += ["--ro-bind", link, link]
-    roots = _read_only_roots()
-    for root in roots:
-        argv += ["--ro-bind", str(root), str(root)]
+    moved = dict(_relocated())
+    for root in _read_only_roots():
+        if not any(_covered(root, [outside]) for outside in moved):
+            argv += ["--ro-bind", str(root), inside(root)]
     for name in _ETC:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    stabletrain = _package_dir("stabletrain")
-    if not _covered(stabletrain, roots):
-        argv += ["--ro-bind", str(stabletrain), str(stabletrain)]
-    stgrade = _package_dir("stgrade")
+    stabletrain, stgrade = _package_dir("stabletrain"), _package_dir("stgrade")
+    for outside, there in moved.items():
+        if outside != stgrade:
+            argv += ["--ro-bind", str(outside), str(there)]
+    if stgrade not in moved:  # installed inside the environment: nothing of it but the launcher
+        argv += ["--tmpfs", inside(stgrade)]
     for name in ("__init__.py", "kernel.py"):  # the launcher only: not the grader, not the sample cohorts
-        argv += ["--ro-bind", str(stgrade / name), str(stgrade / name)]
+        argv += ["--ro-bind", str(stgrade / name), inside(stgrade / name)]
+    if stgrade not in moved:
+        argv += ["--remount-ro", inside(stgrade)]
     for folder in hidden_dirs():
-        argv += ["--tmpfs", folder, "--remount-ro", folder]
+        argv += ["--tmpfs", inside(folder), "--remount-ro", inside(folder)]
     for path, stub in hidden_files():
-        argv += ["--ro-bind", stub, path]
+        argv += ["--ro-bind", stub, inside(path)]
+    # The launcher imports stabletrain and stgrade from INSIDE/lib (before an editable install's finder,
+    # whose paths do not exist here); no variable names a path outside.
+    argv += ["--setenv", "PYTHONPATH", str(INSIDE / "lib"),
+             "--setenv", "PATH", ":".join(dict.fromkeys([str(Path(python()).parent), "/usr/local/bin", "/usr/bin", "/bin"]))]
+    if INSIDE / "venv" in moved.values():
+        argv += ["--setenv", "VIRTUAL_ENV", str(INSIDE / "venv")]
+    else:
+        argv += ["--unsetenv", "VIRTUAL_ENV"]
     argv += ["--bind", str(scratch), str(scratch),
              "--ro-bind", connection_file, CONNECTION_FILE,
              "--remount-ro", "/",
@@ -171,7 +225,7 @@ def probe() -> str | None:
         return f"the sandbox's view cannot be built: {exc}"
     code = "import os, sys; assert os.getuid() == 65534; print('ok')"
     try:
-        done = subprocess.run([*argv, "--", sys.executable, "-I", "-S", "-c", code], capture_output=True,
+        done = subprocess.run([*argv, "--", python(), "-I", "-S", "-c", code], capture_output=True,
                               text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bubblewrap could not be run: {exc}"

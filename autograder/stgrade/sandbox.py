@@ -56,8 +56,8 @@ from nbformat.v4 import output_from_msg
 
 from stabletrain.exercises.plain import MAX_MESSAGE_CHARS, RESULT_MIME
 
-from . import bwrap
-from .cgroup import JOIN_SCRIPT, SubmissionCgroup
+from . import bwrap, userns
+from .cgroup import SubmissionCgroup
 
 KERNEL_NAME = "stgrade-sandbox"
 #: matplotlib's configuration and cache folder, in the scratch folder
@@ -131,11 +131,12 @@ _private_threads: set[int] = set()
 def _private_mounts() -> bool:
     """Give this thread (and the processes it starts) a mount namespace of its own, once, so that
     the scratch tmpfs mounted next exists only for this grader and its kernel: it cannot be left
-    behind, whatever stops the grader. Root only; False elsewhere."""
+    behind, whatever stops the grader. Root, or a process in a user namespace of its own
+    (:func:`stgrade.userns.enter`: the grader's workers); False elsewhere."""
     ident = threading.get_ident()
     if ident in _private_threads:
         return True
-    if os.geteuid() != 0 or _LIBC.unshare(_CLONE_NEWNS) != 0:
+    if not userns.can_mount() or _LIBC.unshare(_CLONE_NEWNS) != 0:
         return False
     if _LIBC.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         return False
@@ -213,8 +214,12 @@ def protections_in_force(limits: Limits) -> dict[str, Any]:
     controllers = cgroup.controllers if cgroup else []
     if cgroup:
         cgroup.remove()
-    scratch_cap = os.geteuid() == 0
+    # the grader's workers enter a user namespace of their own where they are not root (stgrade.workers)
+    scratch_cap = userns.possible()
     return {
+        "per_submission_caps_by": cgroup.kind if cgroup else "none (per-process rlimits only)",
+        "scratch_size_cap_by": ("none" if not scratch_cap else "tmpfs" if os.geteuid() == 0
+                                else "tmpfs in the grader's own user namespace"),
         "sandbox": "bubblewrap" if sandboxed else "none",
         "sandbox_problem": problem if limits.sandbox != "off" else "switched off with --no-sandbox",
         "no_capabilities_no_new_privileges": sandboxed,
@@ -242,6 +247,9 @@ def describe(protections: dict[str, Any]) -> str:
     text = f"sandbox: {protections['sandbox']}"
     if protections["sandbox"] == "none":
         text += f" ({protections['sandbox_problem']})"
+    if "per_submission_caps_by" in protections:
+        text += (f"\n  caps per submission by: {protections['per_submission_caps_by']}; "
+                 f"scratch size cap by: {protections['scratch_size_cap_by']}")
     text += "\n  in force: " + ", ".join(on)
     if off:
         text += "\n  NOT in force: " + ", ".join(off)
@@ -313,14 +321,17 @@ class SandboxKernel:
         # The launcher by its absolute path, with -P (no script folder or working directory on the
         # import path) and -s (no user site-packages, which would be in the home): nothing the
         # kernel can write is importable before the launcher has run; it starts in "/".
-        kernel = [sys.executable, "-s", "-P", str(Path(__file__).with_name("kernel.py").resolve()), "-f"]
+        launcher = Path(__file__).with_name("kernel.py").resolve()
+        kernel = [sys.executable, "-s", "-P", str(launcher), "-f"]
         if self.limits.sandbox == "off":
             argv = [*kernel, "{connection_file}"]
         else:
+            # inside, the interpreter and the launcher are where the view puts them (/opt/stgrade)
+            inner = [bwrap.python(), "-s", "-P", bwrap.inside(launcher), "-f"]
             argv = [*bwrap.command(self.home, "{connection_file}", tmp_bytes=self.limits.shm_bytes,
-                                   shm_bytes=self.limits.shm_bytes), "--", *kernel, bwrap.CONNECTION_FILE]
+                                   shm_bytes=self.limits.shm_bytes), "--", *inner, bwrap.CONNECTION_FILE]
         if self.cgroup is not None:  # join the cgroups first, so that everything started later is inside
-            argv = ["/bin/sh", "-c", JOIN_SCRIPT, "sh", *self.cgroup.procs_files(), "--", *argv]
+            argv = self.cgroup.wrap(argv)
         return argv
 
     @contextlib.contextmanager
@@ -392,6 +403,7 @@ class SandboxKernel:
         self.protections = {
             "sandbox": "bubblewrap" if self.limits.sandbox != "off" else "none",
             "cgroup": controllers,
+            "caps_by": self.cgroup.kind if self.cgroup else "none",
             "scratch_size_cap": self._world_mounted,
         }
         try:
