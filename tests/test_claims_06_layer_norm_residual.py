@@ -351,21 +351,24 @@ def test_pre_norm_trains_and_post_norm_needs_both_fixes(training):
 
 def test_pre_norm_without_clipping_is_spiky(training):
     """"on most seeds pre-norm's loss jumps back up by more than 0.2 at least once after it has
-    fallen ..., and a seed hit by a jump near the end finishes far above the others (up to 0.8 in
-    our runs)"; capstone notes: the gradient norm's median is "1.1–1.4 for this run". Measured over
-    30 seed-runs: jumps 0.18–2.15, 29 of 30 above 0.2 (checked: at least 20); final losses above
-    0.35 on 5 seed-runs (0.45–0.80; checked: at least one, all below 1.0); median gradient norm per
-    run 1.17–1.37 (checked 1.0–1.6)."""
-    jumps, finals = [], []
+    fallen ..., and a seed hit by a jump near the end finishes far above the others (several times
+    the median seed's loss)"; capstone notes: the gradient norm's median is "1.1–1.4 for this run".
+    Measured over the 30 seed-runs of the native session and of a session with
+    ATEN_CPU_CAPABILITY=default exported: jumps 0.18–2.38, 29 and 28 of 30 above 0.2 (checked: at
+    least 20); 5 seed-runs end above 0.35 in each session (0.45–0.93); a run's worst seed at
+    1.3–14 times its median (3.9–14 on 7 of the 8 runs; the default session's jitter run left no
+    seed behind), 6 seed-runs in each session above 3 times their run's median (checked: at least
+    one); median gradient norm per run 1.17–1.37 (checked 1.0–1.6)."""
+    jumps, far_behind = [], 0
     for run in training:
         res = run.result["pre"]
         assert np.all(np.isfinite(res.final_losses)) and res.clipped.sum() == 0, run.label
         jumps.append(_jumps(res.losses))
-        finals.append(res.final_losses)
+        far_behind += int(np.sum(res.final_losses > 3 * np.median(res.final_losses)))
         assert 1.0 < np.median(lab.summarize(res)["grad_norm"]) < 1.6, run.label
-    jumps, finals = np.concatenate(jumps), np.concatenate(finals)
+    jumps = np.concatenate(jumps)
     assert np.sum(jumps > 0.2) >= 20, jumps
-    assert np.any(finals > 0.35) and np.all(finals < 1.0), finals
+    assert far_behind >= 1, far_behind
 
 
 def test_section_7_does_not_hand_over_the_capstone(training):
@@ -382,7 +385,8 @@ def test_section_7_does_not_hand_over_the_capstone(training):
     comparison that shows pre-norm training on this network at the capstone's learning rate can
     avoid that except by breaking one of the rule's conditions on purpose (clipping below the typical
     gradient norm, which the lesson warns against). Measured: the visible rule rejects it on 3 of 6
-    groups (native seeds 0–4 and 5–9, avx2 0–4)."""
+    groups (native seeds 0–4 and 5–9, avx2 0–4), and on 2 of 6 in a session with
+    ATEN_CPU_CAPABILITY=default exported (seeds 5–9 there, avx2 0–4); the hidden rule passes all 12."""
     from stabletrain.exercises.layernorm import capstone_verdict
 
     taught = [REFERENCE, C(**{**capstone_config(), "scaling": "zero_gamma"}),

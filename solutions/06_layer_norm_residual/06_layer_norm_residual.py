@@ -787,8 +787,9 @@ fig
 #
 # Out of the box, but not smoothly: on most seeds pre-norm's loss jumps back up by more than 0.2
 # at least once after it has fallen (the jumps printed above), and a seed hit by a jump near the
-# end finishes far above the others (up to 0.8 in our runs). Whether this network needs a safety
-# net against such spikes, and where its threshold belongs, is a decision for the capstone.
+# end finishes far above the others (several times the median seed's loss). Whether this network
+# needs a safety net against such spikes, and where its threshold belongs, is a decision for the
+# capstone.
 #
 # In this narrow network (width 16) the product of 50 random factors is wild: post-norm's block-1
 # gradient at step 0 is anywhere from a hundredth to several times block 50's, depending on the
