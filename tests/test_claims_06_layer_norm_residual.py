@@ -26,7 +26,10 @@ from stabletrain.residual import capstone_config, residual_stream_variance
 C = lab.CapstoneConfig
 LN3 = math.log(3)
 
-K_LN = dict(init="kaiming", residual=True, norm="layer", clip=5.0)
+#: Section 7's placement comparison: Kaiming, residual, layer norm and no clipping (so that the
+#: capstone's reference answer is not printed in the lesson)
+K_LN = dict(init="kaiming", residual=True, norm="layer")
+REFERENCE = C(**capstone_config())
 
 #: every configuration the lesson trains in Sections 5, 7 and 9
 CONFIGS = {
@@ -40,8 +43,11 @@ CONFIGS = {
     "post_gpt2_small_lr": (C(**K_LN, placement="post", scaling="gpt2"), {"lr": 0.01}),
     "kaiming_residual": C(init="kaiming", residual=True),
     "kaiming_layer_norm_plain": C(init="kaiming", norm="layer"),
+    "reference": REFERENCE,
 }
-assert CONFIGS["pre"] == C(**capstone_config()), "Section 7's pre-norm run is the capstone's reference answer"
+#: the configurations Section 7 trains (the lr-0.01 runs are the same configurations: the capstone
+#: trains whatever dict it gets at its own learning rate)
+SECTION_7 = ("pre", "post", "post_gpt2")
 
 #: every (depth, placement, scaling[, final norm / skip connections only]) of Sections 6 and 7
 STREAMS = ((32, "none", "none"), (32, "pre", "none"), (32, "pre", "gpt2"), (32, "post", "none"),
@@ -316,24 +322,91 @@ def test_post_norm_makes_the_inputs_look_alike(similarities):
         assert np.all(sim["post_gpt2"]["top"] < 0.75), (run.label, sim["post_gpt2"]["top"])
 
 
+def _jumps(losses: np.ndarray, after: int = 30) -> np.ndarray:
+    """Per seed, the largest rise of the loss above its lowest value so far, after step ``after``
+    (the notebook's print)."""
+    return np.max(losses[:, after:] - np.minimum.accumulate(losses, axis=1)[:, after - 1:-1], axis=1)
+
+
 def test_pre_norm_trains_and_post_norm_needs_both_fixes(training):
-    """"Pre-norm trains (median final loss below 0.15). Post-norm stays at ln 3 on every seed (above
-    0.9) ... With alpha = 1/sqrt(L) ... at this learning rate post-norm still barely learns (median
-    above 0.6) ... At a five times smaller learning rate post-norm with 1/sqrt(L) trains (median
-    below 0.2), while post-norm with alpha = 1 still does not (median above 0.6)"; "post-norm's
-    block-1 gradient at step 0 is anywhere from a hundredth to several times block 50's". Measured
-    over 30 runs: pre-norm medians 0.053–0.068 (single seeds 0.030–0.265); post-norm every seed
-    1.097–1.099; post-norm 1/sqrt(L) medians 0.907–1.014; at lr 0.01 post-norm 1/sqrt(L) medians
-    0.052–0.079, post-norm 0.813–1.087; step-0 ratio 0.013–7.5 over all seed-runs."""
+    """Section 7 trains without clipping. "Pre-norm trains (median final loss below 0.15). Post-norm
+    stays at ln 3 on every seed (above 0.9) ... With alpha = 1/sqrt(L) ... at this learning rate
+    post-norm still does not learn (median above 0.75) ... At a five times smaller learning rate
+    post-norm with 1/sqrt(L) learns (median below 0.35 ...), while post-norm with alpha = 1 still
+    does not (median above 0.9)"; "post-norm's block-1 gradient at step 0 is anywhere from a
+    hundredth to several times block 50's". Measured over 30 runs: pre-norm medians 0.037–0.121;
+    post-norm every seed 1.097–1.099; post-norm 1/sqrt(L) medians 0.960–1.108; at lr 0.01 post-norm
+    1/sqrt(L) medians 0.102–0.269, post-norm 1.098–1.099; step-0 ratio 0.013–7.5 over all seed-runs
+    (a property of the initialization, the same as with clipping)."""
     for run in training:
         r = run.result
         assert np.median(r["pre"].final_losses) < 0.15, (run.label, r["pre"].final_losses)
         assert np.all(r["post"].final_losses > 0.9), (run.label, r["post"].final_losses)
-        assert np.median(r["post_gpt2"].final_losses) > 0.6, (run.label, r["post_gpt2"].final_losses)
-        assert np.median(r["post_gpt2_small_lr"].final_losses) < 0.2, (run.label, r["post_gpt2_small_lr"].final_losses)
-        assert np.median(r["post_small_lr"].final_losses) > 0.6, (run.label, r["post_small_lr"].final_losses)
+        assert np.median(r["post_gpt2"].final_losses) > 0.75, (run.label, r["post_gpt2"].final_losses)
+        assert np.median(r["post_gpt2_small_lr"].final_losses) < 0.35, (run.label, r["post_gpt2_small_lr"].final_losses)
+        assert np.median(r["post_small_lr"].final_losses) > 0.9, (run.label, r["post_small_lr"].final_losses)
         ratio = _ratio(r["post"].layer_grad_norms)
         assert ratio.min() < 0.05 and ratio.max() / ratio.min() > 10, (run.label, ratio)
+
+
+def test_pre_norm_without_clipping_is_spiky(training):
+    """"on most seeds pre-norm's loss jumps back up by more than 0.2 at least once after it has
+    fallen ..., and a seed hit by a jump near the end finishes far above the others (several times
+    the median seed's loss)"; capstone notes: the gradient norm's median is "1.1–1.4 for this run".
+    Measured over the 30 seed-runs of the native session and of a session with
+    ATEN_CPU_CAPABILITY=default exported: jumps 0.18–2.38, 29 and 28 of 30 above 0.2 (checked: at
+    least 20); 5 seed-runs end above 0.35 in each session (0.45–0.93); a run's worst seed at
+    1.3–14 times its median (3.9–14 on 7 of the 8 runs; the default session's jitter run left no
+    seed behind), 6 seed-runs in each session above 3 times their run's median (checked: at least
+    one); median gradient norm per run 1.17–1.37 (checked 1.0–1.6)."""
+    jumps, far_behind = [], 0
+    for run in training:
+        res = run.result["pre"]
+        assert np.all(np.isfinite(res.final_losses)) and res.clipped.sum() == 0, run.label
+        jumps.append(_jumps(res.losses))
+        far_behind += int(np.sum(res.final_losses > 3 * np.median(res.final_losses)))
+        assert 1.0 < np.median(lab.summarize(res)["grad_norm"]) < 1.6, run.label
+    jumps = np.concatenate(jumps)
+    assert np.sum(jumps > 0.2) >= 20, jumps
+    assert far_behind >= 1, far_behind
+
+
+def test_section_7_does_not_hand_over_the_capstone(training):
+    """Section 7 compares the placements without printing the capstone's answer. Checked: no
+    configuration it trains is the reference or another configuration the capstone rule's benchmark
+    calls taught (zero gamma with and without clipping, Xavier with zero gamma, 1/sqrt(L) with
+    clipping at 5), and none clips; the post-norm
+    ones fail the visible and the hidden rule on every five-seed group of every run; pre-norm
+    without clipping (the notes' "reference without clipping", which five seeds cannot decide)
+    is not accepted reliably: the visible rule rejects it on at least one five-seed group of our
+    runs, while the reference passes every group (test_capstone_reference_passes_with_rare_clipping).
+    It is *not* checked that the grader's rule rejects pre-norm without clipping: it passes it on
+    most groups (all six of ours; about 83 % of seed sets in benchmarks/capstone_rule_06.py), and no
+    comparison that shows pre-norm training on this network at the capstone's learning rate can
+    avoid that except by breaking one of the rule's conditions on purpose (clipping below the typical
+    gradient norm, which the lesson warns against). Measured: the visible rule rejects it on 3 of 6
+    groups (native seeds 0–4 and 5–9, avx2 0–4), and on 2 of 6 in a session with
+    ATEN_CPU_CAPABILITY=default exported (seeds 5–9 there, avx2 0–4); the hidden rule passes all 12."""
+    from stabletrain.exercises.layernorm import capstone_verdict
+
+    taught = [REFERENCE, C(**{**capstone_config(), "scaling": "zero_gamma"}),
+              C(**{**capstone_config(), "scaling": "zero_gamma", "clip": None}),
+              C(**{**capstone_config(), "init": "xavier", "scaling": "zero_gamma"}),
+              C(**{**capstone_config(), "scaling": "gpt2"})]
+    for name in SECTION_7:
+        assert CONFIGS[name] not in taught and CONFIGS[name].clip is None, name
+    rejected = 0
+    for run in training:
+        for name in SECTION_7:
+            summary = lab.summarize(run.result[name])
+            for start in range(0, len(run.seeds), 5):
+                part = {k: v[start:start + 5] for k, v in summary.items()}
+                visible = capstone_verdict(part, "visible")
+                if name == "pre":
+                    rejected += visible is not None
+                else:
+                    assert visible is not None and capstone_verdict(part, "hidden") is not None, (run.label, name)
+    assert rejected >= 1, rejected
 
 
 # ---------------------------------------------------------------------------------------------- section 9
@@ -372,7 +445,7 @@ def test_capstone_reference_passes_with_rare_clipping(training):
     from stabletrain.exercises.layernorm import capstone_verdict
 
     for run in training:
-        res = run.result["pre"]
+        res = run.result["reference"]
         summary = lab.summarize(res)
         for start in range(0, len(run.seeds), 5):
             part = {k: v[start:start + 5] for k, v in summary.items()}
