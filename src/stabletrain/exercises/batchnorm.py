@@ -599,8 +599,12 @@ def _fold_cases(level: str, seed: int) -> list[Case]:
     cases += [
         case("a Linear without bias: the folded layer needs one", "a Linear without bias", 4, 5,
              ["is_linear", "out", "weight", "bias"], bias=False),
+        # float64: with running_var 1e-7, s = gamma / sqrt(1e-7 + 1e-5) is ~300 and the folded bias and outputs
+        # of that feature are differences of terms ~1e3; in float32 one rounding of them (6e-5) exceeds atol
+        # 1e-5 whenever the result lies near 0, so correct foldings that round differently failed on about
+        # 1 seed in 2000 (the instructor's own reached 0.7 of the tolerance). eps's place is what is graded.
         case("a running variance of 1e-7: eps inside the square root", main, 3, 3, ["out", "weight", "bias"],
-             tiny=True),
+             tiny=True, dtype="float64"),
         case("eps = 0.1", main, 6, 2, ["out", "weight", "bias"], eps=0.1),
         case("float64 layers stay float64", main, 5, 5, ["is_linear", "out", "weight", "bias"], dtype="float64"),
         case("a Linear without bias, original layers unchanged", "a Linear without bias", 3, 4,
