@@ -1,7 +1,7 @@
 """Lesson 00's sample cohort: a perfect, a blank and a partly correct student.
 
 The perfect student's answers are the instructor's solutions and the blank student submits the
-student notebook untouched. The partial student gets ``rel_error`` right, takes forward differences
+student notebook untouched. The partial student gets ``rel_error`` right, probes a copy of x
 in ``numerical_gradient``, lists frozen parameters with a norm of 0 in ``grad_norms_per_layer``,
 logs makemore's ``lr * grad`` as the update in ``train_and_log`` and leaves ``ActivationStats``
 unanswered; every point of their total is accounted for in ``EXPECTED``.
@@ -15,20 +15,23 @@ from . import Expected, LessonSources
 
 LESSON = "00_diagnostics"
 
-# Forward differences: an error of order h (1e-5 here). The float32 group passes (its tolerance is
-# 1e-3); the smooth, kink and in-place groups flag a correct backward pass.
-_FORWARD_DIFFERENCES = '''\
+# Centred differences on a copy of x: f that reads x through a closure never sees the probes. Only
+# the in-place group fails, on every seed (forward differences, the mistake used before, passed the
+# float32 group on 54 of 60 hidden seeds and failed it on 6: the demo's expected total then depended
+# on the grading secret, and a fresh clone's demo failed with 4.76 for 5.51).
+_PROBES_A_COPY = '''\
 def numerical_gradient(f, x, h=1e-5):
-    """Forward differences, in float64, x perturbed in place and restored."""
-    point = x if isinstance(x, np.ndarray) and x.dtype == np.float64 else np.array(x, dtype=np.float64)
+    """Centred differences in float64 -- on a copy of x."""
+    point = np.array(x, dtype=np.float64)
     grad = np.zeros(point.shape)
     for i in np.ndindex(point.shape):
         old = point[i]
-        f_here = float(f(point))
         point[i] = old + h
         f_plus = float(f(point))
+        point[i] = old - h
+        f_minus = float(f(point))
         point[i] = old
-        grad[i] = (f_plus - f_here) / h
+        grad[i] = (f_plus - f_minus) / (2 * h)
     return grad
 '''
 
@@ -61,9 +64,9 @@ def train_and_log(model, optimizer, loss_fn, batches):
 EXPECTED: dict[str, Expected] = {
     "perfect": Expected("graded", 14, "the instructor's solutions: full marks"),
     "blank": Expected("graded", 0, "submitted the student notebook untouched"),
-    "partial": Expected("graded", 5.51, "rel_error right (2); numerical_gradient with forward differences passes "
-                                        "only the float32 group: 1 of 4 visible groups (0.25) and 1 of 4 hidden "
-                                        "(0.75); grad_norms_per_layer reporting frozen parameters as 0 fails the "
+    "partial": Expected("graded", 7.51, "rel_error right (2); numerical_gradient probing a copy of x fails "
+                                        "only the group where f reads x through a closure: 3 of 4 visible groups "
+                                        "(0.75) and 3 of 4 hidden (2.25); grad_norms_per_layer reporting frozen parameters as 0 fails the "
                                         "group about them: 1 of 2 visible (0.5), 2 of 3 hidden (0.67); "
                                         "train_and_log with lr * grad fails wherever the optimizer is not plain "
                                         "SGD: 2 of 3 visible (0.67), 1 of 3 hidden (0.67); ActivationStats not "
@@ -77,6 +80,6 @@ def build(src: LessonSources) -> dict[str, nbformat.NotebookNode | str | None]:
     return {
         "perfect": src.with_answers(good),
         "blank": src.release,
-        "partial": src.with_answers({"rel_error": good["rel_error"], "numerical_gradient": _FORWARD_DIFFERENCES,
+        "partial": src.with_answers({"rel_error": good["rel_error"], "numerical_gradient": _PROBES_A_COPY,
                                      "grad_norms_per_layer": _NORMS_WITH_ZEROS, "train_and_log": _LR_TIMES_GRAD}),
     }
