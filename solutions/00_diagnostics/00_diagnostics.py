@@ -269,7 +269,7 @@ check(numerical_gradient, "numerical_gradient")
 # %% nbgrader={"grade": true, "grade_id": "numerical_gradient_hidden", "locked": true, "points": 3, "schema_version": 3, "solution": false, "task": false} slideshow={"slide_type": "skip"}
 # Hidden tests, graded per group: smooth functions in float64 (a softmax classifier, a tanh layer,
 # layer norm with a 1e-5 bug); float32 inputs (a float32 classifier, sigmoid overflow); kinks (an
-# L1 penalty at zeros, a ReLU within 1e-6 of its kink probed with h = 1e-8); x perturbed in place
+# L1 penalty at zeros, a ReLU 3e-6 to 8e-6 from its kink probed with h = 1e-6); x perturbed in place
 # and restored (functions that read x through a closure).
 ### BEGIN HIDDEN TESTS
 check(numerical_gradient, "numerical_gradient", level="hidden")
