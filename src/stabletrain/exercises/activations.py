@@ -750,10 +750,25 @@ def _run_recycle_case(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
             revived.append(((z > 0).any(dim=0) & dead[i]))
             h = torch.relu(z)
     out["first_layer_revived"] = bool(revived[0][dead[0]].all()) if dead[0].any() else True
-    # training: a few SGD steps (mean squared error to fixed targets); each revived unit must learn
+    # training: a few SGD steps (mean squared error to fixed targets); each revived unit that the loss's
+    # gradient reaches must learn. Its outgoing column starts at 0, so its incoming row gets no gradient
+    # on the first step, and a unit revived on one or two examples can be switched off by that step's
+    # change to the layers below before its row ever moves; or the examples it is on for may have no
+    # unit of the next layer that passes a gradient back. Both depend on the fresh draw, which every
+    # correct answer makes differently from the reference. What holds for every correct answer: the
+    # first step is taken where the unit is on, and if the next layer's pre-activation gets a non-zero
+    # gradient on one of those examples, the unit's outgoing column (exactly 0 in the rows of live
+    # units) moves. So a reachable revived unit trains when its incoming row or outgoing column moves.
     gen = torch.Generator().manual_seed(case.inputs["seed"])
     targets = torch.randn(out_after.shape, generator=gen)
-    start_rows = [linears[i].weight.detach().clone() for i in range(hidden)]
+    h, zs = x.clone().requires_grad_(True), []
+    for i in range(hidden + 1):
+        zs.append(linears[i](h))
+        h = torch.relu(zs[-1]) if i < hidden else zs[-1]
+    deltas = torch.autograd.grad(((h - targets) ** 2).mean(), zs)
+    reachable = [revived[i] & ((zs[i] > 0) & (deltas[i + 1] != 0).any(dim=1, keepdim=True)).any(dim=0)
+                 for i in range(hidden)]
+    start = [linears[i].weight.detach().clone() for i in range(hidden + 1)]
     for _ in range(_R_STEPS):
         for p in params:
             p.grad = None
@@ -765,9 +780,10 @@ def _run_recycle_case(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
                     p -= _R_LR * p.grad
     trains = True
     for i in range(hidden):
-        if revived[i].any():
-            moved = (linears[i].weight.detach() != start_rows[i]).any(dim=1)
-            trains &= bool(moved[revived[i]].all())
+        if reachable[i].any():
+            moved = ((linears[i].weight.detach() != start[i]).any(dim=1)
+                     | (linears[i + 1].weight.detach() != start[i + 1]).any(dim=0))
+            trains &= bool(moved[reachable[i]].all())
     out["revived_units_train"] = trains
     return out
 
@@ -786,7 +802,8 @@ _RECYCLE_WHERE = {
     "output_layer_rows_untouched": "whether the output layer's bias is untouched",
     "fresh_spread_ok": "whether the fresh weights have nn.Linear's spread (std 1/√(3·fan_in))",
     "first_layer_revived": "whether the recycled units of the first hidden layer are on for some example",
-    "revived_units_train": f"whether the revived units' incoming weights change during {_R_STEPS} SGD steps",
+    "revived_units_train": (f"whether the revived units that the loss's gradient reaches train: their incoming or "
+                            f"outgoing weights change during {_R_STEPS} SGD steps"),
 }
 
 
