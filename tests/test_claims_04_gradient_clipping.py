@@ -1,6 +1,6 @@
 """Every quantitative sentence of lesson 04, checked on every run the claims tests cover.
 
-The lesson standard (docs/LESSON_STANDARD.md §4): a number in the prose — "on some seeds", "below 6
+The lesson standard (docs/LESSON_STANDARD.md §4): a number in the prose — "on some seeds", "below 7
 on every seed", "1–10 % of the steps" — is a claim about the experiment, and it must hold on any
 machine. The experiment (65 RNNs trained as one batch by ``clipping_lab.run_experiment``) is
 chaotic by design: at learning rate 0.1 without clipping, a rare spike decides whether a seed blows
@@ -8,10 +8,13 @@ up, and the last bit of one float32 product decides whether the spike comes. So 
 it is checked on every run of ``claims_support.runs``: native kernels on seeds 0–14, and seeds 0–4
 under ``ATEN_CPU_CAPABILITY=avx2``, ``=default`` and a 1e-6 jitter of the initial weights — 30
 seed-runs per session. Each docstring quotes the sentence and says what was measured, over the
-45 distinct seed-runs of two sessions on an AMD EPYC (2 cores): a plain one (native kernels
-AVX-512; the avx2 variant rounds exactly like them there, so 25 distinct seed-runs) and one with
+60 distinct seed-runs of three sessions on an AMD EPYC (2 cores): a plain one (native kernels
+AVX-512; the avx2 variant rounds exactly like them there, so 25 distinct seed-runs), one with
 ``ATEN_CPU_CAPABILITY=default`` exported (its native and jitter runs use the generic kernels with
-MKL's own path: 20 more). "Our runs" in the lesson's prose and notes means these 45. Thresholds keep
+MKL's own path: 20 more) and one with ``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE`` exported
+(the default variant's arithmetic for the whole session; its seeds 0–4 repeat the first session's
+default variant, so 15 more: seeds 5–14 and the jitter run). "Our runs" in the lesson's prose and
+notes means these 60; "the third session" below is the last one. Thresholds keep
 a margin of about 20 % from everything measured; where one is thinner, the docstring says so.
 
 Sentences about one seed's single-model runs (Section 5's loop against the batch, Section 7's cell)
@@ -162,27 +165,30 @@ def test_agc_section_numbers():
 def test_without_clipping_some_seeds_blow_up(sweeps):
     """"Without clipping, on some seeds a few large gradients throw the recurrent weights far out:
     ||W_rec||_2, 1 at the start, grows past 10, and those runs end above the 0.167 of predicting the
-    mean. On the machines we tried that was 1 to 3 of these five seeds, and a minority of seeds 0–14
-    (3 or 4 of the 15). ... On the other seeds ||W_rec||_2 stays below 10 and the loss ends near the
+    mean. On the machines we tried that was 1 to 3 of these five seeds, and 3 to 6 of the fifteen
+    seeds 0–14. ... On the other seeds ||W_rec||_2 stays below 10 and the loss ends near the
     baseline, below twice its value."
 
-    Measured over the 45 seed-runs: the largest ||W_rec||_2 is either at most 6.97 (generic kernels,
-    seed 3) or at least 21.3 (native, seed 1) — nothing in between — checked as a gap from 10/1.2 to
-    10·1.2. Blown up on seeds 0–4: native and avx2 {0, 1, 3}, default {1, 3, 4}, jitter {1, 3}, and
-    with the generic kernels exported {1} and (jitter) {0, 1, 3}, checked as 1–4 of 5; on seeds 0–14
-    4 (native) and 3 (generic kernels) of 15, checked as 1–7. Blown runs end at 0.27–57.6 and reach
-    ||W_rec||_2 21–353 000; healthy ones end at 0.080–0.253, checked below 0.333."""
+    Measured over the 60 seed-runs: the largest ||W_rec||_2 of a healthy run is at most 6.97
+    (generic kernels, seed 3), checked as none between 10/1.2 and 10; a blown run's is 11.0 (third
+    session, seed 11, which ends at 1.18: 7 times the baseline) to 353 000. Blown up on seeds 0–4:
+    native and avx2 {0, 1, 3}, default {1, 3, 4}, jitter {1, 3}; with the generic kernels exported
+    {1} and (jitter) {0, 1, 3}; in the third session {1, 3, 4} and (jitter) {1, 3, 4}: checked as
+    1–4 of 5. On seeds 0–14: 4 (native), 3 (generic kernels) and 6 (third session) of 15, checked as
+    1–10 ("some": a third of the seeds is the rate over all runs, so 11 of 15 would be far out).
+    Blown runs end at 0.27–90, checked above 1.2 times the baseline (the smallest, 0.271, is 1.6
+    times); healthy ones end at 0.080–0.253, checked below 0.333."""
     for run in sweeps:
         sweep = run.result
         w_rec = _max_w_rec(sweep, "none")
         finals = sweep.final_losses("none")
         blown = _blown(sweep)
         assert np.allclose(sweep.w_rec_norms[:, _col(sweep, "none"), 0], 1.0), run.label
-        assert np.all((w_rec < lab.BLOWN_UP / 1.2) | (w_rec > lab.BLOWN_UP * 1.2)), (run.label, w_rec)
+        assert np.all((w_rec < lab.BLOWN_UP / 1.2) | blown), (run.label, w_rec)
         assert 1 <= _blown(_lesson_part(run)).sum() <= 4, (run.label, w_rec)
-        assert np.all(finals[blown] > BASELINE), (run.label, finals)
+        assert np.all(finals[blown] > 1.2 * BASELINE), (run.label, finals)
         assert np.all((finals[~blown] > 0.05) & (finals[~blown] < 2 * BASELINE)), (run.label, finals)
-    assert 1 <= _blown(sweeps[0].result).sum() <= 7  # "a minority of seeds 0–14"
+    assert 1 <= _blown(sweeps[0].result).sum() <= 10  # "3 to 6 of the fifteen seeds 0–14"
 
 
 def test_which_seeds_blow_up_depends_on_the_arithmetic(sweeps):
@@ -214,7 +220,9 @@ def test_a_spike_throws_the_recurrent_weights(sweeps):
     most 10), at 46–4 300 times the control's median (checked: 30); its share in W_rec is above half
     in 12 of 15 (0.69–0.99; the others 0.001, 0.08, 0.14), checked as at least 60 % of the blown
     runs of a session (measured 10 of 12 and 9 of 12, counting avx2's copies). The typical share
-    is 0.20–0.24, checked as 0.12–0.33. (The largest gradient of the whole run is no good measure:
+    is 0.20–0.24, checked as 0.12–0.33. The third session's 6 new blown runs (native seeds 7, 11,
+    12; jitter seeds 1, 3, 4) all fit: 1–3 steps before, 80–346 times, shares 0.72–0.95, typical
+    0.197 and 0.233. (The largest gradient of the whole run is no good measure:
     after the blow-up the tanh units saturate, and a later, larger gradient can sit almost wholly
     outside W_rec — share 1e-13 on one run.)"""
     shares = []
@@ -233,25 +241,26 @@ def test_a_spike_throws_the_recurrent_weights(sweeps):
 
 
 def test_norm_clipping_keeps_w_rec_bounded_and_fires_rarely(sweeps):
-    """"With norm clipping at max_norm = 2, ||W_rec||_2 stays below 6 on every seed, and on most seeds
-    clipping fires on 1–10 % of the steps. On the odd seed it fires on far more steps, about a fifth
-    to a third, and that run trains much worse than the control"; instructor notes: "the control
-    trains on that seed".
+    """"With norm clipping at max_norm = 2, ||W_rec||_2 stays below 7 on every seed, and on most seeds
+    clipping fires on 1–10 % of the steps. On the odd seed it fires on far more steps, from about a
+    fifth to nearly half, and that run trains much worse than the control"; instructor notes: "the
+    control trains on that seed".
 
-    Measured over the 45 seed-runs: largest ||W_rec||_2 4.47 (native seed 4); clipped fraction
-    1.3–8.3 % on 43 of 45, checked as at least 3 of every 5 lesson seeds and 80 % of a session's
-    seed-runs; the others 18.7 % (jitter, seed 1) and 31 % (native and avx2, seed 4), final loss
-    3.1 and 3.5 times the control's, whose own final loss there is 0.06 and 0.135."""
+    Measured over the 60 seed-runs: largest ||W_rec||_2 5.29 (third session, jitter, seed 1; 4.47
+    in the other sessions); clipped fraction 1.3–8.7 % on 57 of 60, checked as at least 3 of every 5
+    lesson seeds and 80 % of a session's seed-runs; the others 18.7 % (jitter, seed 1), 31 %
+    (native and avx2, seed 4) and 41.7 % (third session, jitter, seed 1), checked as 15–50 %; final
+    loss 3.1, 3.5 and 4.0 times the control's, whose own final loss there is 0.06, 0.135 and 0.06."""
     rare_counts = []
     for run in sweeps:
         sweep = run.result
-        assert np.all(_max_w_rec(sweep, "norm", lab.MAX_NORM) < 6), run.label
+        assert np.all(_max_w_rec(sweep, "norm", lab.MAX_NORM) < 7), run.label
         fractions = sweep.clipped_fractions("norm", lab.MAX_NORM)
         rare = (fractions >= 0.01) & (fractions <= 0.10)
         rare_counts.append((rare.sum(), len(rare)))
         assert rare[[sweep.seeds.index(s) for s in claims.LESSON_SEEDS]].sum() >= 3, (run.label, fractions)
         odd = ~rare
-        assert np.all((fractions[odd] > 0.15) & (fractions[odd] < 0.4)), (run.label, fractions)
+        assert np.all((fractions[odd] > 0.15) & (fractions[odd] < 0.5)), (run.label, fractions)
         finals = sweep.final_losses("norm", lab.MAX_NORM)
         control = sweep.final_losses("none", None, lab.CONTROL_LR)
         assert np.all(finals[odd] > 2 * control[odd]), (run.label, finals, control)
@@ -262,8 +271,8 @@ def test_norm_clipping_keeps_w_rec_bounded_and_fires_rarely(sweeps):
 
 def test_the_control_stays_healthy(sweeps):
     """"The control (learning rate 0.025, no clipping) keeps ||W_rec||_2 below 3 and ends below the
-    baseline on most seeds."  Measured over the 45 seed-runs: largest ||W_rec||_2 2.15 (seed 12),
-    final losses 0.060–0.150, all 45 below the baseline 0.167 (the control is barely chaotic: its
+    baseline on most seeds."  Measured over the 60 seed-runs: largest ||W_rec||_2 2.15 (seed 12),
+    final losses 0.060–0.150, all 60 below the baseline 0.167 (the control is barely chaotic: its
     final losses agree to 3 digits under every variant). A one-off scan of seeds 0–59 found 2 of 60
     at or above the baseline (largest 0.213) and one seed whose ||W_rec||_2 reached 4.8: hence
     "most", not "every"."""
@@ -308,7 +317,7 @@ def test_value_clipping_acts_often_and_bends(sweeps):
     cosine with the raw gradient is 1 at every step"; instructor notes: "value clipping at max_norm
     2 acts on 62–89 % of the steps, mean cosine 0.93–0.97".
 
-    Measured over the 45 seed-runs: fraction 0.62–0.89; mean cosine 0.925–0.968 (1 - cos 0.032–0.075
+    Measured over the 60 seed-runs: fraction 0.62–0.89; mean cosine 0.925–0.971 (1 - cos 0.029–0.075
     against the sentence's 0.02–0.1); norm clipping's smallest cosine 1 - 1.7e-7 at any max_norm."""
     assert lab.value_clip_for(2.0, sweeps[0].result.n_params) == pytest.approx(0.11, abs=0.005)
     for run in sweeps:
@@ -323,21 +332,24 @@ def test_value_clipping_acts_often_and_bends(sweeps):
 
 def test_a_loose_threshold_protects_only_by_luck(sweeps):
     """"Norm clipping at max_norm = 5 — above almost every gradient of a healthy run — acts on at most
-    1 % of the steps and keeps ||W_rec||_2 below 5, unless an early spike gets through (in our runs
+    2 % of the steps and keeps ||W_rec||_2 below 5, unless an early spike gets through (in our runs
     on none to two of these five seeds). Then ||W_rec||_2 grows more than twice as far as at max_norm
     = 2, clipping acts on many steps, and the run ends above the baseline."
 
-    Every seed-run falls in one of the two classes. Measured over the 45: 37 clip on at most 0.7 %
+    Every seed-run falls in one of the two classes. Measured over the first two sessions' 45: 37 clip on at most 0.7 %
     of the steps (2 of 300) with ||W_rec||_2 at most 3.98; the other 8 (native seeds 14; default
     seeds 1, 4; jitter seeds 1, 4; generic kernels seeds 7, 14; their jitter seed 1) clip on
     6.3–76 % with ||W_rec||_2 5.8–18.3, 2.5–7.8 times their max_norm = 2 run's, and end at
-    0.30–12.2. On seeds 0–4: 0 to 2 escape per run."""
+    0.30–12.2. The third session adds 5 escapes (seeds 1, 4, 7, 14; jitter seed 1: 6.3–79 % of the
+    steps, ||W_rec||_2 5.8–17.0, ending at 0.31–6.5) and one quiet run at the edge: jitter seed 4
+    clips on 3 of 300 steps (1.0 %) with ||W_rec||_2 3.69, yet ends at 0.316 — hence "2 %" in the
+    sentence, checked as stated. On seeds 0–4: 0 to 2 escape per run."""
     for run in sweeps:
         sweep = run.result
         fractions = sweep.clipped_fractions("norm", 5.0)
         w_rec = _max_w_rec(sweep, "norm", 5.0)
         finals = sweep.final_losses("norm", 5.0)
-        quiet = (fractions <= 0.01) & (w_rec < 5)
+        quiet = (fractions <= 0.02) & (w_rec < 5)
         escaped = (fractions > 0.05) & (w_rec > 2 * _max_w_rec(sweep, "norm", lab.MAX_NORM)) & (finals > BASELINE)
         assert np.all(quiet | escaped), (run.label, fractions, w_rec, finals)
         assert escaped[[sweep.seeds.index(s) for s in claims.LESSON_SEEDS]].sum() <= 3, run.label
@@ -347,7 +359,7 @@ def test_bending_is_not_what_hurts_value_clipping(sweeps):
     """"AGC at λ = 0.01 bends the gradient much more than value clipping at max_norm = 1 (mean cosine
     0.3–0.7 against about 0.9, on every seed), yet its median final loss is lower."
 
-    Measured over the 45 seed-runs: AGC's mean cosine 0.345–0.667, value clipping's 0.863–0.923, at
+    Measured over the 60 seed-runs: AGC's mean cosine 0.344–0.667, value clipping's 0.863–0.923, at
     least 0.21 apart on every seed; median final loss AGC 0.100–0.124 against value 0.150–0.159 per
     run (ratio at most 0.83)."""
     for run in sweeps:
@@ -364,7 +376,7 @@ def test_threshold_from_the_controls_norms(sweeps):
     """"the 95th percentile of the control's gradient norms lies roughly between 1 and 2.5 on every
     seed, and 2 is in that range".
 
-    Measured over the 45 seed-runs: 1.067–2.314 (the control is barely chaotic: seed 4's moves
+    Measured over the 60 seed-runs: 1.067–2.442 (the control is barely chaotic: seed 4's moves
     between 1.36 and 1.48 with the arithmetic, the others by less than 1 %); checked as 0.85–3 and,
     on seeds 0–4 and on 0–14, a percentile on either side of 2 (2.30 on seed 0 is the one above on
     seeds 0–4: a 15 % margin, but on a seed whose value does not move with the arithmetic)."""
@@ -381,7 +393,7 @@ def test_update_ratio_claims(sweeps):
     on the seeds that blow up, single steps change it by more than a third; with norm clipping no
     step exceeds 15 % on any seed."
 
-    Measured over the 45 seed-runs: medians 0.52–1.20 %; the largest step of a blown run 46 %–1100 %
+    Measured over the 60 seed-runs: medians 0.52–1.20 %; the largest step of a blown run 46 %–1100 %
     (the smallest on seed 0 of the jitter run with the generic kernels); the largest clipped step
     10.5 % (jitter, seed 1; at most 6.3 % on every other seed-run)."""
     for run in sweeps:
@@ -398,15 +410,16 @@ def test_explorer_answers(sweeps):
     """Instructor notes of the explorer: "λ = 0.01 clips on virtually every step ...; λ = 0.2 least
     often, on anywhere from about a seventh to nearly all of the steps depending on the seed, with a
     mean cosine above 0.95"; "on a seed where norm clipping at 2 fires on more than 10 % of the
-    steps, the gradient norm keeps coming back above 2 after step 100, on 15–45 % of those steps,
+    steps, the gradient norm keeps coming back above 2 after step 100, on 15–55 % of those steps,
     against at most about 10 % on the other seeds"; "Value clipping at max_norm 2 acts on 62–89 %
     of the steps on every seed, norm clipping on 1.3–8.3 % on most: about an order of magnitude
     more often, or more".
 
-    Measured over the 45 seed-runs: λ = 0.01 clips on 100 % of the steps everywhere; the clipped
+    Measured over the 60 seed-runs: λ = 0.01 clips on 100 % of the steps everywhere; the clipped
     fractions fall from λ = 0.01 to 0.05 to 0.2 on every seed; λ = 0.2 clips on 13.7–98.3 %, mean
     cosine 0.962–0.999; from step 100 on, the frequent clippers are above 2 on 16.5 % (jitter seed
-    1) and 43.5 % (native seed 4) of the steps, the others on at most 10.5 % (generic kernels);
+    1), 43.5 % (native seed 4) and 54.5 % (third session, jitter seed 1) of the steps, checked below
+    65 %, the others on at most 10.5 % (generic kernels);
     where norm clipping is rare, value clipping acts 7.9 to 54 times as often, checked as more
     than 6."""
     for run in sweeps:
@@ -420,7 +433,7 @@ def test_explorer_answers(sweeps):
         frequent = sweep.clipped_fractions("norm", lab.MAX_NORM) > 0.10
         late = sweep.raw_norms[:, _col(sweep, "norm", lab.MAX_NORM), 100:] > lab.MAX_NORM
         above = np.mean(late, axis=1)
-        assert np.all((above[frequent] > 0.14) & (above[frequent] < 0.55)), (run.label, above)
+        assert np.all((above[frequent] > 0.14) & (above[frequent] < 0.65)), (run.label, above)
         assert np.all(above[~frequent] < 0.13), (run.label, above)
         norm = sweep.clipped_fractions("norm", lab.MAX_NORM)
         rare = (norm >= 0.01) & (norm <= 0.10)

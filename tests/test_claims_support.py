@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -15,7 +17,14 @@ def test_a_variant_runs_with_its_cpu_kernels(environment, capability):
 
 
 def test_the_default_kernels_round_differently():
-    """The default variant is another arithmetic: the same float32 products, other last bits."""
+    """The default variant is another arithmetic: the same float32 products, other last bits.
+
+    Not where the session itself was started with the default variant's environment (a run of the
+    claims under ``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE``): its native run *is* that
+    arithmetic, and the variants' distinctness is what is being tested on an ordinary run."""
+    session = {name: os.environ.get(name) for name in claims.ENVIRONMENTS["default"]}
+    if session == claims.ENVIRONMENTS["default"]:
+        pytest.skip(f"this session was started with the default variant's environment {session}: native is default")
     native = claims.compute("claims_probe:products")
     default = claims.compute("claims_probe:products", "default")
     assert native.shape == default.shape
