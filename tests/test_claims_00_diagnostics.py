@@ -22,6 +22,9 @@ import pytest
 import claims_support as claims
 from stabletrain.lessons import diagnostics_lab as lab
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-00")
+
 ROOT = Path(__file__).resolve().parent.parent
 H, B = lab.NETS.index("healthy"), lab.NETS.index("broken")
 

@@ -22,6 +22,9 @@ import claims_support as claims
 from stabletrain.lessons import vanishing_lab as lab
 from stabletrain.vanishing import derivative_square_mean, log_grad_slope
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-01")
+
 LN10 = math.log(10)
 LAB = "stabletrain.lessons.vanishing_lab:"
 #: the sweep and the chain show 8 seeds (0-7); the held-back seeds follow them

@@ -25,6 +25,9 @@ import claims_support as claims
 from stabletrain import activations as A
 from stabletrain.lessons import activations_lab as lab
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-02")
+
 LAB = "stabletrain.lessons.activations_lab"
 
 

@@ -26,6 +26,9 @@ import claims_support as claims
 import stabletrain
 from stabletrain.lessons import init_lab as lab
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-03")
+
 LN3 = math.log(3)
 BLOCK = 5  # the notebook's number of seeds
 

@@ -38,6 +38,9 @@ import claims_support as claims
 import stabletrain as st
 from stabletrain.lessons import clipping_lab as lab
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-04")
+
 BASELINE = lab.BASELINE_LOSS
 
 

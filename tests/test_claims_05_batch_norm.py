@@ -27,6 +27,9 @@ import stabletrain
 from stabletrain.lessons import batchnorm_lab as lab
 from stabletrain.threads import single_thread
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-05")
+
 _LAB = "stabletrain.lessons.batchnorm_lab:"
 CHANCE = math.log(3)
 

@@ -23,6 +23,9 @@ import claims_support as claims
 from stabletrain.lessons import residual_lab as lab
 from stabletrain.residual import capstone_config, residual_stream_variance
 
+# one worker computes this lesson's experiments while the other runs other tests (make test: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("claims-06")
+
 C = lab.CapstoneConfig
 LN3 = math.log(3)
 
