@@ -460,29 +460,31 @@ fig
 # ### Where does the norm go? Pre-norm and post-norm
 #
 # A residual block has a **stream** $h$ that flows through the skip connection and a **branch** $f$
-# whose output is added to it. Two papers put the normalization $N$ in different places:
+# whose output is added to it. Section 5 showed what the skip connection is for — it carries the
+# signal and the gradient past the branch — and that without a norm the stream's variance grows
+# with depth (Section 6 measures how fast). The two placements in use answer "what gets
+# normalized?" differently:
 #
-# - the original transformer (Vaswani et al. 2017): "the output of each sub-layer is
-#   LayerNorm(x + Sublayer(x))" — **post-norm**;
-# - GPT-2 (Radford et al. 2019): "Layer normalization was moved to the input of each sub-block
-#   [...] and an additional layer normalization was added after the final self-attention block" —
-#   **pre-norm**, with a final norm before the readout. GPT-2 also scales "the weights of residual
-#   layers at initialization by a factor of $1/\sqrt N$ where $N$ is the number of residual
-#   layers" — a **branch scale** $\alpha$ on what each branch adds to the stream.
+# - **post-norm** (the original transformer, Vaswani et al. 2017) puts the norm at the *end* of the
+#   block: whatever leaves a block has been normalized;
+# - **pre-norm** (GPT-2, Radford et al. 2019) keeps the norm *off* the stream: nothing that travels
+#   along the skip connections is ever normalized, and one final norm comes before the readout.
 #
-# Almost every large model since GPT-2 uses pre-norm. Which one leaves the stream itself
-# un-normalized, and which one sends the skip connection through $L$ norms, is for you to work out
-# in the exercise.
+# GPT-2 also scales the residual layers' weights at initialization by $1/\sqrt N$ ($N$ residual
+# layers): a **branch scale** $\alpha$ on what each branch contributes to the stream. Almost every
+# large model since GPT-2 uses pre-norm; why is what Section 7 measures.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Exercise 4 — `residual_block` (2 points)
 #
-# Write `residual_block(x, branch, norm, placement="pre", branch_scale=1.0)`, where `branch` and
-# `norm` are functions of a tensor: `placement="post"` as in the original transformer,
-# `placement="pre"` as in GPT-2 (one block: the final norm is not part of it), and
-# `placement="none"` for a residual block without normalization. Decide from the two quotations
-# where `norm` goes, and what `branch_scale` multiplies. The checks use branches with biases (as
-# real ones have), so every choice shows.
+# Write `residual_block(x, branch, norm, placement="pre", branch_scale=1.0)`: one block, returning
+# the stream after it (shaped like `x`). `branch` and `norm` are functions of a tensor; the final
+# norm is not part of a block. Decide from the two descriptions above, and from what Section 5
+# says the skip connection is for, what each placement feeds to `norm` and to
+# `branch`, and what the skip connection carries; `placement="none"` is a residual block without
+# normalization. `branch_scale` scales the branch's contribution only. The checks compare your
+# output with the expected stream for each placement, with and without a branch scale, on 2-D and
+# 3-D inputs, using branches with biases (as real ones have), so every choice shows.
 
 # %% nbgrader={"grade": false, "grade_id": "residual_block", "locked": false, "schema_version": 3, "solution": true, "task": false} slideshow={"slide_type": "fragment"}
 def residual_block(x, branch, norm, placement="pre", branch_scale=1.0):

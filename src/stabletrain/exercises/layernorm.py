@@ -376,15 +376,15 @@ def _block_case(label: str, group: str, rng: np.random.Generator, shape: tuple[i
 def _block_cases(level: str, seed: int) -> list[Case]:
     rng = np.random.default_rng([seed, 64])
     cases = [
-        _block_case("pre-norm: x + branch(norm(x))", "pre-norm", rng, (4, 6), "pre", None),
-        _block_case("post-norm: norm(x + branch(x))", "post-norm", rng, (4, 6), "post", None),
+        _block_case("pre-norm (placement='pre')", "pre-norm", rng, (4, 6), "pre", None),
+        _block_case("post-norm (placement='post')", "post-norm", rng, (4, 6), "post", None),
     ]
     if level != "hidden":
         return cases
     cases += [
         _block_case("pre-norm with the branch scaled by 1/sqrt(16)", "branch scale", rng, (3, 5), "pre", 0.25),
         _block_case("post-norm with a branch scale", "branch scale", rng, (3, 5), "post", 0.5),
-        _block_case("no norm: x + branch(x)", "no norm", rng, (3, 5), "none", None),
+        _block_case("no norm (placement='none')", "no norm", rng, (3, 5), "none", None),
         _block_case("no norm with a branch scale", "no norm", rng, (3, 5), "none", 0.3),
         _block_case("pre-norm on a 3-D input", "pre-norm", rng, (2, 3, 4), "pre", 0.7),
         _block_case("post-norm on a 3-D input", "post-norm", rng, (2, 3, 4), "post", 1.0),
