@@ -3,6 +3,7 @@ right shapes, figures follow the course style, and the explorer redraws fast."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -72,23 +73,38 @@ def test_capstone_reference_trains_quickly():
 
 def test_capstone_verdict_names_each_failure():
     """The rule's conditions, each with its own message, on hand-made summaries: visible asks 4 of 5
-    seeds and a median below CAPSTONE_VISIBLE_MEDIAN, hidden 3 of 5; no seed may diverge."""
-    from stabletrain.exercises.layernorm import CAPSTONE_CLIP, CAPSTONE_LOSS, CAPSTONE_VISIBLE_MEDIAN, capstone_verdict
+    seeds below CAPSTONE_LOSS["visible"] and a median below CAPSTONE_VISIBLE_MEDIAN, hidden 3 of 5
+    below CAPSTONE_LOSS["hidden"]; no seed may diverge, and no seed may apply a step above
+    CAPSTONE_SPIKE (an unclipped spike), on either level."""
+    from stabletrain.exercises.layernorm import (CAPSTONE_CLIP, CAPSTONE_LOSS, CAPSTONE_SPIKE, CAPSTONE_VISIBLE_MEDIAN,
+                                                 capstone_verdict)
 
     good = {"seeds": [0, 1, 2, 3, 4], "last10": [0.05, 0.1, 0.06, 0.07, 0.08], "clipped": [0.0, 0.05, 0.1, 0.0, 0.02],
-            "diverged_at": [None] * 5, "grad_norm": [1.0, 1.2, 1.4, 1.1, 1.3]}
+            "diverged_at": [None] * 5, "grad_norm": [1.0, 1.2, 1.4, 1.1, 1.3], "max_step_norm": [5.0] * 5,
+            "max_step_at": [40, 41, 42, 43, 44]}
     assert capstone_verdict(good, "visible") is None and capstone_verdict(good, "hidden") is None
     one_bad = {**good, "last10": [0.05, 0.1, 0.06, 0.07, 0.9], "clipped": [0.0, 0.05, 0.1, 0.0, CAPSTONE_CLIP + 0.1]}
     assert capstone_verdict(one_bad, "visible") is None  # one seed may miss
     diverged = {**good, "last10": [0.05, float("inf"), 0.1, 0.1, 0.1], "diverged_at": [None, 7, None, None, None]}
     assert "diverged (seed 1 at step 7)" in capstone_verdict(diverged, "hidden")
+    at_the_bound = {**good, "max_step_norm": [CAPSTONE_SPIKE] * 5}
+    assert capstone_verdict(at_the_bound, "visible") is None
+    spiked = {**good, "max_step_norm": [5.0, 5.0, 5.0, CAPSTONE_SPIKE + 3.3, 5.0]}
+    for level in ("visible", "hidden"):  # one unclipped spike fails both levels, naming seed, step and size
+        message = capstone_verdict(spiked, level)
+        assert "spike" in message and "seed 3: 9.3 at step 43" in message and "safety net" in message, message
+        assert "Lesson 4" in message and "Section 7" in message
+    infinite = {**good, "max_step_norm": [5.0, float("inf"), 5.0, 5.0, 5.0]}
+    assert "spike" in capstone_verdict(infinite, "hidden")
     clipped = {**good, "clipped": [0.0, 0.05, CAPSTONE_CLIP + 0.01, CAPSTONE_CLIP + 0.2, 0.0]}
     assert "safety net" in capstone_verdict(clipped, "visible") and capstone_verdict(clipped, "hidden") is None
-    slow = {**good, "last10": [0.05, 0.1, CAPSTONE_LOSS, 0.9, 0.08]}
+    slow = {**good, "last10": [0.05, 0.1, CAPSTONE_LOSS["visible"], 0.9, 0.08]}
     assert "too slowly" in capstone_verdict(slow, "visible") and capstone_verdict(slow, "hidden") is None
     middling = {**good, "last10": [CAPSTONE_VISIBLE_MEDIAN + 0.01] * 5}
     assert "median below" in capstone_verdict(middling, "visible") and capstone_verdict(middling, "hidden") is None
-    slower = {**good, "last10": [0.05, CAPSTONE_LOSS, 0.9, 0.3, 0.1]}
+    between = {**good, "last10": [0.3, 0.3, 0.3, 0.1, 0.1]}  # visible fails, the grader's looser loss passes
+    assert "too slowly" in capstone_verdict(between, "visible") and capstone_verdict(between, "hidden") is None
+    slower = {**good, "last10": [0.05, CAPSTONE_LOSS["hidden"], 0.9, 0.4, 0.1]}
     assert "too slowly" in capstone_verdict(slower, "hidden")
 
 
@@ -97,6 +113,9 @@ def test_summaries_and_similarities_have_one_value_per_seed():
     summary = lab.capstone_summary(config, seeds=(0, 1), steps=12)
     assert summary["seeds"] == [0, 1] and len(summary["last10"]) == len(summary["clipped"]) == 2
     assert summary["diverged_at"] == [None, None]
+    assert all(0 < v <= 5.0 for v in summary["max_step_norm"]) and all(0 <= k < 12 for k in summary["max_step_at"])
+    unclipped = lab.capstone_summary(lab.CapstoneConfig(init="kaiming", residual=True, norm="layer"), seeds=(0,), steps=12)
+    assert unclipped["max_step_norm"][0] > 0 and json.loads(json.dumps(unclipped)) == unclipped
     sim = lab.input_similarity(config, seeds=(0, 1, 2), depth=4, width=8)
     assert sim["embedding"].shape == sim["top"].shape == (3,) and np.all(np.abs(sim["top"]) <= 1)
     gains = lab.post_norm_block_gains(width=16, batch=32, seeds=(0, 1))

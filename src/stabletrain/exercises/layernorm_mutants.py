@@ -371,6 +371,13 @@ CAPSTONE = {
                                  "rate in disguise; fix the stream's growth (normalization) instead"),
     "max_norm_too_small": Mutant(_config(clip=1.0), "max_norm below the typical gradient norm: clipping then acts on "
                                  "most steps; pick it above the norms of a healthy run (Lesson 4)"),
+    "no_safety_net": Mutant(_config(clip=None), "Section 7's pre-norm network without a safety net: it trains, "
+                            "but its gradient norm spikes (to 4.5-21, above 6 on most seeds) unclipped, and the "
+                            "loss jumps back up with it; clipping at a max_norm above the typical norm (about 1.3) "
+                            "and below the spikes is what stops them (Lesson 4)"),
+    "net_above_the_spikes": Mutant(_config(clip=20.0), "a safety net above the spikes: they reach 4.5-21, so "
+                                   "max_norm 20 almost never acts and they go through as if there were no clip; "
+                                   "put max_norm near a high quantile of a healthy run's gradient norms (Lesson 4)"),
     "post_norm": Mutant(_config(placement="post"), "post-norm at depth: its skip path passes through every block's "
                         "norm and keeps 2^(-L/2) of the signal, so the inputs look alike at the top and the loss "
                         "stays at ln 3; pre-norm keeps the skip path clean"),

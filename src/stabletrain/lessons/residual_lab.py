@@ -332,8 +332,10 @@ def capstone_summary(config: CapstoneConfig | dict, seeds: Sequence[int] = SEEDS
                      steps: int = STEPS) -> dict[str, list]:
     """What the capstone's grade looks at, per seed, as plain data: ``last10`` the mean training loss
     over the last 10 steps (inf for a seed that diverged), ``clipped`` the fraction of steps on
-    which clipping acted, ``diverged_at`` the step of the first non-finite loss (or None), and
-    ``grad_norm`` the median global gradient norm over the steps (before clipping)."""
+    which clipping acted, ``diverged_at`` the step of the first non-finite loss (or None),
+    ``grad_norm`` the median global gradient norm over the steps (before clipping), and
+    ``max_step_norm`` / ``max_step_at`` the largest gradient norm a step applied (after clipping:
+    at most ``max_norm`` with a safety net, the raw spike without one) and the step it happened at."""
     return summarize(train_capstone(config, seeds=seeds, steps=steps, jitter=jitter))
 
 
@@ -346,9 +348,15 @@ def summarize(res: TrainResult) -> dict[str, list]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         grad_norm = np.nanmedian(res.grad_norms, axis=1)
+    applied = res.grad_norms if res.config.clip is None else np.minimum(res.grad_norms, res.config.clip)
+    applied = np.where(np.isnan(applied), -np.inf, applied)
+    at = np.argmax(applied, axis=1)
+    top = applied[np.arange(len(seeds)), at]
     return {"seeds": [int(v) for v in seeds], "last10": [float(v) for v in last10],
             "clipped": [float(v) for v in res.clipped.mean(axis=1)], "diverged_at": diverged,
-            "grad_norm": [float(v) for v in grad_norm]}
+            "grad_norm": [float(v) for v in grad_norm],
+            "max_step_norm": [float(v) if v > -np.inf else float("inf") for v in top],
+            "max_step_at": [int(v) for v in at]}
 
 
 def capstone_summaries(configs: dict[str, CapstoneConfig], seeds: Sequence[int] = SEEDS,
