@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import time
@@ -65,6 +66,23 @@ def test_discover_lms_files_and_zips(tmp_path):
     assert by["s456"].path.read_text() == "{}"
     assert by["broken"].path is None and "zip" in by["broken"].problem
     assert any("notes.ipynb" in w for w in warnings)
+
+
+def test_overlapping_members_are_found_without_false_alarms():
+    """A zip whose members share their data is a bomb on every Python, patched for CVE-2024-0450 or not;
+    an honest zip (stored and deflated members, folders, empty and non-ASCII names) is not."""
+    from stgrade.discover import _overlapping
+
+    honest = io.BytesIO()
+    with zipfile.ZipFile(honest, "w") as zf:
+        zf.writestr("folder/", "")
+        zf.writestr("empty.txt", "")
+        zf.writestr("ä/04_gradient_clipping.ipynb", "{}" * 500, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("b.ipynb", "{}", compress_type=zipfile.ZIP_STORED)
+    assert _overlapping(zipfile.ZipFile(honest).infolist()) is None
+    infos = zipfile.ZipFile(honest).infolist()
+    infos[3].header_offset = infos[2].header_offset + 31  # inside the previous member's deflated data
+    assert "b.ipynb starts inside" in _overlapping(infos)
 
 
 def test_discover_rejects_a_missing_folder(tmp_path):

@@ -147,7 +147,7 @@ def _row(run, student, lesson=LESSON):
 
 @pytest.mark.parametrize(("student", "why"), [
     ("encrypted", "encrypted"), ("deflate64", "Deflate64"), ("corrupt", "could not be unpacked"),
-    ("overlap", "MB"), ("manymembers", "500000 members"), ("nested", "inner.zip"),
+    ("overlap", "zip bomb"), ("manymembers", "500000 members"), ("nested", "inner.zip"),
 ])
 def test_every_broken_zip_is_its_own_students_failure(run, student, why):
     row = _row(run, student)
