@@ -1,8 +1,8 @@
 """Kernels forked from a sandboxed fork server (stgrade.forked, stgrade.zygote): isolated per submission.
 
-The containment attacks of tests/test_sandbox_containment.py run again here against a *forked*
-kernel (its tests that take the ``kernel`` fixture are imported and collected with this module's
-fixture). Then the fork server's own worst moments: student A runs while student B is forked
+The containment attacks of tests/test_sandbox_containment.py and the answer-key routes of
+tests/test_sandbox_answer_keys.py run again here against a *forked* kernel (their tests that take
+the ``kernel`` fixture are imported and collected with this module's fixture). Then the fork server's own worst moments: student A runs while student B is forked
 from the same zygote beside it; A looks for B and for the zygote, signals everything it can,
 leaves files in its home, /tmp and /dev/shm, daemons and a loopback listener behind; B finds none
 of it, has its own seed and a cold kernel's protections. From outside: neither seed nor
@@ -31,6 +31,8 @@ from _sandbox_support import ROOT, attack, output, processes_with, require_cgrou
 from stabletrain.exercises.check import CAPTURE_SEED_ENV
 from stgrade.forked import ForkServer
 from stgrade.sandbox import Limits
+from test_sandbox_answer_keys import (test_removed_answer_keys_cannot_be_reached,  # noqa: F401 - collected here too
+                                      test_torch_layers_still_work_in_the_sandbox)
 from test_sandbox_containment import (LIMITS, MEMORY_ATTACK, bystanders,  # noqa: F401 - collected here too
                                       test_cpu_is_capped_per_submission,
                                       test_interrupt_reaches_the_kernel_inside_its_pid_namespace,
