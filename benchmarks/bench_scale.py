@@ -1,5 +1,5 @@
-"""Grading at scale (issue 23): cold kernels, warm kernels, and a local two-worker Dask cluster,
-side by side on the same cohort of lesson-04 submissions (as ``bench_grading.py`` builds it).
+"""Grading at scale (issue 23): cold kernels, warm kernels, kernels forked from a fork server
+(``--fork``), and a local two-worker Dask cluster, side by side on the same cohort of lesson-04 submissions (as ``bench_grading.py`` builds it).
 
 For each mode: wall seconds, CPU seconds of everything the run started (``getrusage`` of the
 reaped children: the grader, its workers, their kernels, the Dask scheduler and workers), the
@@ -9,7 +9,11 @@ processes and kernels (resident set, summed over the process tree every 0.5 s: s
 counted in each process, an upper bound), the load average before and after, and whether the
 grades equal the first mode's.
 
-    .venv/bin/python benchmarks/bench_scale.py --submissions 40 --modes cold warm dask
+    .venv/bin/python benchmarks/bench_scale.py --submissions 40 --modes cold warm fork dask
+
+In ``fork`` mode the kernels' processes are the zygote's forks (their command line is the zygote's):
+"kernels" RSS counts the zygotes and their children; the zygotes' own start is in the run's CPU,
+not in the submissions' own (it is paid once per worker).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ class TreeMemory:
                 for proc in procs:
                     try:
                         rss = proc.memory_info().rss
-                        kernel = "kernel.py" in " ".join(proc.cmdline()[:4])
+                        command = " ".join(proc.cmdline()[:4])
+                        kernel = "kernel.py" in command or "zygote.py" in command
                     except psutil.Error:
                         continue
                     total += rss
@@ -110,7 +115,9 @@ def run(mode: str, cohort: Path, out: Path, jobs: int, work: Path, ahead: int = 
     cpu_before, started = _children_cpu(), time.perf_counter()
     procs: list[subprocess.Popen] = []
     argv = [sys.executable, "-m", "stgrade.cli", "grade", str(cohort), "--out", str(out), "--quiet",
-            "--jobs", str(jobs), "--warm", "0" if mode == "cold" else str(ahead)]
+            "--jobs", str(jobs), "--warm", "0" if mode in ("cold", "fork") else str(ahead)]
+    if mode == "fork":
+        argv.append("--fork")
     if mode == "dask":
         address, procs = start_cluster(work, jobs)
         argv += ["--scheduler", address]
@@ -136,7 +143,7 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2, help="local workers, and Dask workers (default: 2)")
     parser.add_argument("--ahead", type=int, default=1, help="--warm N for the warm and dask modes (default: 1)")
-    parser.add_argument("--modes", nargs="+", default=["cold", "warm", "dask"], choices=["cold", "warm", "dask"])
+    parser.add_argument("--modes", nargs="+", default=["cold", "warm", "dask"], choices=["cold", "warm", "fork", "dask"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:

@@ -152,24 +152,49 @@ def python() -> str:
     return inside(sys.executable)
 
 
-def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: int) -> list[str]:
+#: the device nodes of a zygote's /dev (what ``--dev`` binds)
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+
+def command(scratch: Path, connection_file: str | None, *, tmp_bytes: int, shm_bytes: int,
+            zygote: bool = False) -> list[str]:
     """The bwrap argv (up to ``--``) that runs a command in the kernel's sandbox.
 
     ``connection_file`` is the host path of jupyter_client's connection file (or the
-    ``{connection_file}`` placeholder), bound read-only at :data:`CONNECTION_FILE`.
+    ``{connection_file}`` placeholder), bound read-only at :data:`CONNECTION_FILE` (None: none).
+
+    ``zygote=True``: the same view for the fork server of :mod:`stgrade.forked` (run by a user
+    mapped to 65534 outside, :func:`stgrade.forked.zygote_argv`), which must let each child make
+    its own namespaces: the sandbox's user keeps ``CAP_SYS_ADMIN`` and ``CAP_NET_ADMIN`` (its loopback) in the sandbox's user namespace,
+    user namespaces stay allowed, no ``--uid`` (bubblewrap would nest a second user namespace that
+    does not own the mount namespace) and no ``--dev`` (likewise, for devpts): the device nodes are
+    bound one by one, and each child mounts its own /dev/pts. Each child drops all of it again
+    (:mod:`stgrade.zygote`).
     """
     bwrap = executable()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
     scratch = Path(scratch).resolve()
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
-            "--gid", str(SANDBOX_UID), "--cap-drop", "ALL", "--die-with-parent", "--new-session",
-            "--hostname", "stgrade", "--setenv", "JPY_PARENT_PID", "1"]  # its parent is outside: poll nothing
+    if zygote:
+        argv = [bwrap, "--unshare-all", "--unshare-user", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_NET_ADMIN"]
+    else:
+        argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(SANDBOX_UID),
+                "--gid", str(SANDBOX_UID), "--cap-drop", "ALL"]
+    argv += ["--die-with-parent", "--new-session",
+             "--hostname", "stgrade", "--setenv", "JPY_PARENT_PID", "1"]  # its parent is outside: poll nothing
     # The private /proc, /dev, /dev/shm and /tmp come first: bwrap mounts in order, and the binds
     # below must land on top of them — a checkout or virtual environment that lives under /tmp (a CI
     # clone, say) would otherwise be hidden by the empty /tmp.
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+    argv += ["--proc", "/proc"]
+    if zygote:
+        argv += ["--tmpfs", "/dev", "--dir", "/dev/pts", "--symlink", "pts/ptmx", "/dev/ptmx",
+                 "--symlink", "/proc/self/fd", "/dev/fd", "--symlink", "/proc/self/fd/0", "/dev/stdin",
+                 "--symlink", "/proc/self/fd/1", "/dev/stdout", "--symlink", "/proc/self/fd/2", "/dev/stderr"]
+        for device in _DEVICES:
+            argv += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
+    else:
+        argv += ["--dev", "/dev"]
+    argv += ["--perms", "1777", "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
              "--perms", "1777", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     for link in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(link):
@@ -188,7 +213,8 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
             argv += ["--ro-bind", str(outside), str(there)]
     if stgrade not in moved:  # installed inside the environment: nothing of it but the launcher
         argv += ["--tmpfs", inside(stgrade)]
-    for name in ("__init__.py", "kernel.py"):  # the launcher only: not the grader, not the sample cohorts
+    for name in ("__init__.py", "kernel.py", *(("zygote.py",) if zygote else ())):  # the launchers only: not the
+        # grader, not the sample cohorts
         argv += ["--ro-bind", str(stgrade / name), inside(stgrade / name)]
     if stgrade not in moved:
         argv += ["--remount-ro", inside(stgrade)]
@@ -204,9 +230,10 @@ def command(scratch: Path, connection_file: str, *, tmp_bytes: int, shm_bytes: i
         argv += ["--setenv", "VIRTUAL_ENV", str(INSIDE / "venv")]
     else:
         argv += ["--unsetenv", "VIRTUAL_ENV"]
-    argv += ["--bind", str(scratch), str(scratch),
-             "--ro-bind", connection_file, CONNECTION_FILE,
-             "--remount-ro", "/",
+    argv += ["--bind", str(scratch), str(scratch)]
+    if connection_file is not None:
+        argv += ["--ro-bind", connection_file, CONNECTION_FILE]
+    argv += ["--remount-ro", "/",
              "--chdir", "/"]  # read-only: the launcher moves into the scratch folder once it has set up
     return argv
 

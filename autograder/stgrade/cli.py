@@ -30,6 +30,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm", type=int, default=1, metavar="N",
                    help="kernels each worker launches ahead of its submissions, each used for one submission only "
                    "(default: 1; 0: start each kernel when its submission comes)")
+    p.add_argument("--fork", action="store_true",
+                   help="fork each submission's kernel from a sandboxed fork server per worker (torch and the "
+                   "lessons' imports loaded once), each child in namespaces, a cgroup and a scratch folder of its own "
+                   "(stgrade.forked; needs util-linux unshare and user namespaces; local runs only; replaces --warm)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="grade on this Dask cluster instead of local workers (its workers need the same course "
                    "installed and bubblewrap; see the README); results stream into OUT as locally")
@@ -44,6 +48,9 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     from .sandbox import describe, protections_in_force, sandbox_problem
 
     limits = _limits(args)
+    if getattr(args, "fork", False) and getattr(args, "scheduler", None):
+        print("stgrade: --fork grades with local workers only; leave out --scheduler or --fork", file=sys.stderr)
+        return 2
     problem = sandbox_problem(limits)
     if problem:
         print(f"stgrade: refusing to grade: the grading sandbox cannot be set up on this machine.\n  {problem}\n"
@@ -53,7 +60,7 @@ def _grade(submissions: Path, out: Path, args: argparse.Namespace) -> int:
     print(describe(protections_in_force(limits)), flush=True)
     options = RunOptions(jobs=args.jobs, limits=limits, secret=args.secret,
                          force=args.force, quiet=args.quiet, warm=args.warm,
-                         scheduler=getattr(args, "scheduler", None))
+                         scheduler=getattr(args, "scheduler", None), fork=getattr(args, "fork", False))
     started = time.monotonic()
     results = grade_folder(submissions, out, options)
     print(report.table(results))

@@ -107,14 +107,20 @@ def run_cells(sources: list[str], setup: int = 0) -> None:
 MODULE_NAME = "_stgrade_kernel"
 
 
-def main() -> None:
-    gc.disable()  # until the first request: see the module's docstring
-    apply_limits()
+def prepare() -> None:
+    """What every grading kernel does before ipykernel, once its rlimits are set: switch the answer
+    keys off (:func:`stabletrain.exercises.guard.install`). The fork server
+    (:mod:`stgrade.zygote`) does it once for all its children."""
     from stabletrain.exercises import guard
 
     guard.install()
     sys.modules[MODULE_NAME] = sys.modules[__name__]
     sys.modules.setdefault("debugpy", None)  # no debugger in a grading kernel: importing it took ipykernel ~0.05 s
+
+
+def serve(forget_connection_file: bool = False) -> None:
+    """Start ipykernel with the connection file named in ``sys.argv`` (``-f``); with
+    ``forget_connection_file``, remove that file once it has been read (a forked kernel's own copy)."""
     from ipykernel.kernelapp import IPKernelApp
 
     app = IPKernelApp.instance()
@@ -124,11 +130,20 @@ def main() -> None:
         app.load_connection_info = lambda info: load({**info, "ip": sockets})
         app.write_connection_file = lambda: None  # the grader's file (read-only here) says where it connects
     app.initialize()
+    if forget_connection_file:
+        os.unlink(app.connection_file)
     home = os.environ.get("STGRADE_HOME")
     if home:
         os.chdir(home)
     _on_first_request(app.shell)
     app.start()
+
+
+def main() -> None:
+    gc.disable()  # until the first request: see the module's docstring
+    apply_limits()
+    prepare()
+    serve()
 
 
 if __name__ == "__main__":

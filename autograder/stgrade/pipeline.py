@@ -51,6 +51,7 @@ class RunOptions:
     watchdog_seconds: float | None = None  # None: from the limits (see watchdog_seconds)
     warm: int = 1  # kernels each worker launches ahead of its submissions (stgrade.warm); 0: started on demand
     scheduler: str | None = None  # a Dask scheduler's address: grade on that cluster (stgrade.dask_backend)
+    fork: bool = False  # each worker forks its kernels from a sandboxed fork server (stgrade.forked); local runs only
 
 
 def _result_path(out: Path, folder: str, lesson: str) -> Path:
@@ -148,7 +149,7 @@ def grade_folder(submissions: Path, out: Path, options: RunOptions) -> list[Subm
             "finished": datetime.now(timezone.utc).isoformat(), "submissions_folder": neutral.text(str(submissions)),
             "secret": secret.describe(),
             "protections": protections_in_force(options.limits),  # what contained the kernels (stgrade.sandbox)
-            "warm_kernels_ahead": options.warm}
+            "warm_kernels_ahead": 0 if options.fork else options.warm, "fork_server": options.fork}
     if options.scheduler:  # the kernels ran on the cluster's workers: the protections above are this machine's
         meta["dask_scheduler"] = neutral.text(options.scheduler)
     report.write_json(results, warnings, meta, out / "summary.json")
@@ -241,7 +242,7 @@ def _grade_all(subs: list[Submission], folders: dict[str, str], folder: Path, ou
 
         runner = DaskRunner(options.scheduler, watchdog, options.warm)
     else:
-        todo, target = warm_tasks(todo, jobs, options.warm)
+        todo, target = warm_tasks(todo, jobs, options.warm, options.fork)
         runner = Pool(max(1, min(jobs, len(todo) or 1)), watchdog, target=target, on_replace=_remove_leftovers)
     with runner as pool:
         for task, r, failure in pool.run(todo):
@@ -262,10 +263,13 @@ def _grade_all(subs: list[Submission], folders: dict[str, str], folder: Path, ou
     return [results[i] for i in range(len(subs))]
 
 
-def warm_tasks(todo: list[Task], jobs: int, warm: int) -> tuple[list[Task], str]:
-    """The tasks for the worker pool and its target: with ``warm``, each worker launches the next
+def warm_tasks(todo: list[Task], jobs: int, warm: int, fork: bool = False) -> tuple[list[Task], str]:
+    """The tasks for the worker pool and its target: with ``fork``, each worker forks its kernels
+    from its fork server (:func:`stgrade.forked.grade`); with ``warm``, each worker launches the next
     kernels ahead (:func:`stgrade.warm.grade`), except for the last ``jobs`` tasks, after which a
     worker may get nothing more (no kernel started for nobody)."""
+    if fork:
+        return todo, "stgrade.forked:grade"
     if not warm:
         return todo, "stgrade.grading:grade_submission"
     return ([Task(t.index, (t.args, warm if n < len(todo) - jobs else 0), t.note) for n, t in enumerate(todo)],

@@ -423,11 +423,14 @@ class SandboxKernel:
             self._claim_sockets()
             self.kc = self.km.client(context=_zmq_context())
             self.kc.start_channels()
-            self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
+            self._wait_ready()
             self._watch_connections()
         except BaseException:  # Ctrl-C during a start too: nothing may be left behind
             self.close()
             raise
+
+    def _wait_ready(self) -> None:
+        self.kc.wait_for_ready(timeout=self.limits.startup_seconds)
 
     def _claim_sockets(self) -> None:
         """Move the kernel's five sockets from its home into the world's ``s`` (beyond its reach),

@@ -21,9 +21,9 @@ the other's view (``tests/test_warm_kernels.py`` attacks exactly that).
 
 What it does not do: cut the CPU a start costs. The start still runs, once per submission, only
 earlier; on a machine whose cores are all busy grading it competes with the cells for CPU, and
-the run's total time falls only by the idle moments it fills (see benchmarks/README.md). A fork
-server inside the sandbox, forking one confined child per submission, would cut the CPU too; it
-needs namespaces, cgroups and the answer-key view made per child, and is not built.
+the run's total time falls only by the idle moments it fills (see benchmarks/README.md). The fork
+server of :mod:`stgrade.forked` (``stgrade grade --fork``) cuts the CPU too: one sandboxed zygote
+per worker, one confined child forked per submission.
 """
 
 from __future__ import annotations
