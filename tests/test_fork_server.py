@@ -251,6 +251,18 @@ def test_the_cli_and_the_pool_pass_the_option():
     assert build_parser().parse_args(["grade", "in"]).fork is False
 
 
+def _listing(folder: Path) -> str:
+    """What is in a folder, with owners and modes (what a failed clean-up left, and why it could not go)."""
+    found = []
+    for path in [folder, *sorted(folder.rglob("*"))][:40]:
+        try:
+            st = path.lstat()
+            found.append(f"{path.relative_to(folder.parent)} uid {st.st_uid} mode {st.st_mode:o}")
+        except OSError as exc:
+            found.append(f"{path}: {exc}")
+    return ", ".join(found)
+
+
 def test_a_run_with_fork_grades_as_a_run_with_warm_kernels(tmp_path):
     """``grade_folder`` with ``fork=True`` (two workers, each with its zygote): the same grades.csv as
     the default run, every kernel forked (the workers' zygotes leave nothing behind)."""
@@ -271,5 +283,6 @@ def test_a_run_with_fork_grades_as_a_run_with_warm_kernels(tmp_path):
         assert json.loads((out / "summary.json").read_text())["fork_server"] is fork
         left = [p for p in Path(tempfile.gettempdir()).glob("stgrade-scratch-*-zygote-*")
                 if not p.name.startswith(f"stgrade-scratch-{os.getpid()}-")]  # this module's own server is open
-        assert not left, "the workers closed their zygotes (before the next run's sweep)"
+        assert not left, ("the workers closed their zygotes (before the next run's sweep); left: "
+                          + "; ".join(_listing(p) for p in left))
     assert grades[True] == grades[False]
