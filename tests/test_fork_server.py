@@ -43,6 +43,11 @@ from test_sandbox_containment import (LIMITS, MEMORY_ATTACK, bystanders,  # noqa
                                       test_setns_into_the_graders_namespaces, test_tcp_to_localhost,
                                       test_writing_outside_scratch_via_proc_root, test_writing_the_checkouts_sources)
 
+# On the grading tests' worker (make test: --dist loadgroup): this module's fork server is open throughout,
+# and its scratch folder would look like a leftover to the runs there that check what a run leaves in /tmp
+# (and theirs to the whole-run test here)
+pytestmark = pytest.mark.xdist_group("grading")
+
 
 @pytest.fixture(scope="module")
 def server():
