@@ -8,6 +8,10 @@ students differ).
 
     .venv/bin/python benchmarks/bench_grading.py --submissions 40
     .venv/bin/python benchmarks/bench_grading.py --submissions 8 --skip-nbgrader --sandbox-rounds 3
+    .venv/bin/python benchmarks/bench_grading.py --submissions 40 --fork   # also `stgrade grade --fork`
+
+With ``--fork`` the cohort is also graded by forked kernels (stgrade.forked), in the same run, and
+the two stgrade modes must give every student the same total.
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=0, help="stgrade workers (default: one per core)")
     parser.add_argument("--skip-nbgrader", action="store_true")
+    parser.add_argument("--fork", action="store_true", help="also grade with `stgrade grade --fork`, side by side")
     parser.add_argument("--sandbox-rounds", type=int, default=0,
                         help="also measure the sandbox's cost against --no-sandbox, side by side, this many rounds")
     parser.add_argument("--baseline", type=Path, default=None,
@@ -130,10 +135,22 @@ def main() -> int:
         print(f"{'grader':<34}{'total s':>10}{'s/submission':>15}")
         print(f"{'stgrade (parallel, jobs=%s)' % (args.jobs or os.cpu_count()):<34}{ours:>10.1f}{ours / n:>15.2f}")
         ours_scores = {r["student_id"]: float(r["total"]) for r in csv.DictReader((work / "out" / "grades.csv").open())}
+        forked = None
+        if args.fork:
+            forked = run_stgrade(cohort, work / "out-fork", args.jobs, ("--fork",))
+            print(f"{'stgrade --fork (jobs=%s)' % (args.jobs or os.cpu_count()):<34}{forked:>10.1f}{forked / n:>15.2f}")
+            fork_scores = {r["student_id"]: float(r["total"])
+                           for r in csv.DictReader((work / "out-fork" / "grades.csv").open())}
+            if fork_scores != ours_scores:
+                differ = sorted(s for s in ours_scores if fork_scores.get(s) != ours_scores[s])
+                raise SystemExit(f"stgrade --fork graded differently: {differ}")
+            print("stgrade --fork: the same total for every student")
         if not args.skip_nbgrader:
             stock = run_nbgrader(cohort, work / "nbgrader-course")
             print(f"{'nbgrader autograde (stock)':<34}{stock:>10.1f}{stock / n:>15.2f}")
             print(f"speed-up (nbgrader / stgrade): {stock / ours:.2f}x")
+            if forked is not None:
+                print(f"speed-up (nbgrader / stgrade --fork): {stock / forked:.2f}x (target: 40x)")
             stock_scores = {r["student_id"]: float(r["score"])
                             for r in csv.DictReader((work / "nbgrader-course" / "grades.csv").open())}
             from stgrade.course import load_lesson
