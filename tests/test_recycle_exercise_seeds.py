@@ -49,12 +49,28 @@ def test_every_correct_answer_passes_every_hidden_case_on_many_seeds():
 
 
 def _untrainable(model, data):
-    """Recycles correctly, then switches every weight off for training (the biases still train)."""
+    """Recycles correctly, then makes every weight's gradient 0 (the biases still train; requires_grad stays
+    on, so the check that the parameters can train passes and the training check itself must catch it)."""
+    import torch
+
     count = EXERCISE.reference(model, data)
     for name, p in model.named_parameters():
         if name.endswith("weight"):
-            p.requires_grad_(False)
+            p.register_hook(torch.zeros_like)
     return count
+
+
+def test_frozen_parameters_are_named_not_a_grader_crash():
+    """An answer that leaves requires_grad off everywhere used to crash the grader's own backward()."""
+    def frozen(model, data):
+        count = EXERCISE.reference(model, data)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return count
+
+    case = EXERCISE.cases("hidden", 0)[0]
+    problem = EXERCISE.compare(case, EXERCISE.run(frozen, case), EXERCISE.run(EXERCISE.reference, case))
+    assert problem is not None and problem.startswith("whether every weight and bias still requires grad"), problem
 
 
 @pytest.mark.parametrize("seed", [1007, 1043, 0, 1])

@@ -750,6 +750,10 @@ def _run_recycle_case(fn: Callable[..., Any], case: Case) -> dict[str, Any]:
             revived.append(((z > 0).any(dim=0) & dead[i]))
             h = torch.relu(z)
     out["first_layer_revived"] = bool(revived[0][dead[0]].all()) if dead[0].any() else True
+    out["parameters_trainable"] = all(p.requires_grad for p in params)
+    if not out["parameters_trainable"]:  # nothing can train (and backward() would raise here, in the grader)
+        out["revived_units_train"] = False
+        return out
     # training: a few SGD steps (mean squared error to fixed targets); each revived unit that the loss's
     # gradient reaches must learn. Its outgoing column starts at 0, so its incoming row gets no gradient
     # on the first step, and a unit revived on one or two examples can be switched off by that step's
@@ -802,6 +806,7 @@ _RECYCLE_WHERE = {
     "output_layer_rows_untouched": "whether the output layer's bias is untouched",
     "fresh_spread_ok": "whether the fresh weights have nn.Linear's spread (std 1/√(3·fan_in))",
     "first_layer_revived": "whether the recycled units of the first hidden layer are on for some example",
+    "parameters_trainable": "whether every weight and bias still requires grad (so that training can go on)",
     "revived_units_train": (f"whether the revived units that the loss's gradient reaches train: their incoming or "
                             f"outgoing weights change during {_R_STEPS} SGD steps"),
 }

@@ -286,7 +286,7 @@ def _gain_no_q(activation, second_moment, q=1.0):
 
 
 def _recycle_with(model, data, *, test="le", reduce="all", layers="hidden", incoming="fresh", outgoing="columns",
-                  bias="zero", which="dead", in_place=True, returns=True):
+                  bias="zero", which="dead", in_place=True, returns=True, freeze=False):
     modules = list(model)
     linears = [i for i, m in enumerate(modules) if isinstance(m, nn.Linear)]
     targets = linears if layers == "all" else linears[:-1]
@@ -337,6 +337,9 @@ def _recycle_with(model, data, *, test="le", reduce="all", layers="hidden", inco
                 elif outgoing == "rows":
                     following.weight[mask] = 0.0  # unit j's row of the next layer: the wrong unit (or an IndexError)
             count += k
+    if freeze:  # requires_grad switched off to write into the weights, and never switched back on
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
     return count if returns else None
 
 
@@ -513,4 +516,6 @@ RECYCLE: dict[str, Mutant] = {
                                "Linear's outputs are the network's outputs and must not be touched."),
     "returns_nothing": Mutant(_recycle(returns=False), "return the number of units recycled, so that a training "
                               "loop can log it."),
+    "frozen": Mutant(_recycle(freeze=True), "write into the weights under torch.no_grad(); switching requires_grad "
+                     "off (and not back on) leaves every parameter without a gradient, so nothing trains any more."),
 }
