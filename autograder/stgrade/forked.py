@@ -57,11 +57,11 @@ from typing import Any
 
 from . import bwrap
 from .cgroup import ScopeCgroup, SubmissionCgroup
+from .grading import SCRATCH_PREFIX
 from .sandbox import (KERNEL_NAME, MPL_CONFIG, Limits, SandboxKernel, SandboxUnavailable, _LIBC, _private_mounts,
-                      _seed_font_list, _zmq_context, sandbox_problem)
+                      _seed_font_list, _unmount_scratch, _zmq_context, sandbox_problem)
 from .zygote import _FROM_VIEW, FD_ENV
 
-SCRATCH_PREFIX = "stgrade-scratch-"  # as stgrade.grading's: swept with the worker's other leftovers
 _MS_BIND, _MS_SHARED = 4096, 1 << 20
 
 
@@ -236,7 +236,7 @@ class Zygote:
             self.cgroup = None
         if self.root is not None:
             if getattr(self, "shared", False):
-                _LIBC.umount2(str(self.root).encode(), 2)
+                _unmount_scratch(self.root)
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
